@@ -1,0 +1,636 @@
+//! The resource-server check: bearer token in, verdict out.
+//!
+//! A verdict is never an error: `Allow` carries the identity to hand to the application;
+//! `Deny` carries the reason, which fixes the status (401 invalid token, 403 unusable claims
+//! or scope, 503 AS unavailable). Every door maps a [`Denial`] to its response the same way.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::cache::{CacheKey, Fetched, KeyDeriver, VerdictCache};
+use crate::claims::{MappedIdentity, MappingError, map_identity};
+use crate::client_auth::ClientAuthenticator;
+use crate::config::{FilterConfig, RawOptions};
+use crate::error::{AsError, ConfigError};
+use crate::headers::IdentityHeader;
+use crate::http::{ReqwestTransport, Transport};
+use crate::introspect::introspect;
+use crate::log::{Level, LogSink, NoLog};
+use crate::thumbprint::{self, CertDigest};
+
+/// Longest bearer token accepted (longer ones are refused without asking the AS).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// No `Authorization: Bearer` credential.
+    MissingToken,
+    /// The header or token is malformed (wrong scheme, bad characters, too long).
+    MalformedToken,
+    /// The AS says the token is not active.
+    Inactive,
+    /// `exp` (or `mapping_expires_at`) has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `aud` does not hold a configured `token_audience`.
+    AudienceMismatch,
+    /// `iss` is not the configured `token_issuer`.
+    IssuerMismatch,
+    /// `scope` lacks a `token_required_scope`.
+    InsufficientScope,
+    /// A standard claim has the wrong type (`exp`, `nbf`, `cnf`, ...).
+    MalformedClaims(&'static str),
+    /// `thumbprint_verify` is on and the request carries no usable client certificate.
+    CertificateRequired,
+    /// The token is bound to another certificate, or not bound at all.
+    CertificateMismatch,
+    /// The identity claims do not map (403).
+    Unmappable(MappingError),
+    /// The AS could not answer (503).
+    Unavailable(AsError),
+}
+
+impl DenyReason {
+    /// The HTTP status for this reason.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Unmappable(_) | Self::InsufficientScope => 403,
+            Self::Unavailable(_) => 503,
+            _ => 401,
+        }
+    }
+
+    /// A short stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::MalformedToken => "malformed_token",
+            Self::Inactive => "inactive",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::AudienceMismatch => "audience_mismatch",
+            Self::IssuerMismatch => "issuer_mismatch",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::MalformedClaims(_) => "malformed_claims",
+            Self::CertificateRequired => "certificate_required",
+            Self::CertificateMismatch => "certificate_mismatch",
+            Self::Unmappable(_) => "unmappable_claims",
+            Self::Unavailable(_) => "as_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedClaims(what) => write!(f, "malformed claims: {what}"),
+            Self::Unmappable(e) => write!(f, "unmappable claims: {e}"),
+            Self::Unavailable(e) => write!(f, "{e}"),
+            other => f.write_str(&other.code().replace('_', " ")),
+        }
+    }
+}
+
+/// An accepted token's identity, shared by every request that presents it while cached.
+pub struct Grant {
+    identity: MappedIdentity,
+    expires: Option<f64>,
+    not_before: Option<f64>,
+    bound_to: Option<CertDigest>,
+    attachment: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant").field("expires", &self.expires).finish_non_exhaustive()
+    }
+}
+
+impl Grant {
+    /// The identity headers to set, in order.
+    pub fn headers(&self) -> &[(IdentityHeader, String)] {
+        &self.identity.headers
+    }
+
+    /// keystonemiddleware's `token_data` as JSON (`external.token_info`).
+    pub fn token_info_json(&self) -> &str {
+        &self.identity.token_info_json
+    }
+
+    /// A door's own per-grant data (say, prebuilt Python objects), made once on first use.
+    pub fn attachment<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        self.attachment.get_or_init(|| Box::new(make())).downcast_ref()
+    }
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Why.
+    pub reason: DenyReason,
+}
+
+impl Denial {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        self.reason.status()
+    }
+
+    /// The JSON error body, in the reference's shape.
+    pub fn body(&self) -> &'static str {
+        match self.reason {
+            DenyReason::Unmappable(_) => r#"{"error": {"code": 403, "title": "Forbidden", "message": "The request you have made is denied, because the necessary information could not be parsed."}}"#,
+            DenyReason::InsufficientScope => r#"{"error": {"code": 403, "title": "Forbidden", "message": "The request you have made is denied, because the token does not grant the required scope."}}"#,
+            DenyReason::Unavailable(_) => r#"{"error": {"code": 503, "title": "Service Unavailable", "message": "The request you have made is denied, because an exception occurred while accessing the external authentication server for token validation."}}"#,
+            _ => r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made is denied, because the token is invalid."}}"#,
+        }
+    }
+
+    /// The HTTP status line text, e.g. `401 Unauthorized`.
+    pub fn status_line(&self) -> &'static str {
+        match self.status() {
+            403 => "403 Forbidden",
+            503 => "503 Service Unavailable",
+            _ => "401 Unauthorized",
+        }
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Accepted, with the identity.
+    Allow(Arc<Grant>),
+    /// Refused.
+    Deny(Denial),
+}
+
+impl Verdict {
+    fn deny(reason: DenyReason) -> Self {
+        Self::Deny(Denial { reason })
+    }
+}
+
+#[derive(Clone)]
+enum Entry {
+    Allowed(Arc<Grant>),
+    Denied(DenyReason),
+}
+
+/// Counters, readable from both doors.
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    negative_hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    introspections: AtomicU64,
+    as_errors: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Cached positive verdicts used.
+    pub cache_hits: u64,
+    /// Cached negative verdicts used.
+    pub cache_negative_hits: u64,
+    /// Lookups that found nothing.
+    pub cache_misses: u64,
+    /// Misses that waited for another thread's introspection.
+    pub coalesced_waits: u64,
+    /// Introspection requests sent.
+    pub introspections: u64,
+    /// Introspections that failed (AS unreachable, error status, garbage).
+    pub as_errors: u64,
+    /// Entries held now.
+    pub cache_entries: u64,
+}
+
+impl Metrics {
+    /// Name/value pairs, for dicts and C arrays.
+    pub fn pairs(&self) -> [(&'static str, u64); 7] {
+        [
+            ("cache_hits", self.cache_hits),
+            ("cache_negative_hits", self.cache_negative_hits),
+            ("cache_misses", self.cache_misses),
+            ("coalesced_waits", self.coalesced_waits),
+            ("introspections", self.introspections),
+            ("as_errors", self.as_errors),
+            ("cache_entries", self.cache_entries),
+        ]
+    }
+}
+
+/// Validates bearer tokens. Build once at start-up; share across threads.
+pub struct Authenticator {
+    config: FilterConfig,
+    client: ClientAuthenticator,
+    transport: Arc<dyn Transport>,
+    keys: KeyDeriver,
+    cache: VerdictCache<Entry>,
+    log: Arc<dyn LogSink>,
+    counters: Counters,
+    challenge: String,
+    warnings: Vec<String>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("introspect_endpoint", &self.config.introspect_endpoint)
+            .field("client", &self.client)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Authenticator>();
+};
+
+enum Prepared<'a> {
+    Done(Verdict),
+    Check { token: &'a str, key: CacheKey, cert: Option<CertDigest> },
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// The token of an `Authorization` value: scheme `Bearer` in any case (RFC 7235), one token of
+/// visible ASCII. Anything else is malformed.
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
+    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(DenyReason::MissingToken)?;
+    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(if token.is_empty() { DenyReason::MalformedToken } else { DenyReason::MissingToken });
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(DenyReason::MissingToken);
+    }
+    if token.len() > MAX_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(DenyReason::MalformedToken);
+    }
+    Ok(token)
+}
+
+impl Authenticator {
+    /// Parses options (the one parser) and builds an authenticator. Unknown keys become
+    /// warnings (see [`Authenticator::warnings`]).
+    pub fn from_options<I, K, V>(pairs: I, log: Arc<dyn LogSink>) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let raw = RawOptions::from_pairs(pairs);
+        let mut auth = Self::new(FilterConfig::from_raw(&raw)?, log)?;
+        let unknown = raw.unknown().iter().map(|k| format!("The option \"{k}\" is not known to tokenward"));
+        auth.warnings.splice(0..0, unknown);
+        Ok(auth)
+    }
+
+    /// Builds from a checked config: loads keys and TLS material now.
+    pub fn new(config: FilterConfig, log: Arc<dyn LogSink>) -> Result<Self, ConfigError> {
+        let transport = Arc::new(ReqwestTransport::new(&config.client)?);
+        Self::with_transport(config, transport, log)
+    }
+
+    /// Builds with a given transport (fault-injection tests).
+    pub fn with_transport(
+        config: FilterConfig,
+        transport: Arc<dyn Transport>,
+        log: Arc<dyn LogSink>,
+    ) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
+        let client = ClientAuthenticator::new(&config.client, &mut warnings)?;
+        if !config.memcached_servers.is_empty() {
+            warnings.push("memcached_servers is set, but the shared cache tier is not available yet: using the in-process cache".into());
+        }
+        if config.client.tls.insecure {
+            warnings.push("insecure = true: the AS certificate is not verified".into());
+        }
+        let mut seed = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| ConfigError::new("token_cache_size", "no random source for the cache key"))?;
+        let p = &config.policy;
+        let policy = format!(
+            "{}\n{}\n{}\n{:?}\n{:?}\n{:?}",
+            config.introspect_endpoint, config.client.client_id, config.client.auth_method.as_str(),
+            p.audience, p.issuer, p.required_scope
+        );
+        let challenge = format!("Authorization OAuth 2.0 uri=\"{}\"", config.audience.replace('"', "%22"));
+        Ok(Self {
+            cache: VerdictCache::new(config.cache.capacity),
+            keys: KeyDeriver::new(&seed, &policy),
+            client,
+            transport,
+            log,
+            counters: Counters::default(),
+            challenge,
+            warnings,
+            config,
+        })
+    }
+
+    /// A quiet authenticator (no log sink).
+    pub fn without_log(config: FilterConfig) -> Result<Self, ConfigError> {
+        Self::new(config, Arc::new(NoLog))
+    }
+
+    /// Start-up warnings (unknown options, weak settings) for the door to log.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FilterConfig {
+        &self.config
+    }
+
+    /// The `WWW-Authenticate` value sent with 401 (the reference's format).
+    pub fn challenge(&self) -> &str {
+        &self.challenge
+    }
+
+    /// Response headers for a denial: `WWW-Authenticate` (401) or `Retry-After` (503).
+    pub fn denial_headers(&self, denial: &Denial) -> Vec<(&'static str, String)> {
+        match denial.status() {
+            401 => vec![("WWW-Authenticate", self.challenge.clone())],
+            503 => vec![("Retry-After", self.config.retry_after.to_string())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Counters and cache size.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.counters;
+        Metrics {
+            cache_hits: c.hits.load(Relaxed),
+            cache_negative_hits: c.negative_hits.load(Relaxed),
+            cache_misses: c.misses.load(Relaxed),
+            coalesced_waits: c.coalesced.load(Relaxed),
+            introspections: c.introspections.load(Relaxed),
+            as_errors: c.as_errors.load(Relaxed),
+            cache_entries: self.cache.len() as u64,
+        }
+    }
+
+    /// The check without network I/O: a verdict if the header alone or the cache decides,
+    /// `None` when the AS must be asked (call [`Authenticator::authenticate`] off the event
+    /// loop then).
+    pub fn lookup(&self, authorization: Option<&str>, client_cert: Option<&[u8]>) -> Option<Verdict> {
+        match self.prepare(authorization, client_cert) {
+            Prepared::Done(v) => Some(v),
+            Prepared::Check { key, cert, .. } => self.cached(key, cert.as_ref()),
+        }
+    }
+
+    /// The whole check: header, cache, then introspection (blocking, bounded by
+    /// `http_connect_timeout`), with concurrent misses on one token coalesced.
+    pub fn authenticate(&self, authorization: Option<&str>, client_cert: Option<&[u8]>) -> Verdict {
+        let (token, key, cert) = match self.prepare(authorization, client_cert) {
+            Prepared::Done(v) => return v,
+            Prepared::Check { token, key, cert } => (token, key, cert),
+        };
+        if let Some(v) = self.cached(key, cert.as_ref()) {
+            return v;
+        }
+        self.counters.misses.fetch_add(1, Relaxed);
+        let wait = self.config.client.timeout + Duration::from_secs(1);
+        let entry = match self.cache.get_or_compute(key, wait, || self.fetch(token, key)) {
+            Fetched::Computed(r) => r,
+            Fetched::Shared(r) => {
+                self.counters.coalesced.fetch_add(1, Relaxed);
+                r
+            }
+        };
+        let verdict = match entry {
+            Ok(entry) => self.judge(&entry, cert.as_ref(), unix_now()),
+            Err(e) => Verdict::deny(DenyReason::Unavailable(e)),
+        };
+        if let Verdict::Deny(d) = &verdict {
+            self.log_denial(key, d);
+        }
+        verdict
+    }
+
+    /// Forgets a token's cached verdict.
+    pub fn forget(&self, authorization: Option<&str>) {
+        if let Ok(token) = bearer_token(authorization) {
+            self.cache.remove(self.keys.key(token));
+        }
+    }
+
+    fn prepare<'a>(&self, authorization: Option<&'a str>, client_cert: Option<&[u8]>) -> Prepared<'a> {
+        let token = match bearer_token(authorization) {
+            Ok(t) => t,
+            Err(reason) => return Prepared::Done(Verdict::deny(reason)),
+        };
+        let cert = if self.config.policy.thumbprint_verify {
+            // Checked before any AS round trip: without a certificate the answer is known.
+            match client_cert.filter(|c| !c.is_empty()).and_then(thumbprint::cert_digest) {
+                Some(d) => Some(d),
+                None => return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired)),
+            }
+        } else {
+            None
+        };
+        Prepared::Check { token, key: self.keys.key(token), cert }
+    }
+
+    fn cached(&self, key: CacheKey, cert: Option<&CertDigest>) -> Option<Verdict> {
+        let entry = self.cache.get(key, Instant::now())?;
+        let counter = match entry {
+            Entry::Allowed(_) => &self.counters.hits,
+            Entry::Denied(_) => &self.counters.negative_hits,
+        };
+        counter.fetch_add(1, Relaxed);
+        let verdict = self.judge(&entry, cert, unix_now());
+        if matches!(&verdict, Verdict::Deny(d) if d.reason == DenyReason::Expired) {
+            self.cache.remove(key);
+        }
+        Some(verdict)
+    }
+
+    fn fetch(&self, token: &str, key: CacheKey) -> Result<Entry, AsError> {
+        self.counters.introspections.fetch_add(1, Relaxed);
+        let claims = introspect(&*self.transport, &self.client, &self.config.introspect_endpoint, token)
+            .inspect_err(|_| {
+                self.counters.as_errors.fetch_add(1, Relaxed);
+            })?;
+        let now = unix_now();
+        let entry = self.evaluate(&claims);
+        let ttl = match &entry {
+            Entry::Allowed(grant) => self.config.cache.active_ttl.map(|ttl| match grant.expires {
+                Some(exp) => ttl.min(Duration::from_secs_f64((exp - now).max(0.0))),
+                None => ttl,
+            }),
+            Entry::Denied(_) => self.config.cache.inactive_ttl,
+        };
+        if let Some(ttl) = ttl {
+            self.cache.insert(key, entry.clone(), ttl, Instant::now());
+        }
+        Ok(entry)
+    }
+
+    fn evaluate(&self, claims: &Map<String, Value>) -> Entry {
+        match self.evaluate_inner(claims) {
+            Ok(grant) => Entry::Allowed(Arc::new(grant)),
+            Err(reason) => Entry::Denied(reason),
+        }
+    }
+
+    fn evaluate_inner(&self, claims: &Map<String, Value>) -> Result<Grant, DenyReason> {
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Err(DenyReason::Inactive);
+        }
+        let time = |name: &'static str| match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(DenyReason::MalformedClaims(name)),
+        };
+        let exp = time("exp")?;
+        let nbf = time("nbf")?;
+        let policy = &self.config.policy;
+        if let Some(issuer) = &policy.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+                return Err(DenyReason::IssuerMismatch);
+            }
+        }
+        if !policy.audience.is_empty() {
+            let matches = |a: &str| policy.audience.iter().any(|want| want == a);
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => matches(a),
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(matches),
+                _ => false,
+            };
+            if !ok {
+                return Err(DenyReason::AudienceMismatch);
+            }
+        }
+        if !policy.required_scope.is_empty() {
+            let granted: Vec<&str> = claims.get("scope").and_then(Value::as_str).unwrap_or("").split(' ').collect();
+            if !policy.required_scope.iter().all(|s| granted.contains(&s.as_str())) {
+                return Err(DenyReason::InsufficientScope);
+            }
+        }
+        let bound_to = if policy.thumbprint_verify {
+            match claims.get("cnf") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
+                    None => None,
+                    Some(Value::String(x5t)) => thumbprint::decode_x5t(x5t),
+                    Some(_) => return Err(DenyReason::MalformedClaims("cnf.x5t#S256")),
+                },
+                Some(_) => return Err(DenyReason::MalformedClaims("cnf")),
+            }
+        } else {
+            None
+        };
+        let identity = map_identity(&self.config.mapping, claims).map_err(DenyReason::Unmappable)?;
+        let expires = match (exp, identity.expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Grant { identity, expires, not_before: nbf, bound_to, attachment: OnceLock::new() })
+    }
+
+    fn judge(&self, entry: &Entry, cert: Option<&CertDigest>, now: f64) -> Verdict {
+        let grant = match entry {
+            Entry::Denied(reason) => return Verdict::deny(reason.clone()),
+            Entry::Allowed(grant) => grant,
+        };
+        let leeway = self.config.policy.leeway.as_secs_f64();
+        if grant.expires.is_some_and(|exp| now > exp + leeway) {
+            return Verdict::deny(DenyReason::Expired);
+        }
+        if grant.not_before.is_some_and(|nbf| now + leeway < nbf) {
+            return Verdict::deny(DenyReason::NotYetValid);
+        }
+        if self.config.policy.thumbprint_verify {
+            match (grant.bound_to.as_ref(), cert) {
+                (Some(bound), Some(presented)) if thumbprint::digests_match(bound, presented) => {}
+                _ => return Verdict::deny(DenyReason::CertificateMismatch),
+            }
+        }
+        Verdict::Allow(Arc::clone(grant))
+    }
+
+    fn log_denial(&self, key: CacheKey, denial: &Denial) {
+        let level = match denial.reason {
+            DenyReason::Unavailable(_) => Level::Error,
+            DenyReason::Unmappable(_) | DenyReason::MalformedClaims(_) => Level::Warning,
+            _ => Level::Info,
+        };
+        if self.log.enabled(level) {
+            let hint = match &denial.reason {
+                DenyReason::Unavailable(AsError::CredentialsRejected { .. }) => {
+                    "; check client_id, client_secret, auth_method and the keys"
+                }
+                _ => "",
+            };
+            self.log.log(
+                level,
+                &format!(
+                    "{} {}: token {} ({}){hint}",
+                    denial.status(),
+                    denial.status_line().split_once(' ').map_or("", |(_, t)| t),
+                    fingerprint(key),
+                    denial.reason
+                ),
+            );
+        }
+    }
+}
+
+/// A short, non-reversible label of a token for logs (part of its keyed cache hash).
+pub fn fingerprint(key: CacheKey) -> String {
+    format!("fp:{:012x}", key >> 80)
+}
+
+impl From<String> for AsError {
+    fn from(message: String) -> Self {
+        AsError::Unreachable(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some("bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some("BEARER  abc ")), Ok("abc"));
+        assert_eq!(bearer_token(None), Err(DenyReason::MissingToken));
+        assert_eq!(bearer_token(Some("Bearer")), Err(DenyReason::MissingToken));
+        assert_eq!(bearer_token(Some("Bearer ")), Err(DenyReason::MissingToken));
+        assert_eq!(bearer_token(Some("Basic abc")), Err(DenyReason::MissingToken));
+        assert_eq!(bearer_token(Some("Bearer a b")), Err(DenyReason::MalformedToken));
+        assert_eq!(bearer_token(Some("Bearer tök")), Err(DenyReason::MalformedToken));
+        assert_eq!(bearer_token(Some("abc")), Err(DenyReason::MalformedToken));
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(bearer_token(Some(&long)), Err(DenyReason::MalformedToken));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(DenyReason::Inactive.status(), 401);
+        assert_eq!(DenyReason::InsufficientScope.status(), 403);
+        assert_eq!(DenyReason::Unavailable(AsError::Unreachable("x".into())).status(), 503);
+        let d = Denial { reason: DenyReason::Expired };
+        assert_eq!(d.body().len(), 130, "the reference's 401 body is 130 bytes");
+    }
+}

@@ -1,0 +1,328 @@
+//! Claim paths and the mapping of an introspection answer to OpenStack identity headers.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::config::MappingConfig;
+use crate::headers::{self as h, IdentityHeader};
+
+/// A dotted claim path such as `project.domain.id`. Walks objects only; never falls back to
+/// the root (unlike the reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath(Vec<String>);
+
+impl ClaimPath {
+    /// Parses `a.b.c`; an empty segment is an error.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(format!("has an empty segment in claim path {text:?}"));
+        }
+        Ok(Self(segments))
+    }
+
+    /// The value at this path, if every step is an object holding the next key.
+    pub fn lookup<'a>(&self, root: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.0.split_first()?;
+        let mut value = root.get(first)?;
+        for segment in rest {
+            value = value.as_object()?.get(segment)?;
+        }
+        Some(value)
+    }
+}
+
+impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+/// Why a token's claims could not be mapped (a 403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingError {
+    /// The `mapping_*` option whose claim failed.
+    pub option: &'static str,
+    /// What was wrong with the claim.
+    pub problem: &'static str,
+}
+
+impl fmt::Display for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "claim of {} {}", self.option, self.problem)
+    }
+}
+
+/// The identity a token maps to: the headers to set and the `token_data` document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedIdentity {
+    /// Headers to set, in the reference's order.
+    pub headers: Vec<(IdentityHeader, String)>,
+    /// keystonemiddleware's `token_data` (exposed as `external.token_info`), JSON text.
+    pub token_info_json: String,
+    /// The `mapping_expires_at` value, if configured and present.
+    pub expires_at: Option<f64>,
+}
+
+const MISSING: &str = "is missing or empty";
+const NOT_STRING: &str = "is not a string";
+const CONTROL: &str = "contains control characters";
+
+fn text(claims: &Map<String, Value>, path: &ClaimPath, option: &'static str) -> Result<Option<String>, MappingError> {
+    match path.lookup(claims) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(MappingError { option, problem: CONTROL }),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(MappingError { option, problem: NOT_STRING }),
+    }
+}
+
+fn required(claims: &Map<String, Value>, path: &ClaimPath, option: &'static str) -> Result<String, MappingError> {
+    text(claims, path, option)?.ok_or(MappingError { option, problem: MISSING })
+}
+
+fn required_opt(
+    claims: &Map<String, Value>,
+    path: Option<&ClaimPath>,
+    option: &'static str,
+) -> Result<String, MappingError> {
+    let path = path.ok_or(MappingError { option, problem: "is not configured" })?;
+    required(claims, path, option)
+}
+
+fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, MappingError> {
+    const OPTION: &str = "mapping_roles";
+    match path.lookup(claims) {
+        Some(Value::Array(items)) => {
+            let mut joined = String::new();
+            for item in items {
+                let Value::String(role) = item else {
+                    return Err(MappingError { option: OPTION, problem: "holds a non-string role" });
+                };
+                if role.contains(',') || role.chars().any(char::is_control) {
+                    return Err(MappingError { option: OPTION, problem: "holds a role with a comma or control character" });
+                }
+                if !joined.is_empty() {
+                    joined.push(',');
+                }
+                joined.push_str(role);
+            }
+            if joined.is_empty() {
+                return Err(MappingError { option: OPTION, problem: MISSING });
+            }
+            Ok(joined)
+        }
+        _ => required(claims, path, OPTION),
+    }
+}
+
+/// Maps the claims of an active token, as keystonemiddleware does, minus its bugs: no root
+/// fallback, roles may be a JSON array, admin detection trims spaces, `X-Is-Admin-Project`
+/// is always set (`true`/`false`).
+pub fn map_identity(cfg: &MappingConfig, claims: &Map<String, Value>) -> Result<MappedIdentity, MappingError> {
+    let roles = roles(claims, &cfg.roles)?;
+    let is_admin = roles.split(',').any(|r| r.trim().eq_ignore_ascii_case("admin"));
+    let system = match cfg.system_scope.as_ref().and_then(|p| p.lookup(claims)) {
+        None | Some(Value::Null | Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(MappingError { option: "mapping_system_scope", problem: "is not a boolean" }),
+    };
+    let project_id = match (&cfg.project_id, system) {
+        (Some(path), false) => text(claims, path, "mapping_project_id")?,
+        _ => None,
+    };
+    let expires_at = match cfg.expires_at.as_ref().and_then(|p| p.lookup(claims)) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => return Err(MappingError { option: "mapping_expires_at", problem: "is not a number" }),
+    };
+
+    let mut info = Map::new();
+    info.insert("origin_token_metadata".into(), Value::Object(claims.clone()));
+    info.insert("roles".into(), Value::String(roles.clone()));
+    info.insert("is_admin".into(), Value::String(if is_admin { "true" } else { "false" }.into()));
+
+    let mut headers = vec![
+        (h::IDENTITY_STATUS, "Confirmed".to_owned()),
+        (h::ROLES, roles.clone()),
+        (h::ROLE, roles),
+    ];
+    let mut scope_headers = Vec::new();
+    if system {
+        info.insert("system_scope".into(), Value::String("all".into()));
+        scope_headers.push((h::SYSTEM_SCOPE, "all".to_owned()));
+    } else if let Some(project_id) = project_id {
+        let name = required_opt(claims, cfg.project_name.as_ref(), "mapping_project_name")?;
+        let domain_id = required_opt(claims, cfg.project_domain_id.as_ref(), "mapping_project_domain_id")?;
+        let domain_name = required_opt(claims, cfg.project_domain_name.as_ref(), "mapping_project_domain_name")?;
+        for (k, v) in [
+            ("project_id", &project_id),
+            ("project_name", &name),
+            ("project_domain_id", &domain_id),
+            ("project_domain_name", &domain_name),
+        ] {
+            info.insert(k.into(), Value::String(v.clone()));
+        }
+        scope_headers.extend([
+            (h::PROJECT_ID, project_id.clone()),
+            (h::PROJECT_NAME, name.clone()),
+            (h::PROJECT_DOMAIN_ID, domain_id),
+            (h::PROJECT_DOMAIN_NAME, domain_name),
+            (h::TENANT_ID, project_id.clone()),
+            (h::TENANT_NAME, name),
+            (h::TENANT, project_id),
+        ]);
+    } else {
+        let domain_id = required_opt(claims, cfg.project_domain_id.as_ref(), "mapping_project_domain_id")?;
+        let domain_name = required_opt(claims, cfg.project_domain_name.as_ref(), "mapping_project_domain_name")?;
+        info.insert("domain_id".into(), Value::String(domain_id.clone()));
+        info.insert("domain_name".into(), Value::String(domain_name.clone()));
+        scope_headers.extend([(h::DOMAIN_ID, domain_id), (h::DOMAIN_NAME, domain_name)]);
+    }
+    let user_id = required(claims, &cfg.user_id, "mapping_user_id")?;
+    let user_name = required(claims, &cfg.user_name, "mapping_user_name")?;
+    let user_domain_id = required(claims, &cfg.user_domain_id, "mapping_user_domain_id")?;
+    let user_domain_name = required(claims, &cfg.user_domain_name, "mapping_user_domain_name")?;
+    for (k, v) in [
+        ("user_id", &user_id),
+        ("user_name", &user_name),
+        ("user_domain_id", &user_domain_id),
+        ("user_domain_name", &user_domain_name),
+    ] {
+        info.insert(k.into(), Value::String(v.clone()));
+    }
+    headers.extend([
+        (h::USER_ID, user_id),
+        (h::USER_NAME, user_name.clone()),
+        (h::USER, user_name),
+        (h::USER_DOMAIN_ID, user_domain_id),
+        (h::USER_DOMAIN_NAME, user_domain_name),
+        (h::IS_ADMIN_PROJECT, if is_admin { "true" } else { "false" }.to_owned()),
+    ]);
+    headers.extend(scope_headers);
+    Ok(MappedIdentity {
+        headers,
+        token_info_json: Value::Object(info).to_string(),
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FilterConfig, RawOptions};
+    use serde_json::json;
+
+    fn mapping(extra: &[(&str, &str)]) -> MappingConfig {
+        let mut pairs = vec![
+            ("introspect_endpoint", "https://as/introspect"),
+            ("audience", "https://as"),
+            ("client_id", "rs"),
+            ("client_secret", "x"),
+            ("mapping_project_id", "project.id"),
+            ("mapping_project_name", "project.name"),
+            ("mapping_project_domain_id", "project.domain.id"),
+            ("mapping_project_domain_name", "project.domain.name"),
+            ("mapping_user_id", "user.id"),
+            ("mapping_user_name", "user.name"),
+            ("mapping_user_domain_id", "user.domain.id"),
+            ("mapping_user_domain_name", "user.domain.name"),
+            ("mapping_roles", "roles"),
+            ("mapping_system_scope", "system"),
+        ];
+        pairs.extend_from_slice(extra);
+        FilterConfig::from_raw(&RawOptions::from_pairs(pairs)).unwrap().mapping
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn sample() -> Value {
+        json!({
+            "active": true,
+            "project": {"id": "p1", "name": "demo", "domain": {"id": "d", "name": "D"}},
+            "user": {"id": "u1", "name": "alice", "domain": {"id": "ud", "name": "UD"}},
+            "roles": "member, admin"
+        })
+    }
+
+    fn header<'a>(m: &'a MappedIdentity, name: &str) -> Option<&'a str> {
+        m.headers.iter().find(|(h, _)| h.name == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn project_scope_sets_reference_headers() {
+        let m = map_identity(&mapping(&[]), &claims(sample())).unwrap();
+        assert_eq!(header(&m, "X-Project-Id"), Some("p1"));
+        assert_eq!(header(&m, "X-Tenant"), Some("p1"));
+        assert_eq!(header(&m, "X-Roles"), Some("member, admin"));
+        assert_eq!(header(&m, "X-Is-Admin-Project"), Some("true"));
+        assert_eq!(header(&m, "X-User"), Some("alice"));
+        assert_eq!(header(&m, "OpenStack-System-Scope"), None);
+        let info: Value = serde_json::from_str(&m.token_info_json).unwrap();
+        assert_eq!(info["project_id"], "p1");
+        assert_eq!(info["origin_token_metadata"]["user"]["id"], "u1");
+        assert_eq!(info["is_admin"], "true");
+    }
+
+    #[test]
+    fn roles_array_and_non_admin() {
+        let mut v = sample();
+        v["roles"] = json!(["member", "reader"]);
+        let m = map_identity(&mapping(&[]), &claims(v)).unwrap();
+        assert_eq!(header(&m, "X-Roles"), Some("member,reader"));
+        assert_eq!(header(&m, "X-Is-Admin-Project"), Some("false"));
+    }
+
+    #[test]
+    fn system_and_domain_scope() {
+        let mut v = sample();
+        v["system"] = json!(true);
+        let m = map_identity(&mapping(&[]), &claims(v.clone())).unwrap();
+        assert_eq!(header(&m, "OpenStack-System-Scope"), Some("all"));
+        assert_eq!(header(&m, "X-Project-Id"), None);
+        v["system"] = json!("all");
+        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().option, "mapping_system_scope");
+        let mut v = sample();
+        v["project"]["id"] = json!("");
+        let m = map_identity(&mapping(&[]), &claims(v)).unwrap();
+        assert_eq!(header(&m, "X-Domain-Id"), Some("d"));
+        assert_eq!(header(&m, "X-Project-Id"), None);
+    }
+
+    #[test]
+    fn no_fallback_to_root() {
+        let v = json!({"project": {}, "id": "root-id", "name": "x", "roles": "r",
+                       "user": {"id": "u", "name": "n", "domain": {"id": "d", "name": "D"}}});
+        // project.id missing → domain scope, and project.domain.id is not taken from the root.
+        let err = map_identity(&mapping(&[]), &claims(v)).unwrap_err();
+        assert_eq!(err.option, "mapping_project_domain_id");
+    }
+
+    #[test]
+    fn wrong_types_and_control_characters_are_refused() {
+        let mut v = sample();
+        v["user"]["id"] = json!(42);
+        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem, NOT_STRING);
+        let mut v = sample();
+        v["user"]["name"] = json!("evil\r\nX-Roles: admin");
+        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem, CONTROL);
+        let mut v = sample();
+        v["roles"] = json!([]);
+        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().option, "mapping_roles");
+        let mut v = sample();
+        v["user"] = json!("not-an-object");
+        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem, MISSING);
+    }
+
+    #[test]
+    fn expires_at_accepts_float() {
+        let mut v = sample();
+        v["exp2"] = json!(1.5e9);
+        let m = map_identity(&mapping(&[("mapping_expires_at", "exp2")]), &claims(v)).unwrap();
+        assert_eq!(m.expires_at, Some(1.5e9));
+    }
+}

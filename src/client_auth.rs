@@ -1,0 +1,211 @@
+//! The five client-authentication methods, one implementation for introspection and for the
+//! Client Credentials grant (RFC 6749 §2.3, RFC 7523 §2.2, RFC 8705 §2).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::assertion::AssertionSigner;
+use crate::config::{AuthMethod, BasicEncoding, ClientConfig};
+use crate::error::{AsError, ConfigError};
+use crate::secret::Secret;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Authenticates this client to the AS. Sends exactly one credential per request: never the
+/// secret beside an assertion.
+pub struct ClientAuthenticator {
+    client_id: String,
+    method: AuthMethod,
+    basic_header: Option<Secret>,
+    secret: Option<Secret>,
+    signer: Option<AssertionSigner>,
+    audience: String,
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for ClientAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthenticator")
+            .field("client_id", &self.client_id)
+            .field("method", &self.method)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request ready to send: the `Authorization` value and the form body. Both hold
+/// credentials, so neither is ever logged.
+pub struct EncodedRequest {
+    /// `Authorization` header value, for client_secret_basic.
+    pub authorization: Option<Secret>,
+    /// The form body.
+    pub body: Secret,
+}
+
+/// The `Authorization: Basic` value for an id and secret.
+pub fn basic_authorization(client_id: &str, secret: &str, encoding: BasicEncoding) -> String {
+    let pair = match encoding {
+        BasicEncoding::Rfc6749 => {
+            let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+            let secret: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            format!("{id}:{secret}")
+        }
+        BasicEncoding::Raw => format!("{client_id}:{secret}"),
+    };
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+impl ClientAuthenticator {
+    /// Loads keys and checks that the method has what it needs. Warnings (weak HMAC secret)
+    /// are appended to `warnings`.
+    pub fn new(cfg: &ClientConfig, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let needs_audience = matches!(cfg.auth_method, AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt);
+        let audience = cfg.audience.clone().unwrap_or_default();
+        if needs_audience && audience.is_empty() {
+            return Err(ConfigError::new(
+                "audience",
+                format!("is required by auth_method = {} (use the AS issuer URL)", cfg.auth_method.as_str()),
+            ));
+        }
+        let algorithm = cfg.jwt_algorithm.as_deref().unwrap_or_default();
+        let signer = match cfg.auth_method {
+            AuthMethod::ClientSecretJwt => {
+                let secret = cfg.client_secret.as_ref().ok_or_else(|| ConfigError::new("client_secret", "is required"))?;
+                let (signer, warning) = AssertionSigner::for_secret(algorithm, secret)?;
+                warnings.extend(warning);
+                Some(signer)
+            }
+            AuthMethod::PrivateKeyJwt => {
+                let path = cfg.jwt_key_file.as_ref().ok_or_else(|| ConfigError::new("jwt_key_file", "is required"))?;
+                Some(AssertionSigner::for_key_file(algorithm, path)?)
+            }
+            _ => None,
+        };
+        if needs_audience && cfg.jwt_lifetime > Duration::from_secs(300) {
+            warnings.push(format!(
+                "jwt_bearer_time_out is {} s; strict servers cap assertion lifetimes (Keycloak: 60 s from iat)",
+                cfg.jwt_lifetime.as_secs()
+            ));
+        }
+        let basic_header = match (cfg.auth_method, &cfg.client_secret) {
+            (AuthMethod::ClientSecretBasic, Some(secret)) => {
+                Some(Secret::new(basic_authorization(&cfg.client_id, secret.expose(), cfg.basic_encoding)))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            client_id: cfg.client_id.clone(),
+            method: cfg.auth_method,
+            basic_header,
+            secret: cfg.client_secret.clone(),
+            signer,
+            audience,
+            lifetime: cfg.jwt_lifetime,
+        })
+    }
+
+    /// The method in use.
+    pub fn method(&self) -> AuthMethod {
+        self.method
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Encodes a request: this client's credential fields first, then `params`. A JWT method
+    /// signs a fresh assertion (new `jti`) for every call.
+    pub fn encode(&self, params: &[(&str, &str)]) -> Result<EncodedRequest, AsError> {
+        let mut form = form_urlencoded::Serializer::new(String::with_capacity(256));
+        match self.method {
+            AuthMethod::ClientSecretBasic => {}
+            AuthMethod::ClientSecretPost => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", self.secret.as_ref().map(Secret::expose).unwrap_or_default());
+            }
+            AuthMethod::TlsClientAuth => {
+                form.append_pair("client_id", &self.client_id);
+            }
+            AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
+                let signer = self.signer.as_ref().ok_or_else(|| AsError::Assertion("no signing key".into()))?;
+                let assertion = signer.assertion(&self.client_id, &self.audience, self.lifetime)?;
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_assertion_type", ASSERTION_TYPE);
+                form.append_pair("client_assertion", assertion.expose());
+            }
+        }
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        Ok(EncodedRequest { authorization: self.basic_header.clone(), body: Secret::new(form.finish()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawOptions;
+
+    // client-credentials.md §3.1.
+    #[test]
+    fn basic_vectors() {
+        let rfc = |id, s| basic_authorization(id, s, BasicEncoding::Rfc6749);
+        let raw = |id, s| basic_authorization(id, s, BasicEncoding::Raw);
+        let b1 = "Basic dGFja2VyX3NlcnZpY2U6aUlLNmxBUkx6SmdvUVF5TXlveW1OWXJHVER1UjA3MzNT";
+        assert_eq!(rfc("tacker_service", "iIK6lARLzJgoQQyMyoymNYrGTDuR0733S"), b1);
+        assert_eq!(raw("tacker_service", "iIK6lARLzJgoQQyMyoymNYrGTDuR0733S"), b1);
+        assert_eq!(
+            rfc("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="),
+            "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="
+        );
+        assert_eq!(raw("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="),
+            "Basic MVBwRy9RIDE6ei90WjlWd0ZacUFwbUlRK1pIMUk1cExrL3VCNHVkOlgyLzhiTCt3ZkZUdDFyRnc9");
+        assert_eq!(rfc("client:with:colon", "p%40ss w0rd&x=y"), "Basic Y2xpZW50JTNBd2l0aCUzQWNvbG9uOnAlMjU0MHNzK3cwcmQlMjZ4JTNEeQ==");
+        assert_eq!(rfc("svc", "s3cr3t~*-._!'()"), "Basic c3ZjOnMzY3IzdCU3RSotLl8lMjElMjclMjglMjk=");
+        assert_eq!(rfc("svc", "pässwörd€"), "Basic c3ZjOnAlQzMlQTRzc3clQzMlQjZyZCVFMiU4MiVBQw==");
+        assert_eq!(rfc("client", " %&+£€"), "Basic Y2xpZW50OislMjUlMjYlMkIlQzIlQTMlRTIlODIlQUM=");
+    }
+
+    fn auth(method: &str, extra: &[(&str, &str)]) -> ClientAuthenticator {
+        let mut pairs = vec![("client_id", "ksm"), ("client_secret", "s3cr:et"), ("auth_method", method), ("audience", "https://as")];
+        pairs.extend_from_slice(extra);
+        let cfg = ClientConfig::from_raw(&RawOptions::from_pairs(pairs)).unwrap();
+        ClientAuthenticator::new(&cfg, &mut Vec::new()).unwrap()
+    }
+
+    const PARAMS: &[(&str, &str)] = &[("token", "T"), ("token_type_hint", "access_token")];
+
+    // external_oauth2_token.md §4: the exact bodies.
+    #[test]
+    fn form_bodies_match_the_reference() {
+        let r = auth("client_secret_basic", &[]).encode(PARAMS).unwrap();
+        assert_eq!(r.body.expose(), "token=T&token_type_hint=access_token");
+        assert_eq!(r.authorization.unwrap().expose(), "Basic a3NtOnMzY3IlM0FldA==");
+        let r = auth("client_secret_post", &[]).encode(PARAMS).unwrap();
+        assert_eq!(r.body.expose(), "client_id=ksm&client_secret=s3cr%3Aet&token=T&token_type_hint=access_token");
+        assert!(r.authorization.is_none());
+    }
+
+    #[test]
+    fn jwt_method_never_sends_the_secret() {
+        let a = auth("client_secret_jwt", &[("jwt_algorithm", "HS256")]);
+        let r1 = a.encode(PARAMS).unwrap();
+        let r2 = a.encode(PARAMS).unwrap();
+        let body = r1.body.expose();
+        assert!(body.starts_with("client_id=ksm&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=ey"));
+        assert!(!body.contains("client_secret="));
+        assert!(body.ends_with("&token=T&token_type_hint=access_token"));
+        assert_ne!(r1.body.expose(), r2.body.expose(), "assertions are never reused");
+        assert!(r1.authorization.is_none());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let a = auth("client_secret_basic", &[]);
+        let text = format!("{a:?}");
+        assert!(!text.contains("s3cr"), "{text}");
+    }
+}

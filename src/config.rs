@@ -1,0 +1,742 @@
+//! The one configuration parser: a flat map of option names to string values, as a paste
+//! section, an oslo.config group, the C builder and the tests all give it.
+//!
+//! Every option of keystonemiddleware's `[ext_oauth2_auth]` group keeps its name and meaning;
+//! [`OPTIONS`] lists them with tokenward's additions. Values are strings; an empty value counts
+//! as unset (as in the reference). A value that can never work is an error naming the option.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::claims::ClaimPath;
+use crate::error::ConfigError;
+use crate::secret::Secret;
+
+/// The type of an option's value, for parsing and for registering it with oslo.config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    /// Free text.
+    Str,
+    /// Secret text (never logged).
+    Secret,
+    /// `true/false/yes/no/on/off/1/0`, any case.
+    Bool,
+    /// A whole number.
+    Int,
+    /// Comma-separated list.
+    List,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+}
+
+/// Where an option comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// keystonemiddleware 13.0.1 `[ext_oauth2_auth]`.
+    Reference,
+    /// Tacker's outbound client options in the same group.
+    Tacker,
+    /// Added by tokenward.
+    Tokenward,
+}
+
+/// One configuration option.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    /// The option name, as in the ini file.
+    pub name: &'static str,
+    /// Value type.
+    pub kind: OptionKind,
+    /// Default as text, if any.
+    pub default: Option<&'static str>,
+    /// Who defined it.
+    pub origin: Origin,
+    /// One-line meaning.
+    pub help: &'static str,
+}
+
+const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "tls_client_auth",
+    "private_key_jwt",
+    "client_secret_jwt",
+];
+
+const fn opt(
+    name: &'static str,
+    kind: OptionKind,
+    default: Option<&'static str>,
+    origin: Origin,
+    help: &'static str,
+) -> OptionSpec {
+    OptionSpec { name, kind, default, origin, help }
+}
+
+use OptionKind::{Bool, Choice, Int, List, Str};
+use Origin::{Reference as Ksm, Tacker, Tokenward as Tw};
+
+/// Every option tokenward understands, in README order.
+pub const OPTIONS: &[OptionSpec] = &[
+    opt("introspect_endpoint", Str, None, Ksm, "RFC 7662 introspection endpoint URL (required by the filter)"),
+    opt("audience", Str, None, Ksm, "`aud` of client assertions (use the AS issuer URL); shown in WWW-Authenticate (required by the filter)"),
+    opt("auth_method", Choice(AUTH_METHODS), Some("client_secret_basic"), Ksm, "how tokenward authenticates to the AS"),
+    opt("client_id", Str, None, Ksm, "tokenward's client id at the AS (required)"),
+    opt("client_secret", OptionKind::Secret, None, Ksm, "client secret (client_secret_basic, client_secret_post, client_secret_jwt)"),
+    opt("jwt_key_file", Str, None, Ksm, "PEM private key for private_key_jwt (PKCS#1, PKCS#8 or SEC1); read once at start-up"),
+    opt("jwt_algorithm", Str, None, Ksm, "assertion algorithm: HS256/384/512 (client_secret_jwt); RS/PS256-512, ES256/384/512, EdDSA (private_key_jwt)"),
+    opt("jwt_bearer_time_out", Int, Some("3600"), Ksm, "client assertion lifetime in seconds"),
+    opt("certfile", Str, None, Ksm, "client certificate for TLS to the AS (may also hold the key)"),
+    opt("keyfile", Str, None, Ksm, "private key for certfile"),
+    opt("cafile", Str, None, Ksm, "CA bundle that verifies the AS; unset means the system roots"),
+    opt("insecure", Bool, Some("false"), Ksm, "do not verify the AS certificate (testing only)"),
+    opt("http_connect_timeout", Int, Some("10"), Ksm, "seconds for one whole request to the AS (connect and read)"),
+    opt("thumbprint_verify", Bool, Some("false"), Ksm, "require RFC 8705 `cnf.x5t#S256` to match the caller's certificate"),
+    opt("mapping_project_id", Str, None, Ksm, "claim path of the project id; a value makes the token project-scoped"),
+    opt("mapping_project_name", Str, None, Ksm, "claim path of the project name"),
+    opt("mapping_project_domain_id", Str, None, Ksm, "claim path of the project domain id (also the domain id of domain-scoped tokens)"),
+    opt("mapping_project_domain_name", Str, None, Ksm, "claim path of the project domain name"),
+    opt("mapping_user_id", Str, Some("client_id"), Ksm, "claim path of the user id"),
+    opt("mapping_user_name", Str, Some("username"), Ksm, "claim path of the user name"),
+    opt("mapping_user_domain_id", Str, None, Ksm, "claim path of the user domain id (required)"),
+    opt("mapping_user_domain_name", Str, None, Ksm, "claim path of the user domain name (required)"),
+    opt("mapping_roles", Str, None, Ksm, "claim path of the roles: a comma-separated string or a JSON array of strings (required)"),
+    opt("mapping_system_scope", Str, None, Ksm, "claim path of a boolean; true makes the token system-scoped"),
+    opt("mapping_expires_at", Str, None, Ksm, "claim path of an extra expiry time (NumericDate), checked like `exp`"),
+    opt("token_cache_time", Int, Some("300"), Ksm, "seconds an active token is cached, capped by its `exp`; 0 or less disables caching"),
+    opt("memcached_servers", List, None, Ksm, "memcached servers (`host:port`) for a shared cache tier"),
+    opt("memcache_servers", List, None, Ksm, "deprecated name of memcached_servers"),
+    opt("memcache_security_strategy", Choice(&["None", "MAC", "ENCRYPT"]), Some("None"), Ksm, "protection of shared cache entries (any case)"),
+    opt("memcache_secret_key", OptionKind::Secret, None, Ksm, "secret for MAC/ENCRYPT"),
+    opt("memcache_pool_dead_retry", Int, Some("300"), Ksm, "seconds a dead memcached server is left alone"),
+    opt("memcache_pool_maxsize", Int, Some("10"), Ksm, "connections per memcached server"),
+    opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached operation"),
+    opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "seconds an idle memcached connection is kept"),
+    opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "seconds to wait for a pooled memcached connection"),
+    opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool"),
+    opt("auth_type", Str, None, Ksm, "accepted for compatibility; unused"),
+    opt("auth_section", Str, None, Ksm, "accepted for compatibility; unused"),
+    opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
+    opt("scope", Str, None, Tacker, "scope requested by the outbound client"),
+    opt("use_ext_oauth2_auth", Bool, Some("false"), Tacker, "Tacker's switch for the outbound client; read by Tacker"),
+    opt("token_cache_size", Int, Some("10000"), Tw, "most tokens held in the in-process cache"),
+    opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached; 0 disables"),
+    opt("token_time_leeway", Int, Some("5"), Tw, "seconds of clock skew allowed when checking `exp` and `nbf`"),
+    opt("token_audience", List, None, Tw, "if set, the token's `aud` must contain one of these"),
+    opt("token_issuer", Str, None, Tw, "if set, the token's `iss` must equal this"),
+    opt("token_required_scope", List, None, Tw, "if set, the token's `scope` must contain all of these"),
+    opt("retry_after", Int, Some("5"), Tw, "seconds sent in `Retry-After` when the AS cannot answer (503)"),
+    opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
+];
+
+/// Keys a paste or oslo.config source passes that are not options and are silently skipped.
+pub const IGNORED_KEYS: &[&str] = &[
+    "here",
+    "__file__",
+    "configkey",
+    "log_name",
+    "oslo_config_project",
+    "oslo_config_file",
+    "oslo_config_config",
+];
+
+/// Looks up an option by name.
+pub fn option(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+/// Options as given, checked against [`OPTIONS`]; the typed configs read from it.
+#[derive(Clone, Default)]
+pub struct RawOptions {
+    values: BTreeMap<&'static str, String>,
+    unknown: Vec<String>,
+}
+
+impl std::fmt::Debug for RawOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.values {
+            match option(k).map(|o| o.kind) {
+                Some(OptionKind::Secret) => m.entry(k, &"***"),
+                _ => m.entry(k, v),
+            };
+        }
+        m.finish()
+    }
+}
+
+impl RawOptions {
+    /// Reads a flat map. Unknown keys are collected (see [`RawOptions::unknown`]), not errors;
+    /// empty values count as unset. Choice and type errors surface when a typed config reads them.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut raw = RawOptions::default();
+        for (k, v) in pairs {
+            raw.set(k.as_ref(), v.as_ref());
+        }
+        raw
+    }
+
+    /// Sets one option; returns false (and records it) when the key is not an option.
+    pub fn set(&mut self, key: &str, value: &str) -> bool {
+        match option(key) {
+            Some(spec) => {
+                let value = value.trim();
+                if value.is_empty() {
+                    self.values.remove(spec.name);
+                } else {
+                    self.values.insert(spec.name, value.to_owned());
+                }
+                true
+            }
+            None => {
+                if !IGNORED_KEYS.contains(&key) && !self.unknown.iter().any(|k| k == key) {
+                    self.unknown.push(key.to_owned());
+                }
+                false
+            }
+        }
+    }
+
+    /// Keys that are not options (for a WARNING naming each).
+    pub fn unknown(&self) -> &[String] {
+        &self.unknown
+    }
+
+    fn text(&self, name: &'static str) -> Option<&str> {
+        debug_assert!(option(name).is_some(), "{name} is not in OPTIONS");
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| option(name).and_then(|o| o.default))
+    }
+
+    pub(crate) fn string(&self, name: &'static str) -> Option<String> {
+        self.text(name).map(str::to_owned)
+    }
+
+    pub(crate) fn required(&self, name: &'static str, why: &str) -> Result<String, ConfigError> {
+        self.string(name)
+            .ok_or_else(|| ConfigError::new(name, format!("is required {why}")))
+    }
+
+    pub(crate) fn secret(&self, name: &'static str) -> Option<Secret> {
+        self.values.get(name).map(|v| Secret::new(v.clone()))
+    }
+
+    pub(crate) fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.text(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "no" | "off" | "0" | "f" | "n") => Ok(false),
+            Some("true" | "yes" | "on" | "1" | "t" | "y") => Ok(true),
+            Some(other) => Err(ConfigError::new(name, format!("must be true or false, not {other:?}"))),
+        }
+    }
+
+    pub(crate) fn int(&self, name: &'static str) -> Result<Option<i64>, ConfigError> {
+        self.text(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ConfigError::new(name, format!("must be a whole number, not {v:?}")))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn positive_secs(&self, name: &'static str) -> Result<u64, ConfigError> {
+        match self.int(name)? {
+            Some(n) if n > 0 => Ok(n.unsigned_abs()),
+            Some(n) => Err(ConfigError::new(name, format!("must be a positive number of seconds, not {n}"))),
+            None => Err(ConfigError::new(name, "is required")),
+        }
+    }
+
+    pub(crate) fn list(&self, name: &'static str) -> Vec<String> {
+        self.text(name)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// The value of a choice option, matched case-insensitively, as spelled in the choice list.
+    pub(crate) fn choice(&self, name: &'static str) -> Result<Option<&'static str>, ConfigError> {
+        let Some(OptionKind::Choice(choices)) = option(name).map(|o| o.kind) else {
+            return Ok(None);
+        };
+        let Some(v) = self.text(name) else { return Ok(None) };
+        choices
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(v))
+            .map(|c| Some(*c))
+            .ok_or_else(|| ConfigError::new(name, format!("must be one of {}, not {v:?}", choices.join(", "))))
+    }
+
+    pub(crate) fn path(&self, name: &'static str) -> Option<PathBuf> {
+        self.text(name).map(PathBuf::from)
+    }
+
+    pub(crate) fn claim_path(&self, name: &'static str) -> Result<Option<ClaimPath>, ConfigError> {
+        self.text(name)
+            .map(|v| ClaimPath::parse(v).map_err(|why| ConfigError::new(name, why)))
+            .transpose()
+    }
+
+    pub(crate) fn has(&self, name: &'static str) -> bool {
+        self.values.contains_key(name)
+    }
+}
+
+/// How the client authenticates to the AS (RFC 6749 §2.3, RFC 7523, RFC 8705).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// HTTP Basic with form-encoded id and secret.
+    ClientSecretBasic,
+    /// id and secret in the form body.
+    ClientSecretPost,
+    /// mutual TLS with a CA-issued certificate; the id in the form.
+    TlsClientAuth,
+    /// RFC 7523 assertion signed with a private key.
+    PrivateKeyJwt,
+    /// RFC 7523 assertion signed with the secret (HMAC).
+    ClientSecretJwt,
+}
+
+impl AuthMethod {
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::ClientSecretJwt => "client_secret_jwt",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [
+            Self::ClientSecretBasic,
+            Self::ClientSecretPost,
+            Self::TlsClientAuth,
+            Self::PrivateKeyJwt,
+            Self::ClientSecretJwt,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == name)
+    }
+
+    /// Whether the method needs `client_secret`.
+    pub fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost | Self::ClientSecretJwt)
+    }
+}
+
+/// Encoding of the Basic credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BasicEncoding {
+    /// RFC 6749 §2.3.1: form-urlencode id and secret, then base64.
+    Rfc6749,
+    /// base64 of the raw UTF-8 `id:secret` (what requests does).
+    Raw,
+}
+
+/// TLS settings toward the AS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// Client certificate PEM (may hold the key too).
+    pub certfile: Option<PathBuf>,
+    /// Private key PEM for `certfile`.
+    pub keyfile: Option<PathBuf>,
+    /// CA bundle replacing the system roots.
+    pub cafile: Option<PathBuf>,
+    /// Skip verification of the AS certificate.
+    pub insecure: bool,
+}
+
+/// What a client needs to talk to the AS: identity, authentication method, TLS, timeout.
+/// Shared by introspection and the Client Credentials grant.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The client id.
+    pub client_id: String,
+    /// Authentication method.
+    pub auth_method: AuthMethod,
+    /// Secret for the secret-based methods.
+    pub client_secret: Option<Secret>,
+    /// `aud` of client assertions.
+    pub audience: Option<String>,
+    /// Key for `private_key_jwt`.
+    pub jwt_key_file: Option<PathBuf>,
+    /// Algorithm name for the JWT methods.
+    pub jwt_algorithm: Option<String>,
+    /// Assertion lifetime.
+    pub jwt_lifetime: Duration,
+    /// TLS identity and trust.
+    pub tls: TlsSettings,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Basic credential encoding.
+    pub basic_encoding: BasicEncoding,
+}
+
+impl ClientConfig {
+    /// Reads the client part of the options.
+    pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let method_name = raw.choice("auth_method")?.unwrap_or("client_secret_basic");
+        let auth_method = AuthMethod::parse(method_name).ok_or_else(|| ConfigError::new("auth_method", "unknown"))?;
+        let client_id = raw.required("client_id", "")?;
+        let client_secret = raw.secret("client_secret");
+        if auth_method.uses_secret() && client_secret.is_none() {
+            return Err(ConfigError::new("client_secret", format!("is required by auth_method = {method_name}")));
+        }
+        let jwt = matches!(auth_method, AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt);
+        let jwt_algorithm = raw.string("jwt_algorithm");
+        if jwt && jwt_algorithm.is_none() {
+            return Err(ConfigError::new("jwt_algorithm", format!("is required by auth_method = {method_name}")));
+        }
+        let jwt_key_file = raw.path("jwt_key_file");
+        if auth_method == AuthMethod::PrivateKeyJwt && jwt_key_file.is_none() {
+            return Err(ConfigError::new("jwt_key_file", "is required by auth_method = private_key_jwt"));
+        }
+        let tls = TlsSettings {
+            certfile: raw.path("certfile"),
+            keyfile: raw.path("keyfile"),
+            cafile: raw.path("cafile"),
+            insecure: raw.bool("insecure")?,
+        };
+        if auth_method == AuthMethod::TlsClientAuth && tls.certfile.is_none() {
+            return Err(ConfigError::new("certfile", "is required by auth_method = tls_client_auth"));
+        }
+        if tls.keyfile.is_some() && tls.certfile.is_none() {
+            return Err(ConfigError::new("certfile", "is required when keyfile is set"));
+        }
+        let basic_encoding = match raw.choice("basic_auth_encoding")? {
+            Some("raw") => BasicEncoding::Raw,
+            _ => BasicEncoding::Rfc6749,
+        };
+        Ok(Self {
+            client_id,
+            auth_method,
+            client_secret,
+            audience: raw.string("audience"),
+            jwt_key_file,
+            jwt_algorithm,
+            jwt_lifetime: Duration::from_secs(if jwt { raw.positive_secs("jwt_bearer_time_out")? } else { 3600 }),
+            tls,
+            timeout: Duration::from_secs(raw.positive_secs("http_connect_timeout")?),
+            basic_encoding,
+        })
+    }
+}
+
+/// The claim mapping (`mapping_*` options), checked for completeness at start-up.
+#[derive(Debug, Clone)]
+pub struct MappingConfig {
+    /// Project id; a value means project scope.
+    pub project_id: Option<ClaimPath>,
+    /// Project name.
+    pub project_name: Option<ClaimPath>,
+    /// Project domain id (domain id for domain scope).
+    pub project_domain_id: Option<ClaimPath>,
+    /// Project domain name (domain name for domain scope).
+    pub project_domain_name: Option<ClaimPath>,
+    /// User id.
+    pub user_id: ClaimPath,
+    /// User name.
+    pub user_name: ClaimPath,
+    /// User domain id.
+    pub user_domain_id: ClaimPath,
+    /// User domain name.
+    pub user_domain_name: ClaimPath,
+    /// Roles.
+    pub roles: ClaimPath,
+    /// System scope flag.
+    pub system_scope: Option<ClaimPath>,
+    /// Extra expiry claim.
+    pub expires_at: Option<ClaimPath>,
+}
+
+impl MappingConfig {
+    fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let need = |name: &'static str, why: &str| -> Result<ClaimPath, ConfigError> {
+            raw.claim_path(name)?.ok_or_else(|| ConfigError::new(name, format!("is required {why}")))
+        };
+        let project_id = raw.claim_path("mapping_project_id")?;
+        let system_scope = raw.claim_path("mapping_system_scope")?;
+        let scoped_why = if project_id.is_some() {
+            "for project-scoped tokens (mapping_project_id is set)"
+        } else {
+            "for domain-scoped tokens (mapping_system_scope is not set)"
+        };
+        let (project_domain_id, project_domain_name) = if project_id.is_some() || system_scope.is_none() {
+            (
+                Some(need("mapping_project_domain_id", scoped_why)?),
+                Some(need("mapping_project_domain_name", scoped_why)?),
+            )
+        } else {
+            (raw.claim_path("mapping_project_domain_id")?, raw.claim_path("mapping_project_domain_name")?)
+        };
+        let project_name = if project_id.is_some() {
+            Some(need("mapping_project_name", scoped_why)?)
+        } else {
+            raw.claim_path("mapping_project_name")?
+        };
+        Ok(Self {
+            project_id,
+            project_name,
+            project_domain_id,
+            project_domain_name,
+            user_id: need("mapping_user_id", "")?,
+            user_name: need("mapping_user_name", "")?,
+            user_domain_id: need("mapping_user_domain_id", "to map the user's domain")?,
+            user_domain_name: need("mapping_user_domain_name", "to map the user's domain")?,
+            roles: need("mapping_roles", "to map the roles")?,
+            system_scope,
+            expires_at: raw.claim_path("mapping_expires_at")?,
+        })
+    }
+}
+
+/// Cache sizing and lifetimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most entries held.
+    pub capacity: usize,
+    /// Lifetime of an active token's entry (capped by its `exp`); `None` disables caching.
+    pub active_ttl: Option<Duration>,
+    /// Lifetime of an inactive or refused token's entry; `None` disables negative caching.
+    pub inactive_ttl: Option<Duration>,
+}
+
+/// Optional checks of the token beyond `active`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Acceptable audiences (any one).
+    pub audience: Vec<String>,
+    /// Required issuer.
+    pub issuer: Option<String>,
+    /// Required scopes (all).
+    pub required_scope: Vec<String>,
+    /// Clock skew allowed for `exp`/`nbf`.
+    pub leeway: Duration,
+    /// Whether `cnf.x5t#S256` must match the caller's certificate.
+    pub thumbprint_verify: bool,
+}
+
+/// The whole configuration of the resource-server filter.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// Introspection endpoint.
+    pub introspect_endpoint: String,
+    /// The reference's `audience`: the AS, used in WWW-Authenticate and assertions.
+    pub audience: String,
+    /// How to reach and authenticate to the AS.
+    pub client: ClientConfig,
+    /// Claim mapping.
+    pub mapping: MappingConfig,
+    /// Cache.
+    pub cache: CacheConfig,
+    /// Token checks.
+    pub policy: TokenPolicy,
+    /// `Retry-After` seconds on 503.
+    pub retry_after: u32,
+    /// memcached servers given (shared tier).
+    pub memcached_servers: Vec<String>,
+}
+
+impl FilterConfig {
+    /// Parses and checks the filter's options.
+    pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let introspect_endpoint = raw.required("introspect_endpoint", "")?;
+        check_url("introspect_endpoint", &introspect_endpoint)?;
+        let audience = raw.required("audience", "(the `aud` of client assertions)")?;
+        let client = ClientConfig::from_raw(raw)?;
+        let mapping = MappingConfig::from_raw(raw)?;
+        let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
+            Ok(raw.int(name)?.filter(|n| *n > 0).map(|n| Duration::from_secs(n.unsigned_abs())))
+        };
+        let capacity = match raw.int("token_cache_size")? {
+            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => return Err(ConfigError::new("token_cache_size", format!("must be positive, not {n}"))),
+            None => 10_000,
+        };
+        let cache = CacheConfig {
+            capacity,
+            active_ttl: secs("token_cache_time")?,
+            inactive_ttl: secs("token_cache_inactive_time")?,
+        };
+        let leeway = raw.int("token_time_leeway")?.unwrap_or(0);
+        if leeway < 0 {
+            return Err(ConfigError::new("token_time_leeway", "must not be negative"));
+        }
+        let policy = TokenPolicy {
+            audience: raw.list("token_audience"),
+            issuer: raw.string("token_issuer"),
+            required_scope: raw.list("token_required_scope"),
+            leeway: Duration::from_secs(leeway.unsigned_abs()),
+            thumbprint_verify: raw.bool("thumbprint_verify")?,
+        };
+        let retry_after = match raw.int("retry_after")? {
+            Some(n) if (0..=86_400).contains(&n) => u32::try_from(n).unwrap_or(5),
+            Some(n) => return Err(ConfigError::new("retry_after", format!("must be 0 to 86400, not {n}"))),
+            None => 5,
+        };
+        let mut memcached_servers = raw.list("memcached_servers");
+        if memcached_servers.is_empty() {
+            memcached_servers = raw.list("memcache_servers");
+        }
+        let strategy = raw.choice("memcache_security_strategy")?.unwrap_or("None");
+        if strategy != "None" && !raw.has("memcache_secret_key") {
+            return Err(ConfigError::new(
+                "memcache_secret_key",
+                format!("is required by memcache_security_strategy = {strategy}"),
+            ));
+        }
+        for name in [
+            "memcache_pool_dead_retry",
+            "memcache_pool_maxsize",
+            "memcache_pool_socket_timeout",
+            "memcache_pool_unused_timeout",
+            "memcache_pool_conn_get_timeout",
+        ] {
+            raw.int(name)?;
+        }
+        raw.bool("memcache_use_advanced_pool")?;
+        Ok(Self {
+            introspect_endpoint,
+            audience,
+            client,
+            mapping,
+            cache,
+            policy,
+            retry_after,
+            memcached_servers,
+        })
+    }
+}
+
+pub(crate) fn check_url(name: &'static str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::new(name, format!("is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(ConfigError::new(name, "must be an http:// or https:// URL"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError::new(name, "must not carry credentials in the URL"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("introspect_endpoint", "https://as.example/introspect"),
+            ("audience", "https://as.example"),
+            ("client_id", "rs"),
+            ("client_secret", "s3cret"),
+            ("mapping_project_id", "project.id"),
+            ("mapping_project_name", "project.name"),
+            ("mapping_project_domain_id", "project.domain.id"),
+            ("mapping_project_domain_name", "project.domain.name"),
+            ("mapping_user_domain_id", "user_domain.id"),
+            ("mapping_user_domain_name", "user_domain.name"),
+            ("mapping_roles", "roles"),
+        ]
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<FilterConfig, ConfigError> {
+        FilterConfig::from_raw(&RawOptions::from_pairs(pairs.iter().copied()))
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v = base();
+        for (k, val) in extra {
+            v.retain(|(kk, _)| kk != k);
+            v.push((k, val));
+        }
+        v
+    }
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.client.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(c.client.timeout, Duration::from_secs(10));
+        assert_eq!(c.cache.active_ttl, Some(Duration::from_secs(300)));
+        assert_eq!(c.cache.capacity, 10_000);
+        assert_eq!(c.mapping.user_id.to_string(), "client_id");
+        assert!(!c.policy.thumbprint_verify);
+    }
+
+    #[test]
+    fn missing_required_options_name_the_option() {
+        for name in ["introspect_endpoint", "audience", "client_id", "client_secret", "mapping_roles", "mapping_user_domain_id"] {
+            let pairs: Vec<_> = base().into_iter().filter(|(k, _)| *k != name).collect();
+            let err = parse(&pairs).unwrap_err();
+            assert_eq!(err.option(), name, "{err}");
+        }
+    }
+
+    #[test]
+    fn method_specific_requirements() {
+        let e = parse(&with(&[("auth_method", "private_key_jwt"), ("jwt_algorithm", "RS256")])).unwrap_err();
+        assert_eq!(e.option(), "jwt_key_file");
+        let e = parse(&with(&[("auth_method", "client_secret_jwt")])).unwrap_err();
+        assert_eq!(e.option(), "jwt_algorithm");
+        let e = parse(&with(&[("auth_method", "tls_client_auth")])).unwrap_err();
+        assert_eq!(e.option(), "certfile");
+        let e = parse(&with(&[("auth_method", "magic")])).unwrap_err();
+        assert_eq!(e.option(), "auth_method");
+        let e = parse(&with(&[("auth_method", "client_secret_jwt"), ("jwt_algorithm", "HS256"), ("jwt_bearer_time_out", "0")])).unwrap_err();
+        assert_eq!(e.option(), "jwt_bearer_time_out");
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        assert_eq!(parse(&with(&[("insecure", "perhaps")])).unwrap_err().option(), "insecure");
+        assert_eq!(parse(&with(&[("token_cache_time", "5m")])).unwrap_err().option(), "token_cache_time");
+        assert_eq!(parse(&with(&[("introspect_endpoint", "ftp://x/y")])).unwrap_err().option(), "introspect_endpoint");
+        assert_eq!(parse(&with(&[("mapping_roles", "a..b")])).unwrap_err().option(), "mapping_roles");
+        assert_eq!(parse(&with(&[("memcache_security_strategy", "encrypt")])).unwrap_err().option(), "memcache_secret_key");
+        assert_eq!(parse(&with(&[("http_connect_timeout", "0")])).unwrap_err().option(), "http_connect_timeout");
+    }
+
+    #[test]
+    fn project_scope_needs_project_mappings_and_system_scope_relaxes_domain() {
+        let pairs: Vec<_> = base().into_iter().filter(|(k, _)| *k != "mapping_project_name").collect();
+        assert_eq!(parse(&pairs).unwrap_err().option(), "mapping_project_name");
+        let pairs: Vec<_> = base()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("mapping_project"))
+            .chain([("mapping_system_scope", "system")])
+            .collect();
+        assert!(parse(&pairs).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_collected_and_paste_keys_ignored() {
+        let raw = RawOptions::from_pairs([("here", "/etc"), ("__file__", "x.ini"), ("debug", "true"), ("client_id", "a")]);
+        assert_eq!(raw.unknown(), ["debug".to_owned()]);
+    }
+
+    #[test]
+    fn empty_value_is_unset_and_choice_is_case_insensitive() {
+        let c = parse(&with(&[("token_cache_time", ""), ("auth_method", "CLIENT_SECRET_POST")])).unwrap();
+        assert_eq!(c.cache.active_ttl, Some(Duration::from_secs(300)));
+        assert_eq!(c.client.auth_method, AuthMethod::ClientSecretPost);
+        let c = parse(&with(&[("token_cache_time", "0")])).unwrap();
+        assert_eq!(c.cache.active_ttl, None);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let raw = RawOptions::from_pairs(base());
+        assert!(!format!("{raw:?}").contains("s3cret"));
+        let c = parse(&base()).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,77 @@
+//! RFC 7662 token introspection: the request and the judgement of the AS's answer.
+
+use serde_json::{Map, Value};
+
+use crate::client_auth::ClientAuthenticator;
+use crate::error::AsError;
+use crate::http::{HttpResponse, Transport};
+
+/// Asks the AS about a token; returns the answer's JSON object.
+pub fn introspect(
+    transport: &dyn Transport,
+    client: &ClientAuthenticator,
+    endpoint: &str,
+    token: &str,
+) -> Result<Map<String, Value>, AsError> {
+    let request = client.encode(&[("token", token), ("token_type_hint", "access_token")])?;
+    let response = transport.post_form(
+        endpoint,
+        request.authorization.as_ref().map(crate::secret::Secret::expose),
+        request.body.expose().to_owned(),
+    )?;
+    json_object(response)
+}
+
+/// The JSON object of a 200 answer, or the typed error for anything else. Shared by
+/// introspection and the token endpoint.
+pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError> {
+    let parsed: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if response.status != 200 {
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(Value::as_str)
+                .map(sanitize)
+        };
+        let (error, description) = (field("error"), field("error_description"));
+        let status = response.status;
+        if status == 401 || (status == 400 && error.as_deref() == Some("invalid_client")) {
+            return Err(AsError::CredentialsRejected { status, error, description });
+        }
+        return Err(AsError::Status { status, error, description });
+    }
+    match parsed {
+        Some(Value::Object(map)) => Ok(map),
+        Some(_) => Err(AsError::Malformed("the answer is JSON but not an object".into())),
+        None => Err(AsError::Malformed("the answer is not JSON".into())),
+    }
+}
+
+/// Keeps AS-provided text short and printable before it reaches logs.
+fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse { status, body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        assert!(json_object(resp(200, r#"{"active":true}"#)).is_ok());
+        assert!(matches!(json_object(resp(200, "[1]")), Err(AsError::Malformed(_))));
+        assert!(matches!(json_object(resp(200, "<html>")), Err(AsError::Malformed(_))));
+        assert!(matches!(
+            json_object(resp(400, r#"{"error":"invalid_client","error_description":"bad\nsecret"}"#)),
+            Err(AsError::CredentialsRejected { status: 400, error: Some(ref e), description: Some(ref d) }) if e == "invalid_client" && d == "badsecret"
+        ));
+        assert!(matches!(json_object(resp(401, "")), Err(AsError::CredentialsRejected { .. })));
+        assert!(matches!(json_object(resp(500, "oops")), Err(AsError::Status { status: 500, .. })));
+        assert!(matches!(json_object(resp(302, "")), Err(AsError::Status { status: 302, .. })));
+    }
+}

@@ -1,0 +1,49 @@
+//! tokenward: an embeddable OAuth 2.0 resource-server core.
+//!
+//! It validates `Authorization: Bearer` tokens by RFC 7662 introspection with a bounded,
+//! single-flight verdict cache; authenticates to the authorization server with any of the five
+//! client-authentication methods; checks RFC 8705 certificate binding; and maps claims to the
+//! OpenStack identity headers, as keystonemiddleware's `external_oauth2_token` does (minus its
+//! known bugs). The Python and C doors live in `bindings/`; this crate has no unsafe code.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tokenward::{Authenticator, Verdict, log::NoLog};
+//! let auth = Authenticator::from_options([
+//!     ("introspect_endpoint", "https://as.example/introspect"),
+//!     ("audience", "https://as.example"),
+//!     ("client_id", "rs"), ("client_secret", "secret"),
+//!     ("mapping_project_id", "project.id"), ("mapping_project_name", "project.name"),
+//!     ("mapping_project_domain_id", "project.domain.id"),
+//!     ("mapping_project_domain_name", "project.domain.name"),
+//!     ("mapping_user_domain_id", "user_domain.id"), ("mapping_user_domain_name", "user_domain.name"),
+//!     ("mapping_roles", "roles"),
+//! ], Arc::new(NoLog))?;
+//! match auth.authenticate(Some("Bearer abc"), None) {
+//!     Verdict::Allow(grant) => { for (h, v) in grant.headers() { let _ = (h.name, v); } }
+//!     Verdict::Deny(d) => { let _ = (d.status(), d.body()); }
+//! }
+//! # Ok::<(), tokenward::ConfigError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod assertion;
+pub mod authenticator;
+pub mod cache;
+pub mod claims;
+pub mod client_auth;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod http;
+pub mod introspect;
+pub mod log;
+pub mod secret;
+pub mod thumbprint;
+pub mod tls;
+
+pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Verdict};
+pub use config::{FilterConfig, RawOptions};
+pub use error::{AsError, ConfigError};
+pub use secret::Secret;

@@ -1,0 +1,500 @@
+"""Drive the test OAuth 2.0 authorization server (tests/as/server.mjs).
+
+The AS is `oidc-provider` (Node). This module generates the test PKI, starts
+and stops the AS, and contains an independent Python implementation of the
+client-credentials grant for every client authentication method the AS
+registers, plus introspection and revocation helpers.
+
+Only the standard library, ``requests``, ``cryptography`` and ``PyJWT`` are
+used.
+
+    sys.path.insert(0, "tests/support")   # or run pytest from tests/support
+    from oidc_as import ensure_pki, start_as, obtain_token, introspect
+
+    pki = ensure_pki("/tmp/tw-pki")
+    with start_as(pki, http_port=0) as server:
+        tok = obtain_token(server, "svc-basic", scope="api")
+        assert introspect(server, tok)["active"]
+
+Run ``python tests/support/oidc_as.py --pki DIR`` to start an AS by hand; it
+prints the READY information and runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AS_DIR = REPO_ROOT / "tests" / "as"
+MAKE_PKI = REPO_ROOT / "tests" / "pki" / "make-pki.sh"
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+# Every client registered in tests/as/server.mjs. Keep the two in sync.
+#   auth:   token endpoint auth method
+#   secret: client secret (basic/post/client_secret_jwt)
+#   key:    private key file in the PKI dir (private_key_jwt)
+#   alg:    JWS alg of the client assertion
+#   cert:   (cert, key) file names in the PKI dir presented over mTLS
+#   bound:  issued access tokens are certificate-bound (cnf x5t#S256)
+#   roles:  value of the "roles" extra claim in introspection
+_DEFAULT_ROLES = "member,reader"
+CLIENTS: dict[str, dict[str, Any]] = {
+    "svc-basic": {
+        "id": "svc-basic",
+        "auth": "client_secret_basic",
+        # contains ": + % & = space" and non-ASCII on purpose
+        "secret": "b4sic-S3cret: +%&= \u00fcn\u00ef",
+    },
+    "svc-post": {
+        "id": "svc-post",
+        "auth": "client_secret_post",
+        "secret": "p0st-secret-0123456789abcdefghijkl",
+    },
+    "svc-secret-jwt": {
+        "id": "svc-secret-jwt",
+        "auth": "client_secret_jwt",
+        "secret": "jwt-hmac-secret-0123456789abcdefghijklmnop",
+        "alg": "HS256",
+    },
+    "svc-private-jwt": {
+        "id": "svc-private-jwt",
+        "auth": "private_key_jwt",
+        "key": "rsa-pkcs1.key",
+        "alg": "RS256",
+    },
+    "svc-private-jwt-ps256": {
+        "id": "svc-private-jwt-ps256",
+        "auth": "private_key_jwt",
+        "key": "rsa-pkcs8.key",
+        "alg": "PS256",
+    },
+    "svc-private-jwt-es256": {
+        "id": "svc-private-jwt-es256",
+        "auth": "private_key_jwt",
+        "key": "ec256-sec1.key",
+        "alg": "ES256",
+    },
+    "svc-private-jwt-es384": {
+        "id": "svc-private-jwt-es384",
+        "auth": "private_key_jwt",
+        "key": "ec384.key",
+        "alg": "ES384",
+    },
+    "svc-private-jwt-es512": {
+        "id": "svc-private-jwt-es512",
+        "auth": "private_key_jwt",
+        "key": "ec521.key",
+        "alg": "ES512",
+    },
+    "svc-private-jwt-eddsa": {
+        "id": "svc-private-jwt-eddsa",
+        "auth": "private_key_jwt",
+        "key": "ed25519.key",
+        "alg": "EdDSA",
+    },
+    "svc-tls": {
+        "id": "svc-tls",
+        "auth": "tls_client_auth",
+        "cert": ("client-a.pem", "client-a.key"),
+        "subject_dn": "CN=client-a,O=tokenward-test",
+        "bound": True,
+    },
+    "svc-bound": {
+        "id": "svc-bound",
+        "auth": "client_secret_basic",
+        "secret": "bound-secret-0123456789",
+        "cert": ("client-a.pem", "client-a.key"),
+        "bound": True,
+    },
+    "svc-admin": {
+        "id": "svc-admin",
+        "auth": "client_secret_basic",
+        "secret": "admin-secret-0123456789",
+        "roles": "admin,member",
+    },
+    "svc-array": {
+        "id": "svc-array",
+        "auth": "client_secret_basic",
+        "secret": "array-secret-0123456789",
+        "roles": ["member", "reader"],
+    },
+}
+for _c in CLIENTS.values():
+    _c.setdefault("roles", _DEFAULT_ROLES)
+    _c.setdefault("bound", False)
+    _c.setdefault("scope", "api api:read api:write")
+
+ALL_SCOPES = ("api", "api:read", "api:write")
+
+
+def expected_extra_claims(client_id: str) -> dict[str, Any]:
+    """The extra claims the AS puts in the introspection response."""
+    return {
+        "username": client_id,
+        "user_domain": {"id": "default", "name": "Default"},
+        "project": {
+            "id": f"prj-{client_id}",
+            "name": "demo",
+            "domain": {"id": "default", "name": "Default"},
+        },
+        "roles": CLIENTS[client_id]["roles"],
+    }
+
+
+# --------------------------------------------------------------------- PKI
+def ensure_pki(directory: str | os.PathLike[str]) -> Path:
+    """Create (once) the test PKI in ``directory`` and return it as a Path."""
+    out = Path(directory).resolve()
+    subprocess.run(["bash", str(MAKE_PKI), str(out)], check=True)
+    return out
+
+
+def ensure_node_deps() -> None:
+    """Install tests/as/node_modules with ``npm ci`` if it is missing."""
+    if (AS_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm not found; install Node.js 20+ and run: npm ci --prefix tests/as")
+    subprocess.run([npm, "ci", "--prefix", str(AS_DIR), "--no-audit", "--no-fund"], check=True)
+
+
+# ------------------------------------------------------------------ server
+@dataclass
+class AuthServer:
+    process: subprocess.Popen
+    pki: Path
+    info: dict[str, Any]
+    issuer: str = field(init=False)
+    token_endpoint: str = field(init=False)
+    introspection_endpoint: str = field(init=False)
+    revocation_endpoint: str = field(init=False)
+    http_base: str | None = field(init=False)
+    ca_file: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.issuer = self.info["issuer"]
+        self.token_endpoint = self.info["token_endpoint"]
+        self.introspection_endpoint = self.info["introspection_endpoint"]
+        self.revocation_endpoint = self.info["revocation_endpoint"]
+        self.http_base = self.info.get("http_base")
+        self.ca_file = str(self.pki / "ca.pem")
+
+    @property
+    def port(self) -> int:
+        return int(self.info["port"])
+
+    def url(self, path: str) -> str:
+        return self.issuer + path
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        r = requests.get(self.url("/_stats"), verify=self.ca_file, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def reset_stats(self) -> None:
+        r = requests.post(self.url("/_reset"), verify=self.ca_file, timeout=10)
+        r.raise_for_status()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        p = self.process
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "AuthServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:  # best effort; never leave a node behind
+        try:
+            self.stop()
+        except Exception:
+            pass
+
+
+def start_as(
+    pki_dir: str | os.PathLike[str],
+    port: int = 0,
+    http_port: int | None = None,
+    token_ttl: int = 600,
+    delay_ms: int = 0,
+    *,
+    verbose: bool = False,
+    timeout: float = 30.0,
+) -> AuthServer:
+    """Start tests/as/server.mjs and wait for its READY line.
+
+    ``port=0`` (and ``http_port=0``) lets the server bind a free port itself
+    (no pick-then-bind race); the chosen ports are in the returned object.
+    ``http_port=None`` means no plain-HTTP listener.
+    """
+    pki = Path(pki_dir).resolve()
+    if not (pki / "done").exists():
+        ensure_pki(pki)
+    ensure_node_deps()
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("node not found on PATH")
+    cmd = [
+        node,
+        str(AS_DIR / "server.mjs"),
+        "--pki", str(pki),
+        "--port", str(port),
+        "--token-ttl", str(token_ttl),
+        "--delay-ms", str(delay_ms),
+        "--exit-on-stdin-eof",
+    ]
+    if http_port is not None:
+        cmd += ["--http-port", str(http_port)]
+    if verbose:
+        cmd.append("--verbose")
+
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,  # node exits when this closes (we die or stop())
+        stdout=subprocess.PIPE,
+        stderr=None if verbose else subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+
+    ready: dict[str, Any] = {}
+    got = threading.Event()
+    stderr_tail: list[str] = []
+
+    def read_stdout() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not got.is_set() and line.startswith("READY "):
+                ready.update(json.loads(line[len("READY "):]))
+                got.set()
+        got.set()  # EOF: process ended
+
+    def read_stderr() -> None:
+        if proc.stderr is None:
+            return
+        for line in proc.stderr:
+            stderr_tail.append(line)
+            del stderr_tail[:-50]
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    threading.Thread(target=read_stderr, daemon=True).start()
+
+    if not got.wait(timeout) or not ready:
+        proc.kill()
+        proc.wait(timeout=5)
+        raise RuntimeError(
+            f"authorization server did not become ready within {timeout}s "
+            f"(exit={proc.poll()}):\n{''.join(stderr_tail)}"
+        )
+    return AuthServer(process=proc, pki=pki, info=ready)
+
+
+# ------------------------------------------------------------------ client
+def form_urlencode(value: str) -> str:
+    """application/x-www-form-urlencoded encoding of one value (UTF-8)."""
+    return urllib.parse.quote_plus(value, safe="", encoding="utf-8")
+
+
+def basic_auth_header(client_id: str, secret: str) -> str:
+    """RFC 6749 §2.3.1: form-urlencode id and secret, then HTTP Basic."""
+    raw = f"{form_urlencode(client_id)}:{form_urlencode(secret)}"
+    return "Basic " + base64.b64encode(raw.encode("ascii")).decode("ascii")
+
+
+def client_assertion(server: AuthServer, client_id: str, lifetime: int = 60) -> str:
+    """A client_secret_jwt / private_key_jwt assertion for ``client_id``."""
+    c = CLIENTS[client_id]
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": server.issuer,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+    }
+    if c["auth"] == "client_secret_jwt":
+        key: Any = c["secret"].encode("utf-8")
+    elif c["auth"] == "private_key_jwt":
+        key = (server.pki / c["key"]).read_bytes()
+    else:
+        raise ValueError(f"{client_id} does not use a JWT client assertion")
+    return jwt.encode(claims, key, algorithm=c["alg"])
+
+
+def _cert_paths(server: AuthServer, cert: tuple[str, str] | None) -> tuple[str, str] | None:
+    if cert is None:
+        return None
+    return tuple(str(p if Path(p).is_absolute() else server.pki / p) for p in cert)  # type: ignore[return-value]
+
+
+def client_auth(
+    server: AuthServer, client_id: str
+) -> tuple[dict[str, str], dict[str, str], tuple[str, str] | None]:
+    """(headers, form fields, client cert) authenticating ``client_id``."""
+    c = CLIENTS[client_id]
+    auth = c["auth"]
+    if auth == "client_secret_basic":
+        return {"Authorization": basic_auth_header(client_id, c["secret"])}, {}, None
+    if auth == "client_secret_post":
+        return {}, {"client_id": client_id, "client_secret": c["secret"]}, None
+    if auth in ("client_secret_jwt", "private_key_jwt"):
+        return {}, {
+            "client_id": client_id,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": client_assertion(server, client_id),
+        }, None
+    if auth == "tls_client_auth":
+        return {}, {"client_id": client_id}, _cert_paths(server, c["cert"])
+    raise ValueError(f"unknown auth method {auth}")
+
+
+def token_response(
+    server: AuthServer,
+    client_id: str,
+    scope: str | None = None,
+    cert: tuple[str, str] | None = None,
+) -> requests.Response:
+    """POST a client_credentials request; return the raw response."""
+    headers, data, auth_cert = client_auth(server, client_id)
+    data = {"grant_type": "client_credentials", **data}
+    if scope is not None:
+        data["scope"] = scope
+    if cert is None and auth_cert is None and CLIENTS[client_id]["bound"]:
+        cert = CLIENTS[client_id].get("cert")
+    return requests.post(
+        server.token_endpoint,
+        data=data,
+        headers=headers,
+        cert=_cert_paths(server, cert) or auth_cert,
+        verify=server.ca_file,
+        timeout=30,
+    )
+
+
+def obtain_token(
+    server: AuthServer,
+    client_id: str,
+    scope: str | None = None,
+    cert: tuple[str, str] | None = None,
+) -> str:
+    """Client-credentials grant for ``client_id``; returns the access token.
+
+    ``cert`` = (cert, key) file names (relative to the PKI dir, or absolute)
+    presents a client certificate on the token request (e.g. for svc-bound;
+    certificate-bound clients default to their CLIENTS["cert"]).
+    """
+    r = token_response(server, client_id, scope=scope, cert=cert)
+    if r.status_code != 200:
+        raise RuntimeError(f"token request for {client_id} failed: {r.status_code} {r.text}")
+    body = r.json()
+    return body["access_token"]
+
+
+def introspect(server: AuthServer, token: str, client_id: str = "svc-post") -> dict[str, Any]:
+    """RFC 7662 introspection (authenticating as svc-post by default)."""
+    headers, data, cert = client_auth(server, client_id)
+    r = requests.post(
+        server.introspection_endpoint,
+        data={"token": token, **data},
+        headers={"Accept": "application/json", **headers},
+        cert=cert,
+        verify=server.ca_file,
+        timeout=30,
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def revoke(server: AuthServer, token: str, client_id: str | None = None) -> None:
+    """RFC 7009 revocation.
+
+    oidc-provider 8.x only lets the client a token was issued to revoke it,
+    so by default the owner is looked up by introspection (as svc-post) and
+    the revocation request is authenticated as that client. An unknown or
+    already inactive token is a no-op, as in RFC 7009.
+    """
+    if client_id is None:
+        info = introspect(server, token)
+        if not info.get("active"):
+            return
+        client_id = info["client_id"]
+    headers, data, cert = client_auth(server, client_id)
+    r = requests.post(
+        server.revocation_endpoint,
+        data={"token": token, "token_type_hint": "access_token", **data},
+        headers=headers,
+        cert=cert,
+        verify=server.ca_file,
+        timeout=30,
+    )
+    r.raise_for_status()
+
+
+def thumbprints(server_or_pki: AuthServer | str | os.PathLike[str]) -> dict[str, str]:
+    pki = server_or_pki.pki if isinstance(server_or_pki, AuthServer) else Path(server_or_pki)
+    return json.loads((pki / "thumbprints.json").read_text())
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="run the tokenward test AS")
+    ap.add_argument("--pki", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--http-port", type=int)
+    ap.add_argument("--token-ttl", type=int, default=600)
+    ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    import signal
+
+    def _term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    pki = ensure_pki(a.pki)
+    with start_as(pki, a.port, a.http_port, a.token_ttl, a.delay_ms, verbose=a.verbose) as s:
+        print(json.dumps(s.info, indent=2), flush=True)
+        try:
+            s.process.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
