@@ -1,1 +1,320 @@
+//! `tokenward._native`: the Python door on the core. Strings are copied out of Python, the
+//! network work runs with the GIL released, and results come back as prebuilt objects cached
+//! on each grant so that a cache hit allocates almost nothing.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use tokenward::authenticator::Verdict;
+use tokenward::log::{Level, LogSink};
+use tokenward::ConfigError;
+
+pyo3::create_exception!(tokenward._native, TokenwardError, PyException, "Base of tokenward's errors.");
+pyo3::create_exception!(
+    tokenward._native,
+    ConfigurationError,
+    TokenwardError,
+    "A configuration that can never work; `.option` names the option."
+);
+
+fn config_error(py: Python<'_>, e: &ConfigError) -> PyErr {
+    let err = ConfigurationError::new_err(e.to_string());
+    let _ = err.value(py).setattr("option", e.option());
+    err
+}
+
+fn internal_error() -> PyErr {
+    TokenwardError::new_err("internal error in tokenward (a bug): request refused")
+}
+
+/// Forwards core log lines to a Python `logging.Logger`.
+struct PythonLogger {
+    logger: Py<PyAny>,
+}
+
+fn python_level(level: Level) -> i32 {
+    match level {
+        Level::Debug => 10,
+        Level::Info => 20,
+        Level::Warning => 30,
+        Level::Error => 40,
+    }
+}
+
+impl LogSink for PythonLogger {
+    fn enabled(&self, level: Level) -> bool {
+        Python::attach(|py| {
+            self.logger
+                .call_method1(py, "isEnabledFor", (python_level(level),))
+                .and_then(|v| v.extract::<bool>(py))
+                .unwrap_or(false)
+        })
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        Python::attach(|py| {
+            let _ = self.logger.call_method1(py, "log", (python_level(level), "%s", message));
+        });
+    }
+}
+
+/// Python objects made once per grant.
+struct PyGrant {
+    environ: Py<PyTuple>,
+    token_info: Py<PyDict>,
+}
+
+static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn build_py_grant(py: Python<'_>, grant: &tokenward::Grant) -> PyResult<PyGrant> {
+    let items: Vec<Bound<'_, PyTuple>> = grant
+        .headers()
+        .iter()
+        .map(|(h, v)| PyTuple::new(py, [PyString::intern(py, h.environ_key).into_any(), PyString::new(py, v).into_any()]))
+        .collect::<PyResult<_>>()?;
+    let loads = JSON_LOADS.get_or_try_init(py, || Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind()))?;
+    let token_info = loads.call1(py, (grant.token_info_json(),))?.into_bound(py).cast_into::<PyDict>()?;
+    Ok(PyGrant { environ: PyTuple::new(py, items)?.unbind(), token_info: token_info.unbind() })
+}
+
+/// The result of a check, ready for a WSGI response.
+#[pyclass(frozen, module = "tokenward._native")]
+struct Outcome {
+    /// True when the request may go on.
+    #[pyo3(get)]
+    allowed: bool,
+    /// HTTP status (200 when allowed).
+    #[pyo3(get)]
+    status: u16,
+    /// A stable reason code (`ok`, `inactive`, `as_unavailable`, ...).
+    #[pyo3(get)]
+    reason: &'static str,
+    /// Human-readable detail (no secrets).
+    #[pyo3(get)]
+    detail: String,
+    /// Allowed: `(environ_key, value)` pairs to set.
+    #[pyo3(get)]
+    environ: Option<Py<PyTuple>>,
+    token_info: Option<Py<PyDict>>,
+    /// Denied: the status line, e.g. `401 Unauthorized`.
+    #[pyo3(get)]
+    status_line: &'static str,
+    /// Denied: response headers.
+    #[pyo3(get)]
+    headers: Option<Py<PyAny>>,
+    /// Denied: the JSON body.
+    #[pyo3(get)]
+    body: Option<Py<PyBytes>>,
+}
+
+#[pymethods]
+impl Outcome {
+    /// Allowed: a fresh copy of keystonemiddleware's `token_data` dict.
+    #[getter]
+    fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.token_info.as_ref().map(|d| d.bind(py).copy()).transpose()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Outcome(allowed={}, status={}, reason={:?})", self.allowed, self.status, self.reason)
+    }
+}
+
+/// Validates bearer tokens (see `tokenward.external_oauth2_token` for the WSGI filter).
+#[pyclass(frozen, module = "tokenward._native")]
+struct Authenticator {
+    inner: Arc<tokenward::Authenticator>,
+    strip: Py<PyTuple>,
+}
+
+fn cert_bytes(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u8>>> {
+    let Some(cert) = cert else { return Ok(None) };
+    if cert.is_none() {
+        return Ok(None);
+    }
+    if let Ok(s) = cert.cast::<PyString>() {
+        return Ok(Some(s.to_cow()?.as_bytes().to_vec()));
+    }
+    Ok(Some(cert.extract::<Vec<u8>>()?))
+}
+
+impl Authenticator {
+    fn outcome(&self, py: Python<'_>, verdict: Verdict) -> PyResult<Outcome> {
+        match verdict {
+            Verdict::Allow(grant) => {
+                let objects = match grant.attachment(|| build_py_grant(py, &grant).ok()) {
+                    Some(Some(o)) => o,
+                    _ => return Err(internal_error()),
+                };
+                Ok(Outcome {
+                    allowed: true,
+                    status: 200,
+                    reason: "ok",
+                    detail: String::new(),
+                    environ: Some(objects.environ.clone_ref(py)),
+                    token_info: Some(objects.token_info.clone_ref(py)),
+                    status_line: "200 OK",
+                    headers: None,
+                    body: None,
+                })
+            }
+            Verdict::Deny(denial) => {
+                let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+                headers.extend(self.inner.denial_headers(&denial).into_iter().map(|(k, v)| (k.to_owned(), v)));
+                let body = denial.body();
+                headers.push(("Content-Length".to_owned(), body.len().to_string()));
+                Ok(Outcome {
+                    allowed: false,
+                    status: denial.status(),
+                    reason: denial.reason.code(),
+                    detail: denial.reason.to_string(),
+                    environ: None,
+                    token_info: None,
+                    status_line: denial.status_line(),
+                    headers: Some(headers.into_pyobject(py)?.into_any().unbind()),
+                    body: Some(PyBytes::new(py, body.as_bytes()).unbind()),
+                })
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Authenticator {
+    /// Builds from a dict of option name → string value (the paste/oslo options). Raises
+    /// `ConfigurationError` naming the option when the configuration can never work.
+    #[new]
+    #[pyo3(signature = (options, logger=None))]
+    fn new(py: Python<'_>, options: &Bound<'_, PyDict>, logger: Option<Py<PyAny>>) -> PyResult<Self> {
+        let mut pairs = Vec::with_capacity(options.len());
+        for (k, v) in options.iter() {
+            let value = if v.is_none() { String::new() } else { v.str()?.to_cow()?.into_owned() };
+            pairs.push((k.str()?.to_cow()?.into_owned(), value));
+        }
+        let sink: Arc<dyn LogSink> = match logger {
+            Some(logger) => Arc::new(PythonLogger { logger }),
+            None => Arc::new(tokenward::log::NoLog),
+        };
+        let built = py.detach(move || catch_unwind(AssertUnwindSafe(|| tokenward::Authenticator::from_options(pairs, sink))));
+        let inner = match built {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(config_error(py, &e)),
+            Err(_) => return Err(internal_error()),
+        };
+        let keys: Vec<String> = tokenward::headers::stripped_environ_keys();
+        let strip = PyTuple::new(py, keys.iter().map(|k| PyString::intern(py, k)))?.unbind();
+        Ok(Self { inner: Arc::new(inner), strip })
+    }
+
+    /// Start-up warnings (unknown options, weak settings).
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
+    /// Environ keys to delete from every request before anything else.
+    #[getter]
+    fn strip_environ_keys(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.strip.clone_ref(py)
+    }
+
+    /// Whether `thumbprint_verify` is on (the door then reads the client certificate).
+    #[getter]
+    fn thumbprint_verify(&self) -> bool {
+        self.inner.config().policy.thumbprint_verify
+    }
+
+    /// The `WWW-Authenticate` value of a 401.
+    #[getter]
+    fn challenge(&self) -> &str {
+        self.inner.challenge()
+    }
+
+    /// A verdict from the header and cache alone (no I/O), or None when the AS must be asked.
+    #[pyo3(signature = (authorization, client_cert=None))]
+    fn lookup(
+        &self,
+        py: Python<'_>,
+        authorization: Option<&str>,
+        client_cert: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Outcome>> {
+        let cert = cert_bytes(client_cert)?;
+        let verdict = catch_unwind(AssertUnwindSafe(|| self.inner.lookup(authorization, cert.as_deref())))
+            .map_err(|_| internal_error())?;
+        verdict.map(|v| self.outcome(py, v)).transpose()
+    }
+
+    /// The whole check; blocks on the AS with the GIL released. Under eventlet call it through
+    /// `eventlet.tpool`.
+    #[pyo3(signature = (authorization, client_cert=None))]
+    fn authenticate(
+        &self,
+        py: Python<'_>,
+        authorization: Option<String>,
+        client_cert: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Outcome> {
+        let cert = cert_bytes(client_cert)?;
+        let inner = Arc::clone(&self.inner);
+        let verdict = py
+            .detach(move || catch_unwind(AssertUnwindSafe(|| inner.authenticate(authorization.as_deref(), cert.as_deref()))))
+            .map_err(|_| internal_error())?;
+        self.outcome(py, verdict)
+    }
+
+    /// Drops the cached verdict of the token in this `Authorization` value.
+    fn forget(&self, authorization: Option<&str>) {
+        self.inner.forget(authorization);
+    }
+
+    /// Counters: cache hits, misses, coalesced waits, introspections, AS errors, entries.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.metrics().pairs() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+}
+
+/// Option names, types, defaults and help, for oslo.config registration and docs.
+#[pyfunction]
+fn options(py: Python<'_>) -> PyResult<Vec<(String, String, Option<String>, String, Py<PyAny>)>> {
+    use tokenward::config::OptionKind;
+    tokenward::config::OPTIONS
+        .iter()
+        .map(|o| {
+            let (kind, choices) = match o.kind {
+                OptionKind::Str => ("str", None),
+                OptionKind::Secret => ("secret", None),
+                OptionKind::Bool => ("bool", None),
+                OptionKind::Int => ("int", None),
+                OptionKind::List => ("list", None),
+                OptionKind::Choice(c) => ("choice", Some(c.to_vec())),
+            };
+            Ok((
+                o.name.to_owned(),
+                kind.to_owned(),
+                o.default.map(str::to_owned),
+                o.help.to_owned(),
+                choices.into_pyobject(py)?.into_any().unbind(),
+            ))
+        })
+        .collect()
+}
+
+/// `tokenward._native`.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("TokenwardError", m.py().get_type::<TokenwardError>())?;
+    m.add("ConfigurationError", m.py().get_type::<ConfigurationError>())?;
+    m.add_class::<Authenticator>()?;
+    m.add_class::<Outcome>()?;
+    m.add_function(wrap_pyfunction!(options, m)?)?;
+    Ok(())
+}

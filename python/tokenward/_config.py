@@ -1,0 +1,112 @@
+"""Where option values come from, as in keystonemiddleware 13.0.1: the paste section first,
+then the ``[ext_oauth2_auth]`` group of oslo.config (when installed): ``oslo_config_config``,
+else a fresh ``ConfigOpts`` for ``oslo_config_project``/``oslo_config_file``, else the global
+``cfg.CONF``. The result is a flat dict of strings for the core's one parser."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from tokenward import _native
+
+GROUP = "ext_oauth2_auth"
+
+# Paste-only keys that steer loading and are not options.
+_LOADER_KEYS = ("oslo_config_config", "oslo_config_project", "oslo_config_file", "log_name")
+
+
+def _oslo_opts() -> list[Any]:
+    from oslo_config import cfg
+
+    opts = []
+    for name, kind, default, help_text, choices in _native.options():
+        if name == "memcache_servers":
+            continue  # registered as the deprecated name of memcached_servers
+        kwargs: dict[str, Any] = {"help": help_text}
+        if kind == "bool":
+            opt = cfg.BoolOpt(name, default=default == "true", **kwargs)
+        elif kind == "int":
+            opt = cfg.IntOpt(name, default=None if default is None else int(default), **kwargs)
+        elif kind == "list":
+            extra = {"deprecated_name": "memcache_servers"} if name == "memcached_servers" else {}
+            opt = cfg.ListOpt(name, default=None, **kwargs, **extra)
+        elif kind == "choice":
+            opt = cfg.StrOpt(name, default=default, choices=choices, ignore_case=True, **kwargs)
+        else:
+            opt = cfg.StrOpt(name, default=default, secret=kind == "secret", **kwargs)
+        opts.append(opt)
+    return opts
+
+
+def list_opts() -> list[tuple[str, list[Any]]]:
+    """oslo-config-generator hook (entry point ``oslo.config.opts``)."""
+    return [(GROUP, _oslo_opts())]
+
+
+def register(conf: Any) -> None:
+    """Registers tokenward's options on ``conf``; options the service (Tacker) or
+    keystonemiddleware registered already are kept as they are."""
+    from oslo_config import cfg
+
+    for opt in _oslo_opts():
+        try:
+            conf.register_opt(opt, group=GROUP)
+        except cfg.DuplicateOptError:
+            pass
+
+
+def _oslo_conf(conf: dict[str, Any]) -> Optional[Any]:
+    try:
+        from oslo_config import cfg
+    except ImportError:
+        return None
+    oslo = conf.get("oslo_config_config")
+    if oslo is None:
+        project = conf.get("oslo_config_project")
+        if project:
+            oslo = cfg.ConfigOpts()
+            files = [conf["oslo_config_file"]] if conf.get("oslo_config_file") else None
+            oslo([], project=project, default_config_files=files, validate_default_values=True)
+        else:
+            oslo = cfg.CONF
+    register(oslo)
+    return oslo
+
+
+def as_text(value: Any) -> Optional[str]:
+    """An option value as the core's parser wants it; None means unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
+    """Merges paste values over oslo.config values into one flat dict of strings."""
+    options: dict[str, str] = {}
+    for key, value in conf.items():
+        if key in _LOADER_KEYS:
+            continue
+        text = as_text(value)
+        if text is not None and text != "":
+            options[key] = text
+    oslo = _oslo_conf(conf)
+    if oslo is not None:
+        group = getattr(oslo, GROUP)
+        for name, *_ in _native.options():
+            if name in options or name == "memcache_servers":
+                continue
+            try:
+                value = getattr(group, name)
+            except Exception:  # noqa: S112 - NoSuchOptError and friends: not set there
+                continue
+            text = as_text(value)
+            if text:
+                options[name] = text
+    elif conf.get("oslo_config_project"):
+        log.warning("oslo_config_project is set but oslo.config is not installed")
+    return options
