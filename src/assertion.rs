@@ -97,7 +97,7 @@ impl JwsAlgorithm {
 }
 
 enum Key {
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
     Rsa(RsaKeyPair, &'static dyn RsaEncoding),
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
@@ -113,7 +113,9 @@ pub struct AssertionSigner {
 
 impl std::fmt::Debug for AssertionSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssertionSigner").field("algorithm", &self.algorithm.name()).finish_non_exhaustive()
+        f.debug_struct("AssertionSigner")
+            .field("algorithm", &self.algorithm.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,12 +125,20 @@ const KEY_OPTION: &str = "jwt_key_file";
 impl AssertionSigner {
     fn new(algorithm: JwsAlgorithm, key: Key) -> Self {
         let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, algorithm.name());
-        Self { algorithm, key, encoded_header: URL_SAFE_NO_PAD.encode(header), rng: SystemRandom::new() }
+        Self {
+            algorithm,
+            key,
+            encoded_header: URL_SAFE_NO_PAD.encode(header),
+            rng: SystemRandom::new(),
+        }
     }
 
     /// A `client_secret_jwt` signer. Returns a warning when the secret is shorter than the
     /// hash (RFC 7518 §3.2).
-    pub fn for_secret(algorithm: &str, secret: &Secret) -> Result<(Self, Option<String>), ConfigError> {
+    pub fn for_secret(
+        algorithm: &str,
+        secret: &Secret,
+    ) -> Result<(Self, Option<String>), ConfigError> {
         let alg = parse_algorithm(algorithm)?;
         let hmac_alg = match alg {
             JwsAlgorithm::Hs256 => hmac::HMAC_SHA256,
@@ -137,13 +147,18 @@ impl AssertionSigner {
             _ => {
                 return Err(ConfigError::new(
                     ALG_OPTION,
-                    format!("{algorithm} needs a private key: client_secret_jwt signs with HS256, HS384 or HS512"),
+                    format!(
+                        "{algorithm} needs a private key: client_secret_jwt signs with HS256, HS384 or HS512"
+                    ),
                 ));
             }
         };
         let bytes = secret.expose().as_bytes();
         if secret.expose().trim_start().starts_with("-----BEGIN") {
-            return Err(ConfigError::new("client_secret", "looks like a PEM key, not an HMAC secret"));
+            return Err(ConfigError::new(
+                "client_secret",
+                "looks like a PEM key, not an HMAC secret",
+            ));
         }
         let min = hmac_alg.digest_algorithm().output_len;
         let warning = (bytes.len() < min).then(|| {
@@ -153,7 +168,10 @@ impl AssertionSigner {
                 alg.name()
             )
         });
-        Ok((Self::new(alg, Key::Hmac(hmac::Key::new(hmac_alg, bytes))), warning))
+        Ok((
+            Self::new(alg, Key::Hmac(Box::new(hmac::Key::new(hmac_alg, bytes)))),
+            warning,
+        ))
     }
 
     /// A `private_key_jwt` signer from a PEM key file (PKCS#1, PKCS#8 or SEC1).
@@ -162,24 +180,40 @@ impl AssertionSigner {
         if alg.is_hmac() {
             return Err(ConfigError::new(
                 ALG_OPTION,
-                format!("{algorithm} is an HMAC algorithm: private_key_jwt needs RS*, PS*, ES* or EdDSA"),
+                format!(
+                    "{algorithm} is an HMAC algorithm: private_key_jwt needs RS*, PS*, ES* or EdDSA"
+                ),
             ));
         }
         let pem = read_file(KEY_OPTION, path)?;
-        if pem.windows(29).any(|w| w == b"BEGIN ENCRYPTED PRIVATE KEY--") {
+        if pem
+            .windows(29)
+            .any(|w| w == b"BEGIN ENCRYPTED PRIVATE KEY--")
+        {
             return Err(ConfigError::new(
                 KEY_OPTION,
                 "holds an encrypted key; decrypt it (openssl pkey -in key -out plain.key)",
             ));
         }
-        let der = PrivateKeyDer::from_pem_slice(&pem)
-            .map_err(|_| ConfigError::new(KEY_OPTION, format!("holds no PEM private key ({})", path.display())))?;
+        let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+            ConfigError::new(
+                KEY_OPTION,
+                format!("holds no PEM private key ({})", path.display()),
+            )
+        })?;
         let mismatch = |why: String| {
-            ConfigError::new(ALG_OPTION, format!("{algorithm} does not fit the key in jwt_key_file: {why}"))
+            ConfigError::new(
+                ALG_OPTION,
+                format!("{algorithm} does not fit the key in jwt_key_file: {why}"),
+            )
         };
         let key = match alg {
-            JwsAlgorithm::Rs256 | JwsAlgorithm::Rs384 | JwsAlgorithm::Rs512 | JwsAlgorithm::Ps256
-            | JwsAlgorithm::Ps384 | JwsAlgorithm::Ps512 => {
+            JwsAlgorithm::Rs256
+            | JwsAlgorithm::Rs384
+            | JwsAlgorithm::Rs512
+            | JwsAlgorithm::Ps256
+            | JwsAlgorithm::Ps384
+            | JwsAlgorithm::Ps512 => {
                 let pair = match &der {
                     PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
                     PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
@@ -211,8 +245,9 @@ impl AssertionSigner {
                     _ => return Err(mismatch("not an EC key".into())),
                 };
                 Key::Ecdsa(
-                    EcdsaKeyPair::from_private_key_der(curve, bytes)
-                        .map_err(|e| mismatch(format!("not an EC key on the matching curve ({e})")))?,
+                    EcdsaKeyPair::from_private_key_der(curve, bytes).map_err(|e| {
+                        mismatch(format!("not an EC key on the matching curve ({e})"))
+                    })?,
                 )
             }
             JwsAlgorithm::EdDsa => match &der {
@@ -222,7 +257,9 @@ impl AssertionSigner {
                 ),
                 _ => return Err(mismatch("EdDSA needs a PKCS#8 Ed25519 key".into())),
             },
-            JwsAlgorithm::Hs256 | JwsAlgorithm::Hs384 | JwsAlgorithm::Hs512 => unreachable!("checked above"),
+            JwsAlgorithm::Hs256 | JwsAlgorithm::Hs384 | JwsAlgorithm::Hs512 => {
+                unreachable!("checked above")
+            }
         };
         let signer = Self::new(alg, key);
         // A trial signature proves the key works before the first request needs it.
@@ -243,18 +280,37 @@ impl AssertionSigner {
             Key::Hmac(key) => Ok(hmac::sign(key, input).as_ref().to_vec()),
             Key::Rsa(pair, encoding) => {
                 let mut sig = vec![0; pair.public_modulus_len()];
-                pair.sign(*encoding, &self.rng, input, &mut sig).map_err(failed)?;
+                pair.sign(*encoding, &self.rng, input, &mut sig)
+                    .map_err(failed)?;
                 Ok(sig)
             }
-            Key::Ecdsa(pair) => Ok(pair.sign(&self.rng, input).map_err(failed)?.as_ref().to_vec()),
+            Key::Ecdsa(pair) => Ok(pair
+                .sign(&self.rng, input)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec()),
             Key::Ed25519(pair) => Ok(pair.sign(input).as_ref().to_vec()),
         }
     }
 
     /// A fresh assertion: new `jti`, `iat` = now, `exp` = now + lifetime.
-    pub fn assertion(&self, client_id: &str, audience: &str, lifetime: Duration) -> Result<Secret, AsError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.assertion_at(client_id, audience, &uuid::Uuid::new_v4().to_string(), now, lifetime)
+    pub fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        lifetime: Duration,
+    ) -> Result<Secret, AsError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.assertion_at(
+            client_id,
+            audience,
+            &uuid::Uuid::new_v4().to_string(),
+            now,
+            lifetime,
+        )
     }
 
     /// The assertion for a given `jti` and time (deterministic for HMAC and RSA PKCS#1).
@@ -287,11 +343,17 @@ impl AssertionSigner {
 
 fn parse_algorithm(name: &str) -> Result<JwsAlgorithm, ConfigError> {
     if name.eq_ignore_ascii_case("none") {
-        return Err(ConfigError::new(ALG_OPTION, "must not be none: an unsigned assertion authenticates nobody"));
+        return Err(ConfigError::new(
+            ALG_OPTION,
+            "must not be none: an unsigned assertion authenticates nobody",
+        ));
     }
     JwsAlgorithm::parse(name).ok_or_else(|| {
         let all: Vec<_> = JwsAlgorithm::ALL.iter().map(|a| a.name()).collect();
-        ConfigError::new(ALG_OPTION, format!("{name:?} is not supported; use one of {}", all.join(", ")))
+        ConfigError::new(
+            ALG_OPTION,
+            format!("{name:?} is not supported; use one of {}", all.join(", ")),
+        )
     })
 }
 
@@ -309,7 +371,15 @@ mod tests {
     fn hs256_matches_vector_a() {
         let (signer, warning) = AssertionSigner::for_secret("HS256", &Secret::new(SECRET)).unwrap();
         assert!(warning.is_none());
-        let jwt = signer.assertion_at("tacker_service", AUD, JTI, 1_733_476_370, Duration::from_secs(60)).unwrap();
+        let jwt = signer
+            .assertion_at(
+                "tacker_service",
+                AUD,
+                JTI,
+                1_733_476_370,
+                Duration::from_secs(60),
+            )
+            .unwrap();
         assert_eq!(jwt.expose(), VECTOR_A);
     }
 
@@ -317,20 +387,36 @@ mod tests {
     fn hs512_with_short_secret_warns_and_matches_vector_a512() {
         let (signer, warning) = AssertionSigner::for_secret("HS512", &Secret::new(SECRET)).unwrap();
         assert!(warning.unwrap().contains("shorter"));
-        let jwt = signer.assertion_at("tacker_service", AUD, JTI, 1_733_476_370, Duration::from_secs(60)).unwrap();
+        let jwt = signer
+            .assertion_at(
+                "tacker_service",
+                AUD,
+                JTI,
+                1_733_476_370,
+                Duration::from_secs(60),
+            )
+            .unwrap();
         assert!(jwt.expose().ends_with(".iTy7H5aFMXpYNv_xOOfdNtTL1ypwNAl3XO-vMcnviPK_4uSwikZ6f2CVpZIt-pGYwLodiqE8M7iXVxG_ubdv1w"));
     }
 
     #[test]
     fn fresh_jti_and_numeric_dates() {
         let (signer, _) = AssertionSigner::for_secret("HS256", &Secret::new(SECRET)).unwrap();
-        let a = signer.assertion("c", "aud", Duration::from_secs(60)).unwrap();
-        let b = signer.assertion("c", "aud", Duration::from_secs(60)).unwrap();
+        let a = signer
+            .assertion("c", "aud", Duration::from_secs(60))
+            .unwrap();
+        let b = signer
+            .assertion("c", "aud", Duration::from_secs(60))
+            .unwrap();
         assert_ne!(a.expose(), b.expose());
         let payload = a.expose().split('.').nth(1).unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert!(claims["iat"].is_u64());
-        assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 60);
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            60
+        );
         assert_eq!(claims["iss"], "c");
         assert_eq!(claims["sub"], "c");
     }
@@ -339,15 +425,21 @@ mod tests {
     fn bad_algorithms_name_the_option() {
         let s = Secret::new(SECRET);
         for alg in ["none", "RS256", "hs256", "XS1"] {
-            assert_eq!(AssertionSigner::for_secret(alg, &s).unwrap_err().option(), "jwt_algorithm", "{alg}");
+            assert_eq!(
+                AssertionSigner::for_secret(alg, &s).unwrap_err().option(),
+                "jwt_algorithm",
+                "{alg}"
+            );
         }
-        let e = AssertionSigner::for_secret("HS256", &Secret::new("-----BEGIN PRIVATE KEY-----")).unwrap_err();
+        let e = AssertionSigner::for_secret("HS256", &Secret::new("-----BEGIN PRIVATE KEY-----"))
+            .unwrap_err();
         assert_eq!(e.option(), "client_secret");
     }
 
     #[test]
     fn missing_or_empty_key_file_names_the_option() {
-        let e = AssertionSigner::for_key_file("RS256", Path::new("/nonexistent/key.pem")).unwrap_err();
+        let e =
+            AssertionSigner::for_key_file("RS256", Path::new("/nonexistent/key.pem")).unwrap_err();
         assert_eq!(e.option(), "jwt_key_file");
         let dir = std::env::temp_dir().join(format!("tw-empty-{}", std::process::id()));
         std::fs::write(&dir, b"").unwrap();

@@ -110,7 +110,9 @@ pub struct Grant {
 
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Grant").field("expires", &self.expires).finish_non_exhaustive()
+        f.debug_struct("Grant")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +129,9 @@ impl Grant {
 
     /// A door's own per-grant data (say, prebuilt Python objects), made once on first use.
     pub fn attachment<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
-        self.attachment.get_or_init(|| Box::new(make())).downcast_ref()
+        self.attachment
+            .get_or_init(|| Box::new(make()))
+            .downcast_ref()
     }
 }
 
@@ -147,10 +151,18 @@ impl Denial {
     /// The JSON error body, in the reference's shape.
     pub fn body(&self) -> &'static str {
         match self.reason {
-            DenyReason::Unmappable(_) => r#"{"error": {"code": 403, "title": "Forbidden", "message": "The request you have made is denied, because the necessary information could not be parsed."}}"#,
-            DenyReason::InsufficientScope => r#"{"error": {"code": 403, "title": "Forbidden", "message": "The request you have made is denied, because the token does not grant the required scope."}}"#,
-            DenyReason::Unavailable(_) => r#"{"error": {"code": 503, "title": "Service Unavailable", "message": "The request you have made is denied, because an exception occurred while accessing the external authentication server for token validation."}}"#,
-            _ => r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made is denied, because the token is invalid."}}"#,
+            DenyReason::Unmappable(_) => {
+                r#"{"error": {"code": 403, "title": "Forbidden", "message": "The request you have made is denied, because the necessary information could not be parsed."}}"#
+            }
+            DenyReason::InsufficientScope => {
+                r#"{"error": {"code": 403, "title": "Forbidden", "message": "The request you have made is denied, because the token does not grant the required scope."}}"#
+            }
+            DenyReason::Unavailable(_) => {
+                r#"{"error": {"code": 503, "title": "Service Unavailable", "message": "The request you have made is denied, because an exception occurred while accessing the external authentication server for token validation."}}"#
+            }
+            _ => {
+                r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made is denied, because the token is invalid."}}"#
+            }
         }
     }
 
@@ -260,20 +272,34 @@ const _: fn() = || {
 
 enum Prepared<'a> {
     Done(Verdict),
-    Check { token: &'a str, key: CacheKey, cert: Option<CertDigest> },
+    Check {
+        token: &'a str,
+        key: CacheKey,
+        cert: Option<CertDigest>,
+    },
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// The token of an `Authorization` value: scheme `Bearer` in any case (RFC 7235), one token of
 /// visible ASCII. Anything else is malformed.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
-    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(DenyReason::MissingToken)?;
+    let value = authorization
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(DenyReason::MissingToken)?;
     let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(if token.is_empty() { DenyReason::MalformedToken } else { DenyReason::MissingToken });
+        return Err(if token.is_empty() {
+            DenyReason::MalformedToken
+        } else {
+            DenyReason::MissingToken
+        });
     }
     let token = token.trim();
     if token.is_empty() {
@@ -296,7 +322,10 @@ impl Authenticator {
     {
         let raw = RawOptions::from_pairs(pairs);
         let mut auth = Self::new(FilterConfig::from_raw(&raw)?, log)?;
-        let unknown = raw.unknown().iter().map(|k| format!("The option \"{k}\" is not known to tokenward"));
+        let unknown = raw
+            .unknown()
+            .iter()
+            .map(|k| format!("The option \"{k}\" is not known to tokenward"));
         auth.warnings.splice(0..0, unknown);
         Ok(auth)
     }
@@ -322,14 +351,23 @@ impl Authenticator {
             warnings.push("insecure = true: the AS certificate is not verified".into());
         }
         let mut seed = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut seed).map_err(|_| ConfigError::new("token_cache_size", "no random source for the cache key"))?;
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| {
+            ConfigError::new("token_cache_size", "no random source for the cache key")
+        })?;
         let p = &config.policy;
         let policy = format!(
             "{}\n{}\n{}\n{:?}\n{:?}\n{:?}",
-            config.introspect_endpoint, config.client.client_id, config.client.auth_method.as_str(),
-            p.audience, p.issuer, p.required_scope
+            config.introspect_endpoint,
+            config.client.client_id,
+            config.client.auth_method.as_str(),
+            p.audience,
+            p.issuer,
+            p.required_scope
         );
-        let challenge = format!("Authorization OAuth 2.0 uri=\"{}\"", config.audience.replace('"', "%22"));
+        let challenge = format!(
+            "Authorization OAuth 2.0 uri=\"{}\"",
+            config.audience.replace('"', "%22")
+        );
         Ok(Self {
             cache: VerdictCache::new(config.cache.capacity),
             keys: KeyDeriver::new(&seed, &policy),
@@ -389,7 +427,11 @@ impl Authenticator {
     /// The check without network I/O: a verdict if the header alone or the cache decides,
     /// `None` when the AS must be asked (call [`Authenticator::authenticate`] off the event
     /// loop then).
-    pub fn lookup(&self, authorization: Option<&str>, client_cert: Option<&[u8]>) -> Option<Verdict> {
+    pub fn lookup(
+        &self,
+        authorization: Option<&str>,
+        client_cert: Option<&[u8]>,
+    ) -> Option<Verdict> {
         match self.prepare(authorization, client_cert) {
             Prepared::Done(v) => Some(v),
             Prepared::Check { key, cert, .. } => self.cached(key, cert.as_ref()),
@@ -408,7 +450,10 @@ impl Authenticator {
         }
         self.counters.misses.fetch_add(1, Relaxed);
         let wait = self.config.client.timeout + Duration::from_secs(1);
-        let entry = match self.cache.get_or_compute(key, wait, || self.fetch(token, key)) {
+        let entry = match self
+            .cache
+            .get_or_compute(key, wait, || self.fetch(token, key))
+        {
             Fetched::Computed(r) => r,
             Fetched::Shared(r) => {
                 self.counters.coalesced.fetch_add(1, Relaxed);
@@ -432,21 +477,32 @@ impl Authenticator {
         }
     }
 
-    fn prepare<'a>(&self, authorization: Option<&'a str>, client_cert: Option<&[u8]>) -> Prepared<'a> {
+    fn prepare<'a>(
+        &self,
+        authorization: Option<&'a str>,
+        client_cert: Option<&[u8]>,
+    ) -> Prepared<'a> {
         let token = match bearer_token(authorization) {
             Ok(t) => t,
             Err(reason) => return Prepared::Done(Verdict::deny(reason)),
         };
         let cert = if self.config.policy.thumbprint_verify {
             // Checked before any AS round trip: without a certificate the answer is known.
-            match client_cert.filter(|c| !c.is_empty()).and_then(thumbprint::cert_digest) {
+            match client_cert
+                .filter(|c| !c.is_empty())
+                .and_then(thumbprint::cert_digest)
+            {
                 Some(d) => Some(d),
                 None => return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired)),
             }
         } else {
             None
         };
-        Prepared::Check { token, key: self.keys.key(token), cert }
+        Prepared::Check {
+            token,
+            key: self.keys.key(token),
+            cert,
+        }
     }
 
     fn cached(&self, key: CacheKey, cert: Option<&CertDigest>) -> Option<Verdict> {
@@ -465,10 +521,15 @@ impl Authenticator {
 
     fn fetch(&self, token: &str, key: CacheKey) -> Result<Entry, AsError> {
         self.counters.introspections.fetch_add(1, Relaxed);
-        let claims = introspect(&*self.transport, &self.client, &self.config.introspect_endpoint, token)
-            .inspect_err(|_| {
-                self.counters.as_errors.fetch_add(1, Relaxed);
-            })?;
+        let claims = introspect(
+            &*self.transport,
+            &self.client,
+            &self.config.introspect_endpoint,
+            token,
+        )
+        .inspect_err(|_| {
+            self.counters.as_errors.fetch_add(1, Relaxed);
+        })?;
         let now = unix_now();
         let entry = self.evaluate(&claims);
         let ttl = match &entry {
@@ -503,10 +564,10 @@ impl Authenticator {
         let exp = time("exp")?;
         let nbf = time("nbf")?;
         let policy = &self.config.policy;
-        if let Some(issuer) = &policy.issuer {
-            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
-                return Err(DenyReason::IssuerMismatch);
-            }
+        if let Some(issuer) = &policy.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+        {
+            return Err(DenyReason::IssuerMismatch);
         }
         if !policy.audience.is_empty() {
             let matches = |a: &str| policy.audience.iter().any(|want| want == a);
@@ -520,8 +581,17 @@ impl Authenticator {
             }
         }
         if !policy.required_scope.is_empty() {
-            let granted: Vec<&str> = claims.get("scope").and_then(Value::as_str).unwrap_or("").split(' ').collect();
-            if !policy.required_scope.iter().all(|s| granted.contains(&s.as_str())) {
+            let granted: Vec<&str> = claims
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .split(' ')
+                .collect();
+            if !policy
+                .required_scope
+                .iter()
+                .all(|s| granted.contains(&s.as_str()))
+            {
                 return Err(DenyReason::InsufficientScope);
             }
         }
@@ -538,12 +608,19 @@ impl Authenticator {
         } else {
             None
         };
-        let identity = map_identity(&self.config.mapping, claims).map_err(DenyReason::Unmappable)?;
+        let identity =
+            map_identity(&self.config.mapping, claims).map_err(DenyReason::Unmappable)?;
         let expires = match (exp, identity.expires_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Ok(Grant { identity, expires, not_before: nbf, bound_to, attachment: OnceLock::new() })
+        Ok(Grant {
+            identity,
+            expires,
+            not_before: nbf,
+            bound_to,
+            attachment: OnceLock::new(),
+        })
     }
 
     fn judge(&self, entry: &Entry, cert: Option<&CertDigest>, now: f64) -> Verdict {
@@ -617,9 +694,18 @@ mod tests {
         assert_eq!(bearer_token(None), Err(DenyReason::MissingToken));
         assert_eq!(bearer_token(Some("Bearer")), Err(DenyReason::MissingToken));
         assert_eq!(bearer_token(Some("Bearer ")), Err(DenyReason::MissingToken));
-        assert_eq!(bearer_token(Some("Basic abc")), Err(DenyReason::MissingToken));
-        assert_eq!(bearer_token(Some("Bearer a b")), Err(DenyReason::MalformedToken));
-        assert_eq!(bearer_token(Some("Bearer tök")), Err(DenyReason::MalformedToken));
+        assert_eq!(
+            bearer_token(Some("Basic abc")),
+            Err(DenyReason::MissingToken)
+        );
+        assert_eq!(
+            bearer_token(Some("Bearer a b")),
+            Err(DenyReason::MalformedToken)
+        );
+        assert_eq!(
+            bearer_token(Some("Bearer tök")),
+            Err(DenyReason::MalformedToken)
+        );
         assert_eq!(bearer_token(Some("abc")), Err(DenyReason::MalformedToken));
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
         assert_eq!(bearer_token(Some(&long)), Err(DenyReason::MalformedToken));
@@ -629,8 +715,13 @@ mod tests {
     fn statuses() {
         assert_eq!(DenyReason::Inactive.status(), 401);
         assert_eq!(DenyReason::InsufficientScope.status(), 403);
-        assert_eq!(DenyReason::Unavailable(AsError::Unreachable("x".into())).status(), 503);
-        let d = Denial { reason: DenyReason::Expired };
+        assert_eq!(
+            DenyReason::Unavailable(AsError::Unreachable("x".into())).status(),
+            503
+        );
+        let d = Denial {
+            reason: DenyReason::Expired,
+        };
         assert_eq!(d.body().len(), 130, "the reference's 401 body is 130 bytes");
     }
 }

@@ -29,7 +29,9 @@ impl KeyDeriver {
         material.extend_from_slice(seed);
         material.push(0);
         material.extend_from_slice(policy.as_bytes());
-        Self { key: blake3::derive_key("tokenward 2026 verdict cache key", &material) }
+        Self {
+            key: blake3::derive_key("tokenward 2026 verdict cache key", &material),
+        }
     }
 
     /// The key for a token.
@@ -55,7 +57,9 @@ pub struct VerdictCache<V: Clone> {
 
 impl<V: Clone> std::fmt::Debug for VerdictCache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerdictCache").field("len", &self.entries.len()).finish()
+        f.debug_struct("VerdictCache")
+            .field("len", &self.entries.len())
+            .finish()
     }
 }
 
@@ -75,7 +79,10 @@ struct Flight<V> {
 impl<V: Clone> VerdictCache<V> {
     /// A cache holding at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        Self { entries: quick_cache::sync::Cache::new(capacity.max(1)), flights: Mutex::new(HashMap::new()) }
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            flights: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The value for `key` if present and not past its lifetime.
@@ -92,7 +99,13 @@ impl<V: Clone> VerdictCache<V> {
     /// Stores `value` for `ttl` (nothing when `ttl` is zero).
     pub fn insert(&self, key: CacheKey, value: V, ttl: Duration, now: Instant) {
         if !ttl.is_zero() {
-            self.entries.insert(key, Slot { value, until: now + ttl });
+            self.entries.insert(
+                key,
+                Slot {
+                    value,
+                    until: now + ttl,
+                },
+            );
         }
     }
 
@@ -115,30 +128,37 @@ impl<V: Clone> VerdictCache<V> {
     /// arrive while a flight is under way wait (at most `wait`) and share its result, success
     /// or failure; a thread that arrives after it ended starts a new one, so a failure is never
     /// handed to later requests. `compute` is expected to insert what should be cached.
-    pub fn get_or_compute<E: Clone + From<String>>(
+    pub fn get_or_compute<E>(
         &self,
         key: CacheKey,
         wait: Duration,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Fetched<V, E>
     where
-        E: std::fmt::Display,
+        E: Clone + From<String> + std::fmt::Display,
     {
         let (flight, leader) = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
             match flights.get(&key) {
                 Some(f) => (Arc::clone(f), false),
                 None => {
-                    let f = Arc::new(Flight { result: Mutex::new(None), done: Condvar::new() });
+                    let f = Arc::new(Flight {
+                        result: Mutex::new(None),
+                        done: Condvar::new(),
+                    });
                     flights.insert(key, Arc::clone(&f));
                     (f, true)
                 }
             }
         };
         if leader {
-            let guard = FlightGuard { cache: self, key, flight: &flight };
+            let guard = FlightGuard {
+                cache: self,
+                key,
+                flight: &flight,
+            };
             let result = compute();
-            guard.finish(result.as_ref().map(Clone::clone).map_err(ToString::to_string));
+            guard.finish(result.clone().map_err(|e| e.to_string()));
             return Fetched::Computed(result);
         }
         let deadline = Instant::now() + wait;
@@ -146,12 +166,20 @@ impl<V: Clone> VerdictCache<V> {
         while slot.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Fetched::Shared(Err(E::from("timed out waiting for a concurrent introspection".into())));
+                return Fetched::Shared(Err(E::from(
+                    "timed out waiting for a concurrent introspection".into(),
+                )));
             }
-            slot = flight.done.wait_timeout(slot, left).unwrap_or_else(PoisonError::into_inner).0;
+            slot = flight
+                .done
+                .wait_timeout(slot, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         let shared = slot.as_ref().map(|r| r.clone().map_err(E::from));
-        Fetched::Shared(shared.unwrap_or_else(|| Err(E::from("flight ended without a result".into()))))
+        Fetched::Shared(
+            shared.unwrap_or_else(|| Err(E::from("flight ended without a result".into()))),
+        )
     }
 }
 
@@ -164,15 +192,27 @@ struct FlightGuard<'a, V: Clone> {
 
 impl<V: Clone> FlightGuard<'_, V> {
     fn finish(self, result: Result<V, String>) {
-        *self.flight.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        *self
+            .flight
+            .result
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(result);
         // Drop removes the flight and wakes the waiters.
     }
 }
 
 impl<V: Clone> Drop for FlightGuard<'_, V> {
     fn drop(&mut self) {
-        self.cache.flights.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
-        let mut slot = self.flight.result.lock().unwrap_or_else(PoisonError::into_inner);
+        self.cache
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+        let mut slot = self
+            .flight
+            .result
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(Err("introspection failed internally".into()));
         }

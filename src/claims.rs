@@ -69,18 +69,35 @@ const MISSING: &str = "is missing or empty";
 const NOT_STRING: &str = "is not a string";
 const CONTROL: &str = "contains control characters";
 
-fn text(claims: &Map<String, Value>, path: &ClaimPath, option: &'static str) -> Result<Option<String>, MappingError> {
+fn text(
+    claims: &Map<String, Value>,
+    path: &ClaimPath,
+    option: &'static str,
+) -> Result<Option<String>, MappingError> {
     match path.lookup(claims) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(MappingError { option, problem: CONTROL }),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(MappingError {
+            option,
+            problem: CONTROL,
+        }),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(MappingError { option, problem: NOT_STRING }),
+        Some(_) => Err(MappingError {
+            option,
+            problem: NOT_STRING,
+        }),
     }
 }
 
-fn required(claims: &Map<String, Value>, path: &ClaimPath, option: &'static str) -> Result<String, MappingError> {
-    text(claims, path, option)?.ok_or(MappingError { option, problem: MISSING })
+fn required(
+    claims: &Map<String, Value>,
+    path: &ClaimPath,
+    option: &'static str,
+) -> Result<String, MappingError> {
+    text(claims, path, option)?.ok_or(MappingError {
+        option,
+        problem: MISSING,
+    })
 }
 
 fn required_opt(
@@ -88,7 +105,10 @@ fn required_opt(
     path: Option<&ClaimPath>,
     option: &'static str,
 ) -> Result<String, MappingError> {
-    let path = path.ok_or(MappingError { option, problem: "is not configured" })?;
+    let path = path.ok_or(MappingError {
+        option,
+        problem: "is not configured",
+    })?;
     required(claims, path, option)
 }
 
@@ -99,10 +119,16 @@ fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, Mappin
             let mut joined = String::new();
             for item in items {
                 let Value::String(role) = item else {
-                    return Err(MappingError { option: OPTION, problem: "holds a non-string role" });
+                    return Err(MappingError {
+                        option: OPTION,
+                        problem: "holds a non-string role",
+                    });
                 };
                 if role.contains(',') || role.chars().any(char::is_control) {
-                    return Err(MappingError { option: OPTION, problem: "holds a role with a comma or control character" });
+                    return Err(MappingError {
+                        option: OPTION,
+                        problem: "holds a role with a comma or control character",
+                    });
                 }
                 if !joined.is_empty() {
                     joined.push(',');
@@ -110,7 +136,10 @@ fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, Mappin
                 joined.push_str(role);
             }
             if joined.is_empty() {
-                return Err(MappingError { option: OPTION, problem: MISSING });
+                return Err(MappingError {
+                    option: OPTION,
+                    problem: MISSING,
+                });
             }
             Ok(joined)
         }
@@ -121,13 +150,23 @@ fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, Mappin
 /// Maps the claims of an active token, as keystonemiddleware does, minus its bugs: no root
 /// fallback, roles may be a JSON array, admin detection trims spaces, `X-Is-Admin-Project`
 /// is always set (`true`/`false`).
-pub fn map_identity(cfg: &MappingConfig, claims: &Map<String, Value>) -> Result<MappedIdentity, MappingError> {
+pub fn map_identity(
+    cfg: &MappingConfig,
+    claims: &Map<String, Value>,
+) -> Result<MappedIdentity, MappingError> {
     let roles = roles(claims, &cfg.roles)?;
-    let is_admin = roles.split(',').any(|r| r.trim().eq_ignore_ascii_case("admin"));
+    let is_admin = roles
+        .split(',')
+        .any(|r| r.trim().eq_ignore_ascii_case("admin"));
     let system = match cfg.system_scope.as_ref().and_then(|p| p.lookup(claims)) {
         None | Some(Value::Null | Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
-        Some(_) => return Err(MappingError { option: "mapping_system_scope", problem: "is not a boolean" }),
+        Some(_) => {
+            return Err(MappingError {
+                option: "mapping_system_scope",
+                problem: "is not a boolean",
+            });
+        }
     };
     let project_id = match (&cfg.project_id, system) {
         (Some(path), false) => text(claims, path, "mapping_project_id")?,
@@ -136,13 +175,24 @@ pub fn map_identity(cfg: &MappingConfig, claims: &Map<String, Value>) -> Result<
     let expires_at = match cfg.expires_at.as_ref().and_then(|p| p.lookup(claims)) {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64(),
-        Some(_) => return Err(MappingError { option: "mapping_expires_at", problem: "is not a number" }),
+        Some(_) => {
+            return Err(MappingError {
+                option: "mapping_expires_at",
+                problem: "is not a number",
+            });
+        }
     };
 
     let mut info = Map::new();
-    info.insert("origin_token_metadata".into(), Value::Object(claims.clone()));
+    info.insert(
+        "origin_token_metadata".into(),
+        Value::Object(claims.clone()),
+    );
     info.insert("roles".into(), Value::String(roles.clone()));
-    info.insert("is_admin".into(), Value::String(if is_admin { "true" } else { "false" }.into()));
+    info.insert(
+        "is_admin".into(),
+        Value::String(if is_admin { "true" } else { "false" }.into()),
+    );
 
     let mut headers = vec![
         (h::IDENTITY_STATUS, "Confirmed".to_owned()),
@@ -155,8 +205,16 @@ pub fn map_identity(cfg: &MappingConfig, claims: &Map<String, Value>) -> Result<
         scope_headers.push((h::SYSTEM_SCOPE, "all".to_owned()));
     } else if let Some(project_id) = project_id {
         let name = required_opt(claims, cfg.project_name.as_ref(), "mapping_project_name")?;
-        let domain_id = required_opt(claims, cfg.project_domain_id.as_ref(), "mapping_project_domain_id")?;
-        let domain_name = required_opt(claims, cfg.project_domain_name.as_ref(), "mapping_project_domain_name")?;
+        let domain_id = required_opt(
+            claims,
+            cfg.project_domain_id.as_ref(),
+            "mapping_project_domain_id",
+        )?;
+        let domain_name = required_opt(
+            claims,
+            cfg.project_domain_name.as_ref(),
+            "mapping_project_domain_name",
+        )?;
         for (k, v) in [
             ("project_id", &project_id),
             ("project_name", &name),
@@ -175,8 +233,16 @@ pub fn map_identity(cfg: &MappingConfig, claims: &Map<String, Value>) -> Result<
             (h::TENANT, project_id),
         ]);
     } else {
-        let domain_id = required_opt(claims, cfg.project_domain_id.as_ref(), "mapping_project_domain_id")?;
-        let domain_name = required_opt(claims, cfg.project_domain_name.as_ref(), "mapping_project_domain_name")?;
+        let domain_id = required_opt(
+            claims,
+            cfg.project_domain_id.as_ref(),
+            "mapping_project_domain_id",
+        )?;
+        let domain_name = required_opt(
+            claims,
+            cfg.project_domain_name.as_ref(),
+            "mapping_project_domain_name",
+        )?;
         info.insert("domain_id".into(), Value::String(domain_id.clone()));
         info.insert("domain_name".into(), Value::String(domain_name.clone()));
         scope_headers.extend([(h::DOMAIN_ID, domain_id), (h::DOMAIN_NAME, domain_name)]);
@@ -199,7 +265,10 @@ pub fn map_identity(cfg: &MappingConfig, claims: &Map<String, Value>) -> Result<
         (h::USER, user_name),
         (h::USER_DOMAIN_ID, user_domain_id),
         (h::USER_DOMAIN_NAME, user_domain_name),
-        (h::IS_ADMIN_PROJECT, if is_admin { "true" } else { "false" }.to_owned()),
+        (
+            h::IS_ADMIN_PROJECT,
+            if is_admin { "true" } else { "false" }.to_owned(),
+        ),
     ]);
     headers.extend(scope_headers);
     Ok(MappedIdentity {
@@ -233,7 +302,9 @@ mod tests {
             ("mapping_system_scope", "system"),
         ];
         pairs.extend_from_slice(extra);
-        FilterConfig::from_raw(&RawOptions::from_pairs(pairs)).unwrap().mapping
+        FilterConfig::from_raw(&RawOptions::from_pairs(pairs))
+            .unwrap()
+            .mapping
     }
 
     fn claims(v: Value) -> Map<String, Value> {
@@ -250,7 +321,10 @@ mod tests {
     }
 
     fn header<'a>(m: &'a MappedIdentity, name: &str) -> Option<&'a str> {
-        m.headers.iter().find(|(h, _)| h.name == name).map(|(_, v)| v.as_str())
+        m.headers
+            .iter()
+            .find(|(h, _)| h.name == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -285,7 +359,10 @@ mod tests {
         assert_eq!(header(&m, "OpenStack-System-Scope"), Some("all"));
         assert_eq!(header(&m, "X-Project-Id"), None);
         v["system"] = json!("all");
-        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().option, "mapping_system_scope");
+        assert_eq!(
+            map_identity(&mapping(&[]), &claims(v)).unwrap_err().option,
+            "mapping_system_scope"
+        );
         let mut v = sample();
         v["project"]["id"] = json!("");
         let m = map_identity(&mapping(&[]), &claims(v)).unwrap();
@@ -306,16 +383,28 @@ mod tests {
     fn wrong_types_and_control_characters_are_refused() {
         let mut v = sample();
         v["user"]["id"] = json!(42);
-        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem, NOT_STRING);
+        assert_eq!(
+            map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem,
+            NOT_STRING
+        );
         let mut v = sample();
         v["user"]["name"] = json!("evil\r\nX-Roles: admin");
-        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem, CONTROL);
+        assert_eq!(
+            map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem,
+            CONTROL
+        );
         let mut v = sample();
         v["roles"] = json!([]);
-        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().option, "mapping_roles");
+        assert_eq!(
+            map_identity(&mapping(&[]), &claims(v)).unwrap_err().option,
+            "mapping_roles"
+        );
         let mut v = sample();
         v["user"] = json!("not-an-object");
-        assert_eq!(map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem, MISSING);
+        assert_eq!(
+            map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem,
+            MISSING
+        );
     }
 
     #[test]

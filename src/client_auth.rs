@@ -61,24 +61,36 @@ impl ClientAuthenticator {
     /// Loads keys and checks that the method has what it needs. Warnings (weak HMAC secret)
     /// are appended to `warnings`.
     pub fn new(cfg: &ClientConfig, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
-        let needs_audience = matches!(cfg.auth_method, AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt);
+        let needs_audience = matches!(
+            cfg.auth_method,
+            AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt
+        );
         let audience = cfg.audience.clone().unwrap_or_default();
         if needs_audience && audience.is_empty() {
             return Err(ConfigError::new(
                 "audience",
-                format!("is required by auth_method = {} (use the AS issuer URL)", cfg.auth_method.as_str()),
+                format!(
+                    "is required by auth_method = {} (use the AS issuer URL)",
+                    cfg.auth_method.as_str()
+                ),
             ));
         }
         let algorithm = cfg.jwt_algorithm.as_deref().unwrap_or_default();
         let signer = match cfg.auth_method {
             AuthMethod::ClientSecretJwt => {
-                let secret = cfg.client_secret.as_ref().ok_or_else(|| ConfigError::new("client_secret", "is required"))?;
+                let secret = cfg
+                    .client_secret
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::new("client_secret", "is required"))?;
                 let (signer, warning) = AssertionSigner::for_secret(algorithm, secret)?;
                 warnings.extend(warning);
                 Some(signer)
             }
             AuthMethod::PrivateKeyJwt => {
-                let path = cfg.jwt_key_file.as_ref().ok_or_else(|| ConfigError::new("jwt_key_file", "is required"))?;
+                let path = cfg
+                    .jwt_key_file
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::new("jwt_key_file", "is required"))?;
                 Some(AssertionSigner::for_key_file(algorithm, path)?)
             }
             _ => None,
@@ -90,9 +102,9 @@ impl ClientAuthenticator {
             ));
         }
         let basic_header = match (cfg.auth_method, &cfg.client_secret) {
-            (AuthMethod::ClientSecretBasic, Some(secret)) => {
-                Some(Secret::new(basic_authorization(&cfg.client_id, secret.expose(), cfg.basic_encoding)))
-            }
+            (AuthMethod::ClientSecretBasic, Some(secret)) => Some(Secret::new(
+                basic_authorization(&cfg.client_id, secret.expose(), cfg.basic_encoding),
+            )),
             _ => None,
         };
         Ok(Self {
@@ -124,13 +136,19 @@ impl ClientAuthenticator {
             AuthMethod::ClientSecretBasic => {}
             AuthMethod::ClientSecretPost => {
                 form.append_pair("client_id", &self.client_id);
-                form.append_pair("client_secret", self.secret.as_ref().map(Secret::expose).unwrap_or_default());
+                form.append_pair(
+                    "client_secret",
+                    self.secret.as_ref().map(Secret::expose).unwrap_or_default(),
+                );
             }
             AuthMethod::TlsClientAuth => {
                 form.append_pair("client_id", &self.client_id);
             }
             AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
-                let signer = self.signer.as_ref().ok_or_else(|| AsError::Assertion("no signing key".into()))?;
+                let signer = self
+                    .signer
+                    .as_ref()
+                    .ok_or_else(|| AsError::Assertion("no signing key".into()))?;
                 let assertion = signer.assertion(&self.client_id, &self.audience, self.lifetime)?;
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_assertion_type", ASSERTION_TYPE);
@@ -140,7 +158,10 @@ impl ClientAuthenticator {
         for (k, v) in params {
             form.append_pair(k, v);
         }
-        Ok(EncodedRequest { authorization: self.basic_header.clone(), body: Secret::new(form.finish()) })
+        Ok(EncodedRequest {
+            authorization: self.basic_header.clone(),
+            body: Secret::new(form.finish()),
+        })
     }
 }
 
@@ -155,22 +176,53 @@ mod tests {
         let rfc = |id, s| basic_authorization(id, s, BasicEncoding::Rfc6749);
         let raw = |id, s| basic_authorization(id, s, BasicEncoding::Raw);
         let b1 = "Basic dGFja2VyX3NlcnZpY2U6aUlLNmxBUkx6SmdvUVF5TXlveW1OWXJHVER1UjA3MzNT";
-        assert_eq!(rfc("tacker_service", "iIK6lARLzJgoQQyMyoymNYrGTDuR0733S"), b1);
-        assert_eq!(raw("tacker_service", "iIK6lARLzJgoQQyMyoymNYrGTDuR0733S"), b1);
         assert_eq!(
-            rfc("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="),
+            rfc("tacker_service", "iIK6lARLzJgoQQyMyoymNYrGTDuR0733S"),
+            b1
+        );
+        assert_eq!(
+            raw("tacker_service", "iIK6lARLzJgoQQyMyoymNYrGTDuR0733S"),
+            b1
+        );
+        assert_eq!(
+            rfc(
+                "1PpG/Q 1",
+                "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="
+            ),
             "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="
         );
-        assert_eq!(raw("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="),
-            "Basic MVBwRy9RIDE6ei90WjlWd0ZacUFwbUlRK1pIMUk1cExrL3VCNHVkOlgyLzhiTCt3ZkZUdDFyRnc9");
-        assert_eq!(rfc("client:with:colon", "p%40ss w0rd&x=y"), "Basic Y2xpZW50JTNBd2l0aCUzQWNvbG9uOnAlMjU0MHNzK3cwcmQlMjZ4JTNEeQ==");
-        assert_eq!(rfc("svc", "s3cr3t~*-._!'()"), "Basic c3ZjOnMzY3IzdCU3RSotLl8lMjElMjclMjglMjk=");
-        assert_eq!(rfc("svc", "pässwörd€"), "Basic c3ZjOnAlQzMlQTRzc3clQzMlQjZyZCVFMiU4MiVBQw==");
-        assert_eq!(rfc("client", " %&+£€"), "Basic Y2xpZW50OislMjUlMjYlMkIlQzIlQTMlRTIlODIlQUM=");
+        assert_eq!(
+            raw(
+                "1PpG/Q 1",
+                "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="
+            ),
+            "Basic MVBwRy9RIDE6ei90WjlWd0ZacUFwbUlRK1pIMUk1cExrL3VCNHVkOlgyLzhiTCt3ZkZUdDFyRnc9"
+        );
+        assert_eq!(
+            rfc("client:with:colon", "p%40ss w0rd&x=y"),
+            "Basic Y2xpZW50JTNBd2l0aCUzQWNvbG9uOnAlMjU0MHNzK3cwcmQlMjZ4JTNEeQ=="
+        );
+        assert_eq!(
+            rfc("svc", "s3cr3t~*-._!'()"),
+            "Basic c3ZjOnMzY3IzdCU3RSotLl8lMjElMjclMjglMjk="
+        );
+        assert_eq!(
+            rfc("svc", "pässwörd€"),
+            "Basic c3ZjOnAlQzMlQTRzc3clQzMlQjZyZCVFMiU4MiVBQw=="
+        );
+        assert_eq!(
+            rfc("client", " %&+£€"),
+            "Basic Y2xpZW50OislMjUlMjYlMkIlQzIlQTMlRTIlODIlQUM="
+        );
     }
 
     fn auth(method: &str, extra: &[(&str, &str)]) -> ClientAuthenticator {
-        let mut pairs = vec![("client_id", "ksm"), ("client_secret", "s3cr:et"), ("auth_method", method), ("audience", "https://as")];
+        let mut pairs = vec![
+            ("client_id", "ksm"),
+            ("client_secret", "s3cr:et"),
+            ("auth_method", method),
+            ("audience", "https://as"),
+        ];
         pairs.extend_from_slice(extra);
         let cfg = ClientConfig::from_raw(&RawOptions::from_pairs(pairs)).unwrap();
         ClientAuthenticator::new(&cfg, &mut Vec::new()).unwrap()
@@ -183,9 +235,15 @@ mod tests {
     fn form_bodies_match_the_reference() {
         let r = auth("client_secret_basic", &[]).encode(PARAMS).unwrap();
         assert_eq!(r.body.expose(), "token=T&token_type_hint=access_token");
-        assert_eq!(r.authorization.unwrap().expose(), "Basic a3NtOnMzY3IlM0FldA==");
+        assert_eq!(
+            r.authorization.unwrap().expose(),
+            "Basic a3NtOnMzY3IlM0FldA=="
+        );
         let r = auth("client_secret_post", &[]).encode(PARAMS).unwrap();
-        assert_eq!(r.body.expose(), "client_id=ksm&client_secret=s3cr%3Aet&token=T&token_type_hint=access_token");
+        assert_eq!(
+            r.body.expose(),
+            "client_id=ksm&client_secret=s3cr%3Aet&token=T&token_type_hint=access_token"
+        );
         assert!(r.authorization.is_none());
     }
 
@@ -198,7 +256,11 @@ mod tests {
         assert!(body.starts_with("client_id=ksm&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=ey"));
         assert!(!body.contains("client_secret="));
         assert!(body.ends_with("&token=T&token_type_hint=access_token"));
-        assert_ne!(r1.body.expose(), r2.body.expose(), "assertions are never reused");
+        assert_ne!(
+            r1.body.expose(),
+            r2.body.expose(),
+            "assertions are never reused"
+        );
         assert!(r1.authorization.is_none());
     }
 

@@ -71,7 +71,13 @@ const fn opt(
     origin: Origin,
     help: &'static str,
 ) -> OptionSpec {
-    OptionSpec { name, kind, default, origin, help }
+    OptionSpec {
+        name,
+        kind,
+        default,
+        origin,
+        help,
+    }
 }
 
 use OptionKind::{Bool, Choice, Int, List, Str};
@@ -79,55 +85,343 @@ use Origin::{Reference as Ksm, Tacker, Tokenward as Tw};
 
 /// Every option tokenward understands, in README order.
 pub const OPTIONS: &[OptionSpec] = &[
-    opt("introspect_endpoint", Str, None, Ksm, "RFC 7662 introspection endpoint URL (required by the filter)"),
-    opt("audience", Str, None, Ksm, "`aud` of client assertions (use the AS issuer URL); shown in WWW-Authenticate (required by the filter)"),
-    opt("auth_method", Choice(AUTH_METHODS), Some("client_secret_basic"), Ksm, "how tokenward authenticates to the AS"),
-    opt("client_id", Str, None, Ksm, "tokenward's client id at the AS (required)"),
-    opt("client_secret", OptionKind::Secret, None, Ksm, "client secret (client_secret_basic, client_secret_post, client_secret_jwt)"),
-    opt("jwt_key_file", Str, None, Ksm, "PEM private key for private_key_jwt (PKCS#1, PKCS#8 or SEC1); read once at start-up"),
-    opt("jwt_algorithm", Str, None, Ksm, "assertion algorithm: HS256/384/512 (client_secret_jwt); RS/PS256-512, ES256/384/512, EdDSA (private_key_jwt)"),
-    opt("jwt_bearer_time_out", Int, Some("3600"), Ksm, "client assertion lifetime in seconds"),
-    opt("certfile", Str, None, Ksm, "client certificate for TLS to the AS (may also hold the key)"),
+    opt(
+        "introspect_endpoint",
+        Str,
+        None,
+        Ksm,
+        "RFC 7662 introspection endpoint URL (required by the filter)",
+    ),
+    opt(
+        "audience",
+        Str,
+        None,
+        Ksm,
+        "`aud` of client assertions (use the AS issuer URL); shown in WWW-Authenticate (required by the filter)",
+    ),
+    opt(
+        "auth_method",
+        Choice(AUTH_METHODS),
+        Some("client_secret_basic"),
+        Ksm,
+        "how tokenward authenticates to the AS",
+    ),
+    opt(
+        "client_id",
+        Str,
+        None,
+        Ksm,
+        "tokenward's client id at the AS (required)",
+    ),
+    opt(
+        "client_secret",
+        OptionKind::Secret,
+        None,
+        Ksm,
+        "client secret (client_secret_basic, client_secret_post, client_secret_jwt)",
+    ),
+    opt(
+        "jwt_key_file",
+        Str,
+        None,
+        Ksm,
+        "PEM private key for private_key_jwt (PKCS#1, PKCS#8 or SEC1); read once at start-up",
+    ),
+    opt(
+        "jwt_algorithm",
+        Str,
+        None,
+        Ksm,
+        "assertion algorithm: HS256/384/512 (client_secret_jwt); RS/PS256-512, ES256/384/512, EdDSA (private_key_jwt)",
+    ),
+    opt(
+        "jwt_bearer_time_out",
+        Int,
+        Some("3600"),
+        Ksm,
+        "client assertion lifetime in seconds",
+    ),
+    opt(
+        "certfile",
+        Str,
+        None,
+        Ksm,
+        "client certificate for TLS to the AS (may also hold the key)",
+    ),
     opt("keyfile", Str, None, Ksm, "private key for certfile"),
-    opt("cafile", Str, None, Ksm, "CA bundle that verifies the AS; unset means the system roots"),
-    opt("insecure", Bool, Some("false"), Ksm, "do not verify the AS certificate (testing only)"),
-    opt("http_connect_timeout", Int, Some("10"), Ksm, "seconds for one whole request to the AS (connect and read)"),
-    opt("thumbprint_verify", Bool, Some("false"), Ksm, "require RFC 8705 `cnf.x5t#S256` to match the caller's certificate"),
-    opt("mapping_project_id", Str, None, Ksm, "claim path of the project id; a value makes the token project-scoped"),
-    opt("mapping_project_name", Str, None, Ksm, "claim path of the project name"),
-    opt("mapping_project_domain_id", Str, None, Ksm, "claim path of the project domain id (also the domain id of domain-scoped tokens)"),
-    opt("mapping_project_domain_name", Str, None, Ksm, "claim path of the project domain name"),
-    opt("mapping_user_id", Str, Some("client_id"), Ksm, "claim path of the user id"),
-    opt("mapping_user_name", Str, Some("username"), Ksm, "claim path of the user name"),
-    opt("mapping_user_domain_id", Str, None, Ksm, "claim path of the user domain id (required)"),
-    opt("mapping_user_domain_name", Str, None, Ksm, "claim path of the user domain name (required)"),
-    opt("mapping_roles", Str, None, Ksm, "claim path of the roles: a comma-separated string or a JSON array of strings (required)"),
-    opt("mapping_system_scope", Str, None, Ksm, "claim path of a boolean; true makes the token system-scoped"),
-    opt("mapping_expires_at", Str, None, Ksm, "claim path of an extra expiry time (NumericDate), checked like `exp`"),
-    opt("token_cache_time", Int, Some("300"), Ksm, "seconds an active token is cached, capped by its `exp`; 0 or less disables caching"),
-    opt("memcached_servers", List, None, Ksm, "memcached servers (`host:port`) for a shared cache tier"),
-    opt("memcache_servers", List, None, Ksm, "deprecated name of memcached_servers"),
-    opt("memcache_security_strategy", Choice(&["None", "MAC", "ENCRYPT"]), Some("None"), Ksm, "protection of shared cache entries (any case)"),
-    opt("memcache_secret_key", OptionKind::Secret, None, Ksm, "secret for MAC/ENCRYPT"),
-    opt("memcache_pool_dead_retry", Int, Some("300"), Ksm, "seconds a dead memcached server is left alone"),
-    opt("memcache_pool_maxsize", Int, Some("10"), Ksm, "connections per memcached server"),
-    opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached operation"),
-    opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "seconds an idle memcached connection is kept"),
-    opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "seconds to wait for a pooled memcached connection"),
-    opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool"),
-    opt("auth_type", Str, None, Ksm, "accepted for compatibility; unused"),
-    opt("auth_section", Str, None, Ksm, "accepted for compatibility; unused"),
-    opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
-    opt("scope", Str, None, Tacker, "scope requested by the outbound client"),
-    opt("use_ext_oauth2_auth", Bool, Some("false"), Tacker, "Tacker's switch for the outbound client; read by Tacker"),
-    opt("token_cache_size", Int, Some("10000"), Tw, "most tokens held in the in-process cache"),
-    opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached; 0 disables"),
-    opt("token_time_leeway", Int, Some("5"), Tw, "seconds of clock skew allowed when checking `exp` and `nbf`"),
-    opt("token_audience", List, None, Tw, "if set, the token's `aud` must contain one of these"),
-    opt("token_issuer", Str, None, Tw, "if set, the token's `iss` must equal this"),
-    opt("token_required_scope", List, None, Tw, "if set, the token's `scope` must contain all of these"),
-    opt("retry_after", Int, Some("5"), Tw, "seconds sent in `Retry-After` when the AS cannot answer (503)"),
-    opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
+    opt(
+        "cafile",
+        Str,
+        None,
+        Ksm,
+        "CA bundle that verifies the AS; unset means the system roots",
+    ),
+    opt(
+        "insecure",
+        Bool,
+        Some("false"),
+        Ksm,
+        "do not verify the AS certificate (testing only)",
+    ),
+    opt(
+        "http_connect_timeout",
+        Int,
+        Some("10"),
+        Ksm,
+        "seconds for one whole request to the AS (connect and read)",
+    ),
+    opt(
+        "thumbprint_verify",
+        Bool,
+        Some("false"),
+        Ksm,
+        "require RFC 8705 `cnf.x5t#S256` to match the caller's certificate",
+    ),
+    opt(
+        "mapping_project_id",
+        Str,
+        None,
+        Ksm,
+        "claim path of the project id; a value makes the token project-scoped",
+    ),
+    opt(
+        "mapping_project_name",
+        Str,
+        None,
+        Ksm,
+        "claim path of the project name",
+    ),
+    opt(
+        "mapping_project_domain_id",
+        Str,
+        None,
+        Ksm,
+        "claim path of the project domain id (also the domain id of domain-scoped tokens)",
+    ),
+    opt(
+        "mapping_project_domain_name",
+        Str,
+        None,
+        Ksm,
+        "claim path of the project domain name",
+    ),
+    opt(
+        "mapping_user_id",
+        Str,
+        Some("client_id"),
+        Ksm,
+        "claim path of the user id",
+    ),
+    opt(
+        "mapping_user_name",
+        Str,
+        Some("username"),
+        Ksm,
+        "claim path of the user name",
+    ),
+    opt(
+        "mapping_user_domain_id",
+        Str,
+        None,
+        Ksm,
+        "claim path of the user domain id (required)",
+    ),
+    opt(
+        "mapping_user_domain_name",
+        Str,
+        None,
+        Ksm,
+        "claim path of the user domain name (required)",
+    ),
+    opt(
+        "mapping_roles",
+        Str,
+        None,
+        Ksm,
+        "claim path of the roles: a comma-separated string or a JSON array of strings (required)",
+    ),
+    opt(
+        "mapping_system_scope",
+        Str,
+        None,
+        Ksm,
+        "claim path of a boolean; true makes the token system-scoped",
+    ),
+    opt(
+        "mapping_expires_at",
+        Str,
+        None,
+        Ksm,
+        "claim path of an extra expiry time (NumericDate), checked like `exp`",
+    ),
+    opt(
+        "token_cache_time",
+        Int,
+        Some("300"),
+        Ksm,
+        "seconds an active token is cached, capped by its `exp`; 0 or less disables caching",
+    ),
+    opt(
+        "memcached_servers",
+        List,
+        None,
+        Ksm,
+        "memcached servers (`host:port`) for a shared cache tier",
+    ),
+    opt(
+        "memcache_servers",
+        List,
+        None,
+        Ksm,
+        "deprecated name of memcached_servers",
+    ),
+    opt(
+        "memcache_security_strategy",
+        Choice(&["None", "MAC", "ENCRYPT"]),
+        Some("None"),
+        Ksm,
+        "protection of shared cache entries (any case)",
+    ),
+    opt(
+        "memcache_secret_key",
+        OptionKind::Secret,
+        None,
+        Ksm,
+        "secret for MAC/ENCRYPT",
+    ),
+    opt(
+        "memcache_pool_dead_retry",
+        Int,
+        Some("300"),
+        Ksm,
+        "seconds a dead memcached server is left alone",
+    ),
+    opt(
+        "memcache_pool_maxsize",
+        Int,
+        Some("10"),
+        Ksm,
+        "connections per memcached server",
+    ),
+    opt(
+        "memcache_pool_socket_timeout",
+        Int,
+        Some("3"),
+        Ksm,
+        "seconds for one memcached operation",
+    ),
+    opt(
+        "memcache_pool_unused_timeout",
+        Int,
+        Some("60"),
+        Ksm,
+        "seconds an idle memcached connection is kept",
+    ),
+    opt(
+        "memcache_pool_conn_get_timeout",
+        Int,
+        Some("10"),
+        Ksm,
+        "seconds to wait for a pooled memcached connection",
+    ),
+    opt(
+        "memcache_use_advanced_pool",
+        Bool,
+        Some("true"),
+        Ksm,
+        "accepted for compatibility; tokenward has one pool",
+    ),
+    opt(
+        "auth_type",
+        Str,
+        None,
+        Ksm,
+        "accepted for compatibility; unused",
+    ),
+    opt(
+        "auth_section",
+        Str,
+        None,
+        Ksm,
+        "accepted for compatibility; unused",
+    ),
+    opt(
+        "token_endpoint",
+        Str,
+        None,
+        Tacker,
+        "token endpoint for the outbound Client Credentials grant",
+    ),
+    opt(
+        "scope",
+        Str,
+        None,
+        Tacker,
+        "scope requested by the outbound client",
+    ),
+    opt(
+        "use_ext_oauth2_auth",
+        Bool,
+        Some("false"),
+        Tacker,
+        "Tacker's switch for the outbound client; read by Tacker",
+    ),
+    opt(
+        "token_cache_size",
+        Int,
+        Some("10000"),
+        Tw,
+        "most tokens held in the in-process cache",
+    ),
+    opt(
+        "token_cache_inactive_time",
+        Int,
+        Some("30"),
+        Tw,
+        "seconds an inactive or refused token is cached; 0 disables",
+    ),
+    opt(
+        "token_time_leeway",
+        Int,
+        Some("5"),
+        Tw,
+        "seconds of clock skew allowed when checking `exp` and `nbf`",
+    ),
+    opt(
+        "token_audience",
+        List,
+        None,
+        Tw,
+        "if set, the token's `aud` must contain one of these",
+    ),
+    opt(
+        "token_issuer",
+        Str,
+        None,
+        Tw,
+        "if set, the token's `iss` must equal this",
+    ),
+    opt(
+        "token_required_scope",
+        List,
+        None,
+        Tw,
+        "if set, the token's `scope` must contain all of these",
+    ),
+    opt(
+        "retry_after",
+        Int,
+        Some("5"),
+        Tw,
+        "seconds sent in `Retry-After` when the AS cannot answer (503)",
+    ),
+    opt(
+        "basic_auth_encoding",
+        Choice(&["rfc6749", "raw"]),
+        Some("rfc6749"),
+        Tw,
+        "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw",
+    ),
 ];
 
 /// Keys a paste or oslo.config source passes that are not options and are silently skipped.
@@ -233,15 +527,19 @@ impl RawOptions {
         match self.text(name).map(str::to_ascii_lowercase).as_deref() {
             None | Some("false" | "no" | "off" | "0" | "f" | "n") => Ok(false),
             Some("true" | "yes" | "on" | "1" | "t" | "y") => Ok(true),
-            Some(other) => Err(ConfigError::new(name, format!("must be true or false, not {other:?}"))),
+            Some(other) => Err(ConfigError::new(
+                name,
+                format!("must be true or false, not {other:?}"),
+            )),
         }
     }
 
     pub(crate) fn int(&self, name: &'static str) -> Result<Option<i64>, ConfigError> {
         self.text(name)
             .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| ConfigError::new(name, format!("must be a whole number, not {v:?}")))
+                v.parse::<i64>().map_err(|_| {
+                    ConfigError::new(name, format!("must be a whole number, not {v:?}"))
+                })
             })
             .transpose()
     }
@@ -249,14 +547,23 @@ impl RawOptions {
     pub(crate) fn positive_secs(&self, name: &'static str) -> Result<u64, ConfigError> {
         match self.int(name)? {
             Some(n) if n > 0 => Ok(n.unsigned_abs()),
-            Some(n) => Err(ConfigError::new(name, format!("must be a positive number of seconds, not {n}"))),
+            Some(n) => Err(ConfigError::new(
+                name,
+                format!("must be a positive number of seconds, not {n}"),
+            )),
             None => Err(ConfigError::new(name, "is required")),
         }
     }
 
     pub(crate) fn list(&self, name: &'static str) -> Vec<String> {
         self.text(name)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -265,12 +572,19 @@ impl RawOptions {
         let Some(OptionKind::Choice(choices)) = option(name).map(|o| o.kind) else {
             return Ok(None);
         };
-        let Some(v) = self.text(name) else { return Ok(None) };
+        let Some(v) = self.text(name) else {
+            return Ok(None);
+        };
         choices
             .iter()
             .find(|c| c.eq_ignore_ascii_case(v))
             .map(|c| Some(*c))
-            .ok_or_else(|| ConfigError::new(name, format!("must be one of {}, not {v:?}", choices.join(", "))))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!("must be one of {}, not {v:?}", choices.join(", ")),
+                )
+            })
     }
 
     pub(crate) fn path(&self, name: &'static str) -> Option<PathBuf> {
@@ -329,7 +643,10 @@ impl AuthMethod {
 
     /// Whether the method needs `client_secret`.
     pub fn uses_secret(self) -> bool {
-        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost | Self::ClientSecretJwt)
+        matches!(
+            self,
+            Self::ClientSecretBasic | Self::ClientSecretPost | Self::ClientSecretJwt
+        )
     }
 }
 
@@ -385,20 +702,33 @@ impl ClientConfig {
     /// Reads the client part of the options.
     pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
         let method_name = raw.choice("auth_method")?.unwrap_or("client_secret_basic");
-        let auth_method = AuthMethod::parse(method_name).ok_or_else(|| ConfigError::new("auth_method", "unknown"))?;
+        let auth_method = AuthMethod::parse(method_name)
+            .ok_or_else(|| ConfigError::new("auth_method", "unknown"))?;
         let client_id = raw.required("client_id", "")?;
         let client_secret = raw.secret("client_secret");
         if auth_method.uses_secret() && client_secret.is_none() {
-            return Err(ConfigError::new("client_secret", format!("is required by auth_method = {method_name}")));
+            return Err(ConfigError::new(
+                "client_secret",
+                format!("is required by auth_method = {method_name}"),
+            ));
         }
-        let jwt = matches!(auth_method, AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt);
+        let jwt = matches!(
+            auth_method,
+            AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt
+        );
         let jwt_algorithm = raw.string("jwt_algorithm");
         if jwt && jwt_algorithm.is_none() {
-            return Err(ConfigError::new("jwt_algorithm", format!("is required by auth_method = {method_name}")));
+            return Err(ConfigError::new(
+                "jwt_algorithm",
+                format!("is required by auth_method = {method_name}"),
+            ));
         }
         let jwt_key_file = raw.path("jwt_key_file");
         if auth_method == AuthMethod::PrivateKeyJwt && jwt_key_file.is_none() {
-            return Err(ConfigError::new("jwt_key_file", "is required by auth_method = private_key_jwt"));
+            return Err(ConfigError::new(
+                "jwt_key_file",
+                "is required by auth_method = private_key_jwt",
+            ));
         }
         let tls = TlsSettings {
             certfile: raw.path("certfile"),
@@ -407,10 +737,16 @@ impl ClientConfig {
             insecure: raw.bool("insecure")?,
         };
         if auth_method == AuthMethod::TlsClientAuth && tls.certfile.is_none() {
-            return Err(ConfigError::new("certfile", "is required by auth_method = tls_client_auth"));
+            return Err(ConfigError::new(
+                "certfile",
+                "is required by auth_method = tls_client_auth",
+            ));
         }
         if tls.keyfile.is_some() && tls.certfile.is_none() {
-            return Err(ConfigError::new("certfile", "is required when keyfile is set"));
+            return Err(ConfigError::new(
+                "certfile",
+                "is required when keyfile is set",
+            ));
         }
         let basic_encoding = match raw.choice("basic_auth_encoding")? {
             Some("raw") => BasicEncoding::Raw,
@@ -423,7 +759,11 @@ impl ClientConfig {
             audience: raw.string("audience"),
             jwt_key_file,
             jwt_algorithm,
-            jwt_lifetime: Duration::from_secs(if jwt { raw.positive_secs("jwt_bearer_time_out")? } else { 3600 }),
+            jwt_lifetime: Duration::from_secs(if jwt {
+                raw.positive_secs("jwt_bearer_time_out")?
+            } else {
+                3600
+            }),
             tls,
             timeout: Duration::from_secs(raw.positive_secs("http_connect_timeout")?),
             basic_encoding,
@@ -461,7 +801,8 @@ pub struct MappingConfig {
 impl MappingConfig {
     fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
         let need = |name: &'static str, why: &str| -> Result<ClaimPath, ConfigError> {
-            raw.claim_path(name)?.ok_or_else(|| ConfigError::new(name, format!("is required {why}")))
+            raw.claim_path(name)?
+                .ok_or_else(|| ConfigError::new(name, format!("is required {why}")))
         };
         let project_id = raw.claim_path("mapping_project_id")?;
         let system_scope = raw.claim_path("mapping_system_scope")?;
@@ -470,14 +811,18 @@ impl MappingConfig {
         } else {
             "for domain-scoped tokens (mapping_system_scope is not set)"
         };
-        let (project_domain_id, project_domain_name) = if project_id.is_some() || system_scope.is_none() {
-            (
-                Some(need("mapping_project_domain_id", scoped_why)?),
-                Some(need("mapping_project_domain_name", scoped_why)?),
-            )
-        } else {
-            (raw.claim_path("mapping_project_domain_id")?, raw.claim_path("mapping_project_domain_name")?)
-        };
+        let (project_domain_id, project_domain_name) =
+            if project_id.is_some() || system_scope.is_none() {
+                (
+                    Some(need("mapping_project_domain_id", scoped_why)?),
+                    Some(need("mapping_project_domain_name", scoped_why)?),
+                )
+            } else {
+                (
+                    raw.claim_path("mapping_project_domain_id")?,
+                    raw.claim_path("mapping_project_domain_name")?,
+                )
+            };
         let project_name = if project_id.is_some() {
             Some(need("mapping_project_name", scoped_why)?)
         } else {
@@ -555,11 +900,19 @@ impl FilterConfig {
         let client = ClientConfig::from_raw(raw)?;
         let mapping = MappingConfig::from_raw(raw)?;
         let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
-            Ok(raw.int(name)?.filter(|n| *n > 0).map(|n| Duration::from_secs(n.unsigned_abs())))
+            Ok(raw
+                .int(name)?
+                .filter(|n| *n > 0)
+                .map(|n| Duration::from_secs(n.unsigned_abs())))
         };
         let capacity = match raw.int("token_cache_size")? {
             Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
-            Some(n) => return Err(ConfigError::new("token_cache_size", format!("must be positive, not {n}"))),
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "token_cache_size",
+                    format!("must be positive, not {n}"),
+                ));
+            }
             None => 10_000,
         };
         let cache = CacheConfig {
@@ -569,7 +922,10 @@ impl FilterConfig {
         };
         let leeway = raw.int("token_time_leeway")?.unwrap_or(0);
         if leeway < 0 {
-            return Err(ConfigError::new("token_time_leeway", "must not be negative"));
+            return Err(ConfigError::new(
+                "token_time_leeway",
+                "must not be negative",
+            ));
         }
         let policy = TokenPolicy {
             audience: raw.list("token_audience"),
@@ -580,7 +936,12 @@ impl FilterConfig {
         };
         let retry_after = match raw.int("retry_after")? {
             Some(n) if (0..=86_400).contains(&n) => u32::try_from(n).unwrap_or(5),
-            Some(n) => return Err(ConfigError::new("retry_after", format!("must be 0 to 86400, not {n}"))),
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "retry_after",
+                    format!("must be 0 to 86400, not {n}"),
+                ));
+            }
             None => 5,
         };
         let mut memcached_servers = raw.list("memcached_servers");
@@ -618,12 +979,16 @@ impl FilterConfig {
 }
 
 pub(crate) fn check_url(name: &'static str, url: &str) -> Result<(), ConfigError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::new(name, format!("is not a URL ({e})")))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::new(name, format!("is not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(ConfigError::new(name, "must be an http:// or https:// URL"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ConfigError::new(name, "must not carry credentials in the URL"));
+        return Err(ConfigError::new(
+            name,
+            "must not carry credentials in the URL",
+        ));
     }
     Ok(())
 }
@@ -674,7 +1039,14 @@ mod tests {
 
     #[test]
     fn missing_required_options_name_the_option() {
-        for name in ["introspect_endpoint", "audience", "client_id", "client_secret", "mapping_roles", "mapping_user_domain_id"] {
+        for name in [
+            "introspect_endpoint",
+            "audience",
+            "client_id",
+            "client_secret",
+            "mapping_roles",
+            "mapping_user_domain_id",
+        ] {
             let pairs: Vec<_> = base().into_iter().filter(|(k, _)| *k != name).collect();
             let err = parse(&pairs).unwrap_err();
             assert_eq!(err.option(), name, "{err}");
@@ -683,7 +1055,11 @@ mod tests {
 
     #[test]
     fn method_specific_requirements() {
-        let e = parse(&with(&[("auth_method", "private_key_jwt"), ("jwt_algorithm", "RS256")])).unwrap_err();
+        let e = parse(&with(&[
+            ("auth_method", "private_key_jwt"),
+            ("jwt_algorithm", "RS256"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.option(), "jwt_key_file");
         let e = parse(&with(&[("auth_method", "client_secret_jwt")])).unwrap_err();
         assert_eq!(e.option(), "jwt_algorithm");
@@ -691,23 +1067,61 @@ mod tests {
         assert_eq!(e.option(), "certfile");
         let e = parse(&with(&[("auth_method", "magic")])).unwrap_err();
         assert_eq!(e.option(), "auth_method");
-        let e = parse(&with(&[("auth_method", "client_secret_jwt"), ("jwt_algorithm", "HS256"), ("jwt_bearer_time_out", "0")])).unwrap_err();
+        let e = parse(&with(&[
+            ("auth_method", "client_secret_jwt"),
+            ("jwt_algorithm", "HS256"),
+            ("jwt_bearer_time_out", "0"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.option(), "jwt_bearer_time_out");
     }
 
     #[test]
     fn bad_values_name_the_option() {
-        assert_eq!(parse(&with(&[("insecure", "perhaps")])).unwrap_err().option(), "insecure");
-        assert_eq!(parse(&with(&[("token_cache_time", "5m")])).unwrap_err().option(), "token_cache_time");
-        assert_eq!(parse(&with(&[("introspect_endpoint", "ftp://x/y")])).unwrap_err().option(), "introspect_endpoint");
-        assert_eq!(parse(&with(&[("mapping_roles", "a..b")])).unwrap_err().option(), "mapping_roles");
-        assert_eq!(parse(&with(&[("memcache_security_strategy", "encrypt")])).unwrap_err().option(), "memcache_secret_key");
-        assert_eq!(parse(&with(&[("http_connect_timeout", "0")])).unwrap_err().option(), "http_connect_timeout");
+        assert_eq!(
+            parse(&with(&[("insecure", "perhaps")]))
+                .unwrap_err()
+                .option(),
+            "insecure"
+        );
+        assert_eq!(
+            parse(&with(&[("token_cache_time", "5m")]))
+                .unwrap_err()
+                .option(),
+            "token_cache_time"
+        );
+        assert_eq!(
+            parse(&with(&[("introspect_endpoint", "ftp://x/y")]))
+                .unwrap_err()
+                .option(),
+            "introspect_endpoint"
+        );
+        assert_eq!(
+            parse(&with(&[("mapping_roles", "a..b")]))
+                .unwrap_err()
+                .option(),
+            "mapping_roles"
+        );
+        assert_eq!(
+            parse(&with(&[("memcache_security_strategy", "encrypt")]))
+                .unwrap_err()
+                .option(),
+            "memcache_secret_key"
+        );
+        assert_eq!(
+            parse(&with(&[("http_connect_timeout", "0")]))
+                .unwrap_err()
+                .option(),
+            "http_connect_timeout"
+        );
     }
 
     #[test]
     fn project_scope_needs_project_mappings_and_system_scope_relaxes_domain() {
-        let pairs: Vec<_> = base().into_iter().filter(|(k, _)| *k != "mapping_project_name").collect();
+        let pairs: Vec<_> = base()
+            .into_iter()
+            .filter(|(k, _)| *k != "mapping_project_name")
+            .collect();
         assert_eq!(parse(&pairs).unwrap_err().option(), "mapping_project_name");
         let pairs: Vec<_> = base()
             .into_iter()
@@ -719,13 +1133,22 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_collected_and_paste_keys_ignored() {
-        let raw = RawOptions::from_pairs([("here", "/etc"), ("__file__", "x.ini"), ("debug", "true"), ("client_id", "a")]);
+        let raw = RawOptions::from_pairs([
+            ("here", "/etc"),
+            ("__file__", "x.ini"),
+            ("debug", "true"),
+            ("client_id", "a"),
+        ]);
         assert_eq!(raw.unknown(), ["debug".to_owned()]);
     }
 
     #[test]
     fn empty_value_is_unset_and_choice_is_case_insensitive() {
-        let c = parse(&with(&[("token_cache_time", ""), ("auth_method", "CLIENT_SECRET_POST")])).unwrap();
+        let c = parse(&with(&[
+            ("token_cache_time", ""),
+            ("auth_method", "CLIENT_SECRET_POST"),
+        ]))
+        .unwrap();
         assert_eq!(c.cache.active_ttl, Some(Duration::from_secs(300)));
         assert_eq!(c.client.auth_method, AuthMethod::ClientSecretPost);
         let c = parse(&with(&[("token_cache_time", "0")])).unwrap();

@@ -13,7 +13,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about `option`; `message` continues the sentence "option X …".
     pub fn new(option: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { option: option.into(), message: message.into() }
+        Self {
+            option: option.into(),
+            message: message.into(),
+        }
     }
 
     /// The option at fault.

@@ -80,7 +80,10 @@ pub const STRIPPED: &[&str] = &[
 /// The WSGI environ keys of [`STRIPPED`] (`X-Roles` → `HTTP_X_ROLES`). In the environ a header
 /// sent as `X_Roles` or `x-roles` lands on the same key, so this covers every variant.
 pub fn stripped_environ_keys() -> Vec<String> {
-    STRIPPED.iter().map(|h| format!("HTTP_{}", h.to_ascii_uppercase().replace('-', "_"))).collect()
+    STRIPPED
+        .iter()
+        .map(|h| format!("HTTP_{}", h.to_ascii_uppercase().replace('-', "_")))
+        .collect()
 }
 
 /// Whether a raw HTTP header name is one of the stripped identity headers, ignoring case and
@@ -101,7 +104,14 @@ mod tests {
 
     #[test]
     fn variants_match() {
-        for n in ["X-Roles", "x-roles", "X_ROLES", "x_Roles", "OpenStack-System-Scope", "openstack_system_scope"] {
+        for n in [
+            "X-Roles",
+            "x-roles",
+            "X_ROLES",
+            "x_Roles",
+            "OpenStack-System-Scope",
+            "openstack_system_scope",
+        ] {
             assert!(is_identity_header(n), "{n}");
         }
         for n in ["Authorization", "X-Auth-Token", "X-Rolesx", "Content-Type"] {
@@ -119,11 +129,33 @@ mod tests {
 
     #[test]
     fn every_set_header_is_stripped() {
-        for h in [ROLES, ROLE, USER_ID, USER_NAME, USER, USER_DOMAIN_ID, USER_DOMAIN_NAME, IS_ADMIN_PROJECT,
-                  SYSTEM_SCOPE, PROJECT_ID, PROJECT_NAME, PROJECT_DOMAIN_ID, PROJECT_DOMAIN_NAME, TENANT_ID,
-                  TENANT_NAME, TENANT, DOMAIN_ID, DOMAIN_NAME, IDENTITY_STATUS] {
+        for h in [
+            ROLES,
+            ROLE,
+            USER_ID,
+            USER_NAME,
+            USER,
+            USER_DOMAIN_ID,
+            USER_DOMAIN_NAME,
+            IS_ADMIN_PROJECT,
+            SYSTEM_SCOPE,
+            PROJECT_ID,
+            PROJECT_NAME,
+            PROJECT_DOMAIN_ID,
+            PROJECT_DOMAIN_NAME,
+            TENANT_ID,
+            TENANT_NAME,
+            TENANT,
+            DOMAIN_ID,
+            DOMAIN_NAME,
+            IDENTITY_STATUS,
+        ] {
             assert!(is_identity_header(h.name), "{}", h.name);
-            assert!(stripped_environ_keys().iter().any(|k| k == h.environ_key), "{}", h.environ_key);
+            assert!(
+                stripped_environ_keys().iter().any(|k| k == h.environ_key),
+                "{}",
+                h.environ_key
+            );
         }
     }
 }

@@ -25,7 +25,12 @@ pub struct HttpResponse {
 /// Sends form POSTs to the AS. A seam for fault-injection tests.
 pub trait Transport: Send + Sync {
     /// POSTs `body` (`application/x-www-form-urlencoded`) with an optional `Authorization`.
-    fn post_form(&self, url: &str, authorization: Option<&str>, body: String) -> Result<HttpResponse, AsError>;
+    fn post_form(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        body: String,
+    ) -> Result<HttpResponse, AsError>;
 }
 
 struct Settings {
@@ -64,10 +69,17 @@ impl ReqwestTransport {
         // Building once proves the key matches the certificate; the client is then dropped so
         // that no runtime thread exists before a pre-fork server forks.
         build_client(&settings).map_err(|e| {
-            let option = if settings.identity.is_some() { "certfile" } else { "cafile" };
+            let option = if settings.identity.is_some() {
+                "certfile"
+            } else {
+                "cafile"
+            };
             ConfigError::new(option, format!("cannot be used for TLS ({e})"))
         })?;
-        Ok(Self { settings, client: Mutex::new(None) })
+        Ok(Self {
+            settings,
+            client: Mutex::new(None),
+        })
     }
 
     /// The client certificate's identity, if any.
@@ -77,11 +89,14 @@ impl ReqwestTransport {
 
     fn client(&self) -> Result<reqwest::blocking::Client, AsError> {
         let pid = std::process::id();
-        let mut slot = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((owner, client)) = slot.as_ref() {
-            if *owner == pid {
-                return Ok(client.clone());
-            }
+        let mut slot = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((owner, client)) = slot.as_ref()
+            && *owner == pid
+        {
+            return Ok(client.clone());
         }
         if let Some((_, inherited)) = slot.take() {
             // Built in the parent before fork: its runtime thread does not exist here, and
@@ -131,23 +146,35 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Transport for ReqwestTransport {
-    fn post_form(&self, url: &str, authorization: Option<&str>, body: String) -> Result<HttpResponse, AsError> {
+    fn post_form(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        body: String,
+    ) -> Result<HttpResponse, AsError> {
         let client = self.client()?;
         let mut request = client
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body);
         if let Some(value) = authorization {
-            let mut value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| AsError::Assertion("credentials are not a valid header value".into()))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                AsError::Assertion("credentials are not a valid header value".into())
+            })?;
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
         let unreachable = |e: reqwest::Error| {
             let e = e.without_url();
             if e.is_timeout() {
-                AsError::Unreachable(format!("timed out after {} s", self.settings.timeout.as_secs()))
+                AsError::Unreachable(format!(
+                    "timed out after {} s",
+                    self.settings.timeout.as_secs()
+                ))
             } else {
                 AsError::Unreachable(error_chain(&e))
             }

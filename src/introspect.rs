@@ -16,7 +16,10 @@ pub fn introspect(
     let request = client.encode(&[("token", token), ("token_type_hint", "access_token")])?;
     let response = transport.post_form(
         endpoint,
-        request.authorization.as_ref().map(crate::secret::Secret::expose),
+        request
+            .authorization
+            .as_ref()
+            .map(crate::secret::Secret::expose),
         request.body.expose().to_owned(),
     )?;
     json_object(response)
@@ -37,13 +40,23 @@ pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError
         let (error, description) = (field("error"), field("error_description"));
         let status = response.status;
         if status == 401 || (status == 400 && error.as_deref() == Some("invalid_client")) {
-            return Err(AsError::CredentialsRejected { status, error, description });
+            return Err(AsError::CredentialsRejected {
+                status,
+                error,
+                description,
+            });
         }
-        return Err(AsError::Status { status, error, description });
+        return Err(AsError::Status {
+            status,
+            error,
+            description,
+        });
     }
     match parsed {
         Some(Value::Object(map)) => Ok(map),
-        Some(_) => Err(AsError::Malformed("the answer is JSON but not an object".into())),
+        Some(_) => Err(AsError::Malformed(
+            "the answer is JSON but not an object".into(),
+        )),
         None => Err(AsError::Malformed("the answer is not JSON".into())),
     }
 }
@@ -58,20 +71,38 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse { status, body: body.as_bytes().to_vec() }
+        HttpResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn answers_are_classified() {
         assert!(json_object(resp(200, r#"{"active":true}"#)).is_ok());
-        assert!(matches!(json_object(resp(200, "[1]")), Err(AsError::Malformed(_))));
-        assert!(matches!(json_object(resp(200, "<html>")), Err(AsError::Malformed(_))));
+        assert!(matches!(
+            json_object(resp(200, "[1]")),
+            Err(AsError::Malformed(_))
+        ));
+        assert!(matches!(
+            json_object(resp(200, "<html>")),
+            Err(AsError::Malformed(_))
+        ));
         assert!(matches!(
             json_object(resp(400, r#"{"error":"invalid_client","error_description":"bad\nsecret"}"#)),
             Err(AsError::CredentialsRejected { status: 400, error: Some(ref e), description: Some(ref d) }) if e == "invalid_client" && d == "badsecret"
         ));
-        assert!(matches!(json_object(resp(401, "")), Err(AsError::CredentialsRejected { .. })));
-        assert!(matches!(json_object(resp(500, "oops")), Err(AsError::Status { status: 500, .. })));
-        assert!(matches!(json_object(resp(302, "")), Err(AsError::Status { status: 302, .. })));
+        assert!(matches!(
+            json_object(resp(401, "")),
+            Err(AsError::CredentialsRejected { .. })
+        ));
+        assert!(matches!(
+            json_object(resp(500, "oops")),
+            Err(AsError::Status { status: 500, .. })
+        ));
+        assert!(matches!(
+            json_object(resp(302, "")),
+            Err(AsError::Status { status: 302, .. })
+        ));
     }
 }

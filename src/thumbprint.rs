@@ -74,6 +74,11 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The `x5t#S256` text of a digest.
+pub fn x5t_s256_of_digest(digest: &CertDigest) -> String {
+    URL_SAFE_NO_PAD.encode(digest)
+}
+
 /// Constant-time equality of two digests.
 pub fn digests_match(a: &CertDigest, b: &CertDigest) -> bool {
     a.ct_eq(b).into()
@@ -94,7 +99,11 @@ mod tests {
         let want = decode_x5t(X5T).unwrap();
         assert_eq!(cert_digest(&der), Some(want));
         assert_eq!(cert_digest(PEM.replace('\n', " ").as_bytes()), Some(want));
-        let escaped = PEM.replace('\n', "%0A").replace(' ', "%20").replace('+', "%2B").replace('/', "%2F");
+        let escaped = PEM
+            .replace('\n', "%0A")
+            .replace(' ', "%20")
+            .replace('+', "%2B")
+            .replace('/', "%2F");
         assert_eq!(cert_digest(escaped.as_bytes()), Some(want));
         assert_eq!(cert_digest(format!("\n  {PEM}").as_bytes()), Some(want));
     }
@@ -102,7 +111,10 @@ mod tests {
     #[test]
     fn openssl_colon_fingerprint_converts() {
         let hex = "1D:2B:11:14:0B:CB:59:9D:91:AB:9D:CD:BE:41:3F:F1:B3:7D:09:C9:32:BD:BA:C3:B7:62:BA:53:C5:68:34:C7";
-        let bytes: Vec<u8> = hex.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+        let bytes: Vec<u8> = hex
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
         assert_eq!(URL_SAFE_NO_PAD.encode(bytes), X5T);
     }
 
@@ -110,10 +122,15 @@ mod tests {
     fn near_misses_are_not_thumbprints() {
         assert!(decode_x5t(&format!("{X5T}=")).is_none());
         assert!(decode_x5t(&X5T.replace('_', "/")).is_none());
-        assert!(decode_x5t("1d2b11140bcb599d91ab9dcdbe413ff1b37d09c932bdbac3b762ba53c56834c7").is_none());
+        assert!(
+            decode_x5t("1d2b11140bcb599d91ab9dcdbe413ff1b37d09c932bdbac3b762ba53c56834c7")
+                .is_none()
+        );
         assert!(decode_x5t("").is_none());
         assert!(cert_digest(b"not a certificate").is_none());
-        assert!(cert_digest(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----").is_none());
+        assert!(
+            cert_digest(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----").is_none()
+        );
     }
 
     #[test]
@@ -124,9 +141,4 @@ mod tests {
         b[31] ^= 1;
         assert!(!digests_match(&a, &b));
     }
-}
-
-/// The `x5t#S256` text of a digest.
-pub fn x5t_s256_of_digest(digest: &CertDigest) -> String {
-    URL_SAFE_NO_PAD.encode(digest)
 }

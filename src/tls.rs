@@ -13,10 +13,14 @@ use crate::thumbprint::{self, CertDigest};
 
 /// Reads a whole file; a missing, unreadable or empty file is an error naming `option`.
 pub(crate) fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::new(option, format!("cannot be read ({}: {e})", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError::new(option, format!("cannot be read ({}: {e})", path.display()))
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ConfigError::new(option, format!("is empty ({})", path.display())));
+        return Err(ConfigError::new(
+            option,
+            format!("is empty ({})", path.display()),
+        ));
     }
     Ok(bytes)
 }
@@ -32,21 +36,28 @@ pub struct ClientIdentity {
 
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientIdentity").field("x5t#S256", &thumbprint::x5t_s256_of_digest(&self.digest)).finish()
+        f.debug_struct("ClientIdentity")
+            .field("x5t#S256", &thumbprint::x5t_s256_of_digest(&self.digest))
+            .finish()
     }
 }
 
 /// Loads certfile/keyfile (a certfile that also holds the key works). Refuses what rustls
 /// cannot use, with the reason: X.509 v1 certificates, encrypted keys, missing blocks.
 pub fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, ConfigError> {
-    let Some(certfile) = &tls.certfile else { return Ok(None) };
+    let Some(certfile) = &tls.certfile else {
+        return Ok(None);
+    };
     let cert_pem = read_file("certfile", certfile)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| ConfigError::new("certfile", format!("is not valid PEM ({e})")))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| ConfigError::new("certfile", format!("holds no CERTIFICATE block ({})", certfile.display())))?;
+    let leaf = certs.first().ok_or_else(|| {
+        ConfigError::new(
+            "certfile",
+            format!("holds no CERTIFICATE block ({})", certfile.display()),
+        )
+    })?;
     let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
         .map_err(|_| ConfigError::new("certfile", "holds a certificate that cannot be parsed"))?;
     if parsed.version() != X509Version::V3 {
@@ -67,8 +78,14 @@ pub fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, Config
         Some(keyfile) => ("keyfile", read_file("keyfile", keyfile)?),
         None => ("certfile", cert_pem.clone()),
     };
-    if key_pem.windows(27).any(|w| w == b"BEGIN ENCRYPTED PRIVATE KEY") {
-        return Err(ConfigError::new(key_option, "holds an encrypted key, which is not supported; decrypt it with openssl pkey"));
+    if key_pem
+        .windows(27)
+        .any(|w| w == b"BEGIN ENCRYPTED PRIVATE KEY")
+    {
+        return Err(ConfigError::new(
+            key_option,
+            "holds an encrypted key, which is not supported; decrypt it with openssl pkey",
+        ));
     }
     PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
         ConfigError::new(key_option, "holds no PEM private key (PKCS#1, PKCS#8 or SEC1); set keyfile or append the key to certfile")
@@ -76,17 +93,29 @@ pub fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, Config
     let mut pem = key_pem;
     pem.push(b'\n');
     pem.extend_from_slice(&cert_pem);
-    Ok(Some(ClientIdentity { pem, digest: thumbprint::cert_digest(leaf.as_ref()).unwrap_or_default() }))
+    Ok(Some(ClientIdentity {
+        pem,
+        digest: thumbprint::cert_digest(leaf.as_ref()).unwrap_or_default(),
+    }))
 }
 
 /// Loads the CA bundle (`cafile`).
 pub fn load_ca_bundle(tls: &TlsSettings) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
-    let Some(cafile) = &tls.cafile else { return Ok(None) };
+    let Some(cafile) = &tls.cafile else {
+        return Ok(None);
+    };
     let pem = read_file("cafile", cafile)?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|_| ConfigError::new("cafile", format!("is not a PEM certificate bundle ({})", cafile.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
+        ConfigError::new(
+            "cafile",
+            format!("is not a PEM certificate bundle ({})", cafile.display()),
+        )
+    })?;
     if certs.is_empty() {
-        return Err(ConfigError::new("cafile", format!("holds no certificate ({})", cafile.display())));
+        return Err(ConfigError::new(
+            "cafile",
+            format!("holds no certificate ({})", cafile.display()),
+        ));
     }
     Ok(Some(certs))
 }

@@ -44,7 +44,7 @@ def _client_cert(environ: dict[str, Any]) -> Optional[Any]:
         return pem
     try:
         return environ["wsgi.input"].get_socket().getpeercert(True)
-    except Exception:  # noqa: BLE001 - no socket, not TLS, no certificate all mean "none"
+    except Exception:
         return None
 
 
@@ -87,8 +87,10 @@ class ExternalAuth2Protocol:
         except _native.TokenwardError:
             self._log.exception("tokenward failed to check a request")
             start_response("500 Internal Server Error", [("Content-Type", "application/json")])
-            return [b'{"error": {"code": 500, "title": "Internal Server Error", '
-                    b'"message": "The request could not be authenticated."}}']
+            return [
+                b'{"error": {"code": 500, "title": "Internal Server Error", '
+                b'"message": "The request could not be authenticated."}}'
+            ]
         if outcome.allowed:
             environ.update(outcome.environ)
             environ["external.token_info"] = outcome.token_info

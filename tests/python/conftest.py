@@ -4,7 +4,6 @@ builders for the tokenward filter."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -68,7 +67,9 @@ def introspection_options(server: oidc_as.AuthServer, client_id: str) -> dict[st
     return opts
 
 
-def call(app: Callable[..., Any], headers: dict[str, str] | None = None, **environ: Any) -> tuple[str, dict[str, str], Any]:
+def call(
+    app: Callable[..., Any], headers: dict[str, str] | None = None, **environ: Any
+) -> tuple[str, dict[str, str], Any]:
     """Calls a WSGI app; returns (status, headers, parsed JSON body or raw bytes)."""
     env: dict[str, Any] = {
         "REQUEST_METHOD": "GET",

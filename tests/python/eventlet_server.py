@@ -9,9 +9,8 @@ import json  # noqa: E402
 import sys  # noqa: E402
 
 from eventlet import wsgi  # noqa: E402
-from wsgi_apps import echo_app  # noqa: E402
-
 from tokenward.external_oauth2_token import filter_factory  # noqa: E402
+from wsgi_apps import echo_app  # noqa: E402
 
 app = filter_factory({}, **json.loads(sys.argv[1]))(echo_app)
 sock = eventlet.listen(("127.0.0.1", 0))

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from conftest import MAPPING, call
 from fake_as import FakeAS, active_claims, closed_port_url
-from wsgi_apps import echo_app
-
 from tokenward import ConfigurationError
 from tokenward.external_oauth2_token import ExternalAuth2Protocol
+from wsgi_apps import echo_app
 
 SECRET = "s3cr3t-that-must-never-be-logged"
 TOKEN = "tok-that-must-never-be-logged-0123456789"
@@ -65,7 +64,10 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
         ({"auth_method": "client_secret_jwt", "jwt_algorithm": "RS256"}, "jwt_algorithm"),
         ({"auth_method": "client_secret_jwt", "jwt_algorithm": "none"}, "jwt_algorithm"),
         ({"auth_method": "private_key_jwt", "jwt_algorithm": "RS256"}, "jwt_key_file"),
-        ({"auth_method": "private_key_jwt", "jwt_algorithm": "RS256", "jwt_key_file": "/nonexistent.pem"}, "jwt_key_file"),
+        (
+            {"auth_method": "private_key_jwt", "jwt_algorithm": "RS256", "jwt_key_file": "/nonexistent.pem"},
+            "jwt_key_file",
+        ),
         ({"auth_method": "tls_client_auth"}, "certfile"),
         ({"token_cache_time": "five"}, "token_cache_time"),
         ({"thumbprint_verify": "maybe"}, "thumbprint_verify"),
@@ -86,10 +88,26 @@ def test_key_and_certificate_problems_name_the_option(pki: Path, tmp_path: Path)
     empty = tmp_path / "empty.pem"
     empty.write_text("")
     cases = [
-        ({"auth_method": "private_key_jwt", "jwt_algorithm": "RS256", "jwt_key_file": str(empty)}, "jwt_key_file", "empty"),
-        ({"auth_method": "private_key_jwt", "jwt_algorithm": "ES256", "jwt_key_file": str(pki / "rsa-pkcs8.key")}, "jwt_algorithm", "does not fit"),
-        ({"auth_method": "private_key_jwt", "jwt_algorithm": "ES384", "jwt_key_file": str(pki / "ec256-sec1.key")}, "jwt_algorithm", "curve"),
-        ({"auth_method": "private_key_jwt", "jwt_algorithm": "RS256", "jwt_key_file": str(pki / "ca.pem")}, "jwt_key_file", "no PEM private key"),
+        (
+            {"auth_method": "private_key_jwt", "jwt_algorithm": "RS256", "jwt_key_file": str(empty)},
+            "jwt_key_file",
+            "empty",
+        ),
+        (
+            {"auth_method": "private_key_jwt", "jwt_algorithm": "ES256", "jwt_key_file": str(pki / "rsa-pkcs8.key")},
+            "jwt_algorithm",
+            "does not fit",
+        ),
+        (
+            {"auth_method": "private_key_jwt", "jwt_algorithm": "ES384", "jwt_key_file": str(pki / "ec256-sec1.key")},
+            "jwt_algorithm",
+            "curve",
+        ),
+        (
+            {"auth_method": "private_key_jwt", "jwt_algorithm": "RS256", "jwt_key_file": str(pki / "ca.pem")},
+            "jwt_key_file",
+            "no PEM private key",
+        ),
         ({"certfile": str(pki / "client-v1.pem"), "keyfile": str(pki / "client-v1.key")}, "certfile", "v1"),
         ({"certfile": str(pki / "client-a.pem")}, "certfile", "private key"),
         ({"certfile": str(pki / "client-a.pem"), "keyfile": str(pki / "client-b.key")}, "certfile", "TLS"),
@@ -103,15 +121,26 @@ def test_key_and_certificate_problems_name_the_option(pki: Path, tmp_path: Path)
 
 def test_key_formats_keystonemiddleware_accepts_load(pki: Path) -> None:
     url = "http://127.0.0.1:9/introspect"
-    for alg, key in [("RS256", "rsa-pkcs1.key"), ("RS512", "rsa-pkcs8.key"), ("PS384", "rsa-pkcs1.key"),
-                     ("ES256", "ec256-sec1.key"), ("ES384", "ec384.key"), ("ES512", "ec521.key"), ("EdDSA", "ed25519.key")]:
-        ExternalAuth2Protocol(echo_app, options(url, auth_method="private_key_jwt", jwt_algorithm=alg, jwt_key_file=str(pki / key)))
+    for alg, key in [
+        ("RS256", "rsa-pkcs1.key"),
+        ("RS512", "rsa-pkcs8.key"),
+        ("PS384", "rsa-pkcs1.key"),
+        ("ES256", "ec256-sec1.key"),
+        ("ES384", "ec384.key"),
+        ("ES512", "ec521.key"),
+        ("EdDSA", "ed25519.key"),
+    ]:
+        ExternalAuth2Protocol(
+            echo_app, options(url, auth_method="private_key_jwt", jwt_algorithm=alg, jwt_key_file=str(pki / key))
+        )
     ExternalAuth2Protocol(echo_app, options(url, certfile=str(pki / "client-a-combined.pem")))
 
 
 def test_unknown_options_are_a_warning_naming_the_key(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    ExternalAuth2Protocol(echo_app, {**options("http://127.0.0.1:9/x"), "here": "/etc", "__file__": "a.ini", "debug": "true"})
+    ExternalAuth2Protocol(
+        echo_app, {**options("http://127.0.0.1:9/x"), "here": "/etc", "__file__": "a.ini", "debug": "true"}
+    )
     text = caplog.text
     assert 'The option "debug" is not known' in text
     assert '"here"' not in text and "__file__" not in text
@@ -123,7 +152,17 @@ def test_unknown_options_are_a_warning_naming_the_key(caplog: pytest.LogCaptureF
 def test_malformed_authorization_headers_are_401() -> None:
     with FakeAS() as fake:
         app = ExternalAuth2Protocol(echo_app, options(fake.url))
-        for value in [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a b", "Bearer t\u00f6k", "Token x", "Bearer " + "x" * 20000]:
+        for value in [
+            None,
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic dXNlcjpwYXNz",
+            "Bearer a b",
+            "Bearer t\u00f6k",
+            "Token x",
+            "Bearer " + "x" * 20000,
+        ]:
             headers = {} if value is None else {"Authorization": value}
             status, hdrs, body = call(app, headers)
             assert status == "401 Unauthorized", value
@@ -241,12 +280,20 @@ def test_app_401_gets_one_challenge() -> None:
 
 def test_no_secret_or_token_in_logs_at_debug(caplog: pytest.LogCaptureFixture, pki: Path) -> None:
     caplog.set_level(logging.DEBUG)
-    responders = [reply(200, active_claims()), reply(200, {"active": False}), reply(401, {"error": "invalid_client"}),
-                  reply(200, b"garbage"), reply(200, active_claims(roles=5))]
+    responders = [
+        reply(200, active_claims()),
+        reply(200, {"active": False}),
+        reply(401, {"error": "invalid_client"}),
+        reply(200, b"garbage"),
+        reply(200, active_claims(roles=5)),
+    ]
     for responder in responders:
         with FakeAS(responder) as fake:
-            for method, extra in [("client_secret_basic", {}), ("client_secret_post", {}),
-                                  ("client_secret_jwt", {"jwt_algorithm": "HS256"})]:
+            for method, extra in [
+                ("client_secret_basic", {}),
+                ("client_secret_post", {}),
+                ("client_secret_jwt", {"jwt_algorithm": "HS256"}),
+            ]:
                 app = ExternalAuth2Protocol(echo_app, options(fake.url, auth_method=method, **extra))
                 call(app, bearer())
                 call(app, bearer())

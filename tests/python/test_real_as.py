@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import oidc_as
 import pytest
 from conftest import MAPPING, call, introspection_options
 from paste.deploy import loadapp
-
-import oidc_as
 
 INTROSPECTING_CLIENTS = [
     "svc-basic",
@@ -62,7 +61,7 @@ def paste_app(tmp_path: Path, options: dict[str, str]) -> Any:
 
 @pytest.fixture(scope="module")
 def tokens(auth_server: oidc_as.AuthServer) -> dict[str, str]:
-    return {c: oidc_as.obtain_token(auth_server, c) for c in TOKEN_CLIENTS + ["svc-admin", "svc-array"]}
+    return {c: oidc_as.obtain_token(auth_server, c) for c in [*TOKEN_CLIENTS, "svc-admin", "svc-array"]}
 
 
 @pytest.mark.parametrize("introspector", INTROSPECTING_CLIENTS + KEY_FORMATS)
@@ -92,7 +91,9 @@ def test_each_method_accepts_tokens_of_each_method(
     assert body["error"]["code"] == 401
 
 
-def test_admin_roles_and_json_array_roles(tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]) -> None:
+def test_admin_roles_and_json_array_roles(
+    tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]
+) -> None:
     app = paste_app(tmp_path, introspection_options(auth_server, "svc-post"))
     _, _, body = call(app, {"Authorization": f"Bearer {tokens['svc-admin']}"})
     assert body["environ"]["HTTP_X_IS_ADMIN_PROJECT"] == "true"
@@ -118,7 +119,6 @@ def test_options_the_service_registered_first_do_not_clash(
     auth_server: oidc_as.AuthServer, tokens: dict[str, str]
 ) -> None:
     from oslo_config import cfg
-
     from tokenward.external_oauth2_token import ExternalAuth2Protocol
 
     conf = cfg.ConfigOpts()
@@ -146,7 +146,9 @@ def test_options_the_service_registered_first_do_not_clash(
     assert status == "200 OK"
 
 
-def test_paste_values_win_over_oslo_values(tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]) -> None:
+def test_paste_values_win_over_oslo_values(
+    tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]
+) -> None:
     options = introspection_options(auth_server, "svc-post")
     conf = tmp_path / "svc.conf"
     wrong = {**options, "client_secret": "wrong-secret"}
@@ -191,9 +193,7 @@ def test_certificate_bound_token(tmp_path: Path, auth_server: oidc_as.AuthServer
     assert call(app, {"Authorization": f"Bearer {plain}"}, SSL_CLIENT_CERT=right)[0] == "401 Unauthorized"
 
 
-def test_revoked_token_refused_once_its_cache_entry_is_gone(
-    tmp_path: Path, auth_server: oidc_as.AuthServer
-) -> None:
+def test_revoked_token_refused_once_its_cache_entry_is_gone(tmp_path: Path, auth_server: oidc_as.AuthServer) -> None:
     token = oidc_as.obtain_token(auth_server, "svc-post")
     app = paste_app(tmp_path, {**introspection_options(auth_server, "svc-post"), "token_cache_time": "1"})
     auth = {"Authorization": f"Bearer {token}"}
@@ -207,7 +207,9 @@ def test_revoked_token_refused_once_its_cache_entry_is_gone(
     assert "WWW-Authenticate" in headers
 
 
-def test_cache_hits_do_not_reach_the_as(tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]) -> None:
+def test_cache_hits_do_not_reach_the_as(
+    tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]
+) -> None:
     app = paste_app(tmp_path, introspection_options(auth_server, "svc-post"))
     auth = {"Authorization": f"Bearer {tokens['svc-basic']}"}
     assert call(app, auth)[0] == "200 OK"
@@ -217,7 +219,9 @@ def test_cache_hits_do_not_reach_the_as(tmp_path: Path, auth_server: oidc_as.Aut
     assert auth_server.stats()["introspection"].get("svc-post", 0) == before
 
 
-def test_mapping_names_from_keystonemiddleware_docs_still_map(tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]) -> None:
+def test_mapping_names_from_keystonemiddleware_docs_still_map(
+    tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]
+) -> None:
     opts = introspection_options(auth_server, "svc-post")
     opts["mapping_user_id"] = "client_id"
     opts["mapping_user_name"] = "username"

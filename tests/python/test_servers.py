@@ -15,23 +15,44 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
+import oidc_as
 import pytest
 from conftest import ROOT, call, introspection_options
-from wsgi_apps import echo_app
-
-import oidc_as
 from tokenward.external_oauth2_token import ExternalAuth2Protocol
+from wsgi_apps import echo_app
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "tests" / "support")])}
 
 SPOOFED = [
-    "X-Service-Catalog", "X-Identity-Status", "X-Service-Identity-Status", "X-Is-Admin-Project",
-    "X-Role", "X-User", "X-Tenant-Id", "X-Tenant-Name", "X-Tenant", "X-Roles", "X-Service-Roles",
+    "X-Service-Catalog",
+    "X-Identity-Status",
+    "X-Service-Identity-Status",
+    "X-Is-Admin-Project",
+    "X-Role",
+    "X-User",
+    "X-Tenant-Id",
+    "X-Tenant-Name",
+    "X-Tenant",
+    "X-Roles",
+    "X-Service-Roles",
     "OpenStack-System-Scope",
-    *[f"{p}-{s}" for p in ("X", "X-Service") for s in (
-        "Domain-Id", "Domain-Name", "Project-Id", "Project-Name", "Project-Domain-Id",
-        "Project-Domain-Name", "User-Id", "User-Name", "User-Domain-Id", "User-Domain-Name")],
+    *[
+        f"{p}-{s}"
+        for p in ("X", "X-Service")
+        for s in (
+            "Domain-Id",
+            "Domain-Name",
+            "Project-Id",
+            "Project-Name",
+            "Project-Domain-Id",
+            "Project-Domain-Name",
+            "User-Id",
+            "User-Name",
+            "User-Domain-Id",
+            "User-Domain-Name",
+        )
+    ],
 ]
 
 
@@ -99,13 +120,30 @@ def gunicorn(auth_server: oidc_as.AuthServer, tmp_path_factory: pytest.TempPathF
             [filter:authtoken]
             paste.filter_factory = tokenward.external_oauth2_token:filter_factory
             """
-        ) + lines + "\n\n[app:echo]\npaste.app_factory = wsgi_apps:echo_app_factory\n"
+        )
+        + lines
+        + "\n\n[app:echo]\npaste.app_factory = wsgi_apps:echo_app_factory\n"
     )
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
-         "--bind", f"127.0.0.1:{port}", "--paste", str(ini)],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--preload",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--paste",
+            str(ini),
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_port(proc, port)
@@ -153,7 +191,10 @@ def test_eventlet_misses_do_not_stall_the_hub(pki: Path) -> None:
         options = introspection_options(slow_as, "svc-post")
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "eventlet_server.py"), json.dumps(options)],
-            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert proc.stdout is not None

@@ -47,7 +47,7 @@ class FakeAS:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -74,7 +74,7 @@ class FakeAS:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "FakeAS":
+    def __enter__(self) -> FakeAS:
         return self
 
     def __exit__(self, *exc: object) -> None:

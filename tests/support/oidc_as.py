@@ -231,7 +231,7 @@ class AuthServer:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "AuthServer":
+    def __enter__(self) -> AuthServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -270,10 +270,14 @@ def start_as(
     cmd = [
         node,
         str(AS_DIR / "server.mjs"),
-        "--pki", str(pki),
-        "--port", str(port),
-        "--token-ttl", str(token_ttl),
-        "--delay-ms", str(delay_ms),
+        "--pki",
+        str(pki),
+        "--port",
+        str(port),
+        "--token-ttl",
+        str(token_ttl),
+        "--delay-ms",
+        str(delay_ms),
         "--exit-on-stdin-eof",
     ]
     if http_port is not None:
@@ -298,7 +302,7 @@ def start_as(
         assert proc.stdout is not None
         for line in proc.stdout:
             if not got.is_set() and line.startswith("READY "):
-                ready.update(json.loads(line[len("READY "):]))
+                ready.update(json.loads(line[len("READY ") :]))
                 got.set()
         got.set()  # EOF: process ended
 
@@ -316,8 +320,7 @@ def start_as(
         proc.kill()
         proc.wait(timeout=5)
         raise RuntimeError(
-            f"authorization server did not become ready within {timeout}s "
-            f"(exit={proc.poll()}):\n{''.join(stderr_tail)}"
+            f"authorization server did not become ready within {timeout}s (exit={proc.poll()}):\n{''.join(stderr_tail)}"
         )
     return AuthServer(process=proc, pki=pki, info=ready)
 
@@ -361,9 +364,7 @@ def _cert_paths(server: AuthServer, cert: tuple[str, str] | None) -> tuple[str, 
     return tuple(str(p if Path(p).is_absolute() else server.pki / p) for p in cert)  # type: ignore[return-value]
 
 
-def client_auth(
-    server: AuthServer, client_id: str
-) -> tuple[dict[str, str], dict[str, str], tuple[str, str] | None]:
+def client_auth(server: AuthServer, client_id: str) -> tuple[dict[str, str], dict[str, str], tuple[str, str] | None]:
     """(headers, form fields, client cert) authenticating ``client_id``."""
     c = CLIENTS[client_id]
     auth = c["auth"]
@@ -372,11 +373,15 @@ def client_auth(
     if auth == "client_secret_post":
         return {}, {"client_id": client_id, "client_secret": c["secret"]}, None
     if auth in ("client_secret_jwt", "private_key_jwt"):
-        return {}, {
-            "client_id": client_id,
-            "client_assertion_type": JWT_BEARER,
-            "client_assertion": client_assertion(server, client_id),
-        }, None
+        return (
+            {},
+            {
+                "client_id": client_id,
+                "client_assertion_type": JWT_BEARER,
+                "client_assertion": client_assertion(server, client_id),
+            },
+            None,
+        )
     if auth == "tls_client_auth":
         return {}, {"client_id": client_id}, _cert_paths(server, c["cert"])
     raise ValueError(f"unknown auth method {auth}")

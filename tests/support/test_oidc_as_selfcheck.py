@@ -16,8 +16,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import oidc_as  # noqa: E402
-from oidc_as import (  # noqa: E402
+import oidc_as
+from oidc_as import (
     CLIENTS,
     ensure_pki,
     expected_extra_claims,
@@ -57,11 +57,25 @@ def _check_active(server, client_id, token, scope=None):
 # ------------------------------------------------------------------- PKI
 def test_pki_files(pki):
     for name in [
-        "ca.pem", "ca.key", "server.pem", "server.key",
-        "client-a.pem", "client-a.key", "client-b.pem", "client-b.key",
-        "client-a-combined.pem", "client-v1.pem", "client-v1.key",
-        "rsa-pkcs1.key", "rsa-pkcs8.key", "ec256-sec1.key", "ec384.key",
-        "ec521.key", "ed25519.key", "thumbprints.json", "done",
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "client-a.pem",
+        "client-a.key",
+        "client-b.pem",
+        "client-b.key",
+        "client-a-combined.pem",
+        "client-v1.pem",
+        "client-v1.key",
+        "rsa-pkcs1.key",
+        "rsa-pkcs8.key",
+        "ec256-sec1.key",
+        "ec384.key",
+        "ec521.key",
+        "ed25519.key",
+        "thumbprints.json",
+        "done",
     ]:
         assert (pki / name).exists(), name
     for k in ["rsa-pkcs1", "rsa-pkcs8", "ec256-sec1", "ec384", "ec521", "ed25519"]:
@@ -80,8 +94,7 @@ def test_pki_certificates(pki):
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     load = lambda n: x509.load_pem_x509_certificate((pki / n).read_bytes())  # noqa: E731
-    ca, server, a, b, v1 = (load(n) for n in
-                            ["ca.pem", "server.pem", "client-a.pem", "client-b.pem", "client-v1.pem"])
+    ca, server, a, b, v1 = (load(n) for n in ["ca.pem", "server.pem", "client-a.pem", "client-b.pem", "client-v1.pem"])
     assert ca.version == x509.Version.v3
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert server.version == x509.Version.v3
@@ -259,14 +272,24 @@ def test_client_assertion_audiences(server):
     for aud in (server.issuer, server.token_endpoint, "https://elsewhere.example"):
         now = int(time.time())
         assertion = jwt.encode(
-            {"iss": "svc-private-jwt", "sub": "svc-private-jwt", "aud": aud,
-             "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex},
-            key, algorithm="RS256",
+            {
+                "iss": "svc-private-jwt",
+                "sub": "svc-private-jwt",
+                "aud": aud,
+                "iat": now,
+                "exp": now + 60,
+                "jti": uuid.uuid4().hex,
+            },
+            key,
+            algorithm="RS256",
         )
         r = requests.post(
             server.token_endpoint,
-            data={"grant_type": "client_credentials", "client_assertion_type": oidc_as.JWT_BEARER,
-                  "client_assertion": assertion},
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": oidc_as.JWT_BEARER,
+                "client_assertion": assertion,
+            },
             verify=server.ca_file,
             timeout=10,
         )
@@ -277,8 +300,12 @@ def test_http_listener(server):
     # same provider over plain HTTP; issuer stays https
     r = requests.post(
         server.http_base + "/token",
-        data={"grant_type": "client_credentials", "client_id": "svc-post",
-              "client_secret": CLIENTS["svc-post"]["secret"], "scope": "api"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "svc-post",
+            "client_secret": CLIENTS["svc-post"]["secret"],
+            "scope": "api",
+        },
         timeout=10,
     )
     assert r.status_code == 200, r.text
@@ -300,9 +327,13 @@ def test_stats(server):
     obtain_token(server, "svc-private-jwt-es256")
     bad = token_response(server, "svc-admin")  # succeeds; now a failing one:
     assert bad.status_code == 200
-    requests.post(server.token_endpoint, data={"grant_type": "client_credentials"},
-                  headers={"Authorization": oidc_as.basic_auth_header("svc-admin", "nope")},
-                  verify=server.ca_file, timeout=10)
+    requests.post(
+        server.token_endpoint,
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": oidc_as.basic_auth_header("svc-admin", "nope")},
+        verify=server.ca_file,
+        timeout=10,
+    )
     introspect(server, t1)
     introspect(server, t1, client_id="svc-basic")
     s = server.stats()

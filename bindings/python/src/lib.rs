@@ -10,11 +10,16 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
+use tokenward::ConfigError;
 use tokenward::authenticator::Verdict;
 use tokenward::log::{Level, LogSink};
-use tokenward::ConfigError;
 
-pyo3::create_exception!(tokenward._native, TokenwardError, PyException, "Base of tokenward's errors.");
+pyo3::create_exception!(
+    tokenward._native,
+    TokenwardError,
+    PyException,
+    "Base of tokenward's errors."
+);
 pyo3::create_exception!(
     tokenward._native,
     ConfigurationError,
@@ -58,7 +63,9 @@ impl LogSink for PythonLogger {
 
     fn log(&self, level: Level, message: &str) {
         Python::attach(|py| {
-            let _ = self.logger.call_method1(py, "log", (python_level(level), "%s", message));
+            let _ = self
+                .logger
+                .call_method1(py, "log", (python_level(level), "%s", message));
         });
     }
 }
@@ -75,11 +82,27 @@ fn build_py_grant(py: Python<'_>, grant: &tokenward::Grant) -> PyResult<PyGrant>
     let items: Vec<Bound<'_, PyTuple>> = grant
         .headers()
         .iter()
-        .map(|(h, v)| PyTuple::new(py, [PyString::intern(py, h.environ_key).into_any(), PyString::new(py, v).into_any()]))
+        .map(|(h, v)| {
+            PyTuple::new(
+                py,
+                [
+                    PyString::intern(py, h.environ_key).into_any(),
+                    PyString::new(py, v).into_any(),
+                ],
+            )
+        })
         .collect::<PyResult<_>>()?;
-    let loads = JSON_LOADS.get_or_try_init(py, || Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind()))?;
-    let token_info = loads.call1(py, (grant.token_info_json(),))?.into_bound(py).cast_into::<PyDict>()?;
-    Ok(PyGrant { environ: PyTuple::new(py, items)?.unbind(), token_info: token_info.unbind() })
+    let loads = JSON_LOADS.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind())
+    })?;
+    let token_info = loads
+        .call1(py, (grant.token_info_json(),))?
+        .into_bound(py)
+        .cast_into::<PyDict>()?;
+    Ok(PyGrant {
+        environ: PyTuple::new(py, items)?.unbind(),
+        token_info: token_info.unbind(),
+    })
 }
 
 /// The result of a check, ready for a WSGI response.
@@ -117,11 +140,17 @@ impl Outcome {
     /// Allowed: a fresh copy of keystonemiddleware's `token_data` dict.
     #[getter]
     fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.token_info.as_ref().map(|d| d.bind(py).copy()).transpose()
+        self.token_info
+            .as_ref()
+            .map(|d| d.bind(py).copy())
+            .transpose()
     }
 
     fn __repr__(&self) -> String {
-        format!("Outcome(allowed={}, status={}, reason={:?})", self.allowed, self.status, self.reason)
+        format!(
+            "Outcome(allowed={}, status={}, reason={:?})",
+            self.allowed, self.status, self.reason
+        )
     }
 }
 
@@ -165,7 +194,12 @@ impl Authenticator {
             }
             Verdict::Deny(denial) => {
                 let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
-                headers.extend(self.inner.denial_headers(&denial).into_iter().map(|(k, v)| (k.to_owned(), v)));
+                headers.extend(
+                    self.inner
+                        .denial_headers(&denial)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v)),
+                );
                 let body = denial.body();
                 headers.push(("Content-Length".to_owned(), body.len().to_string()));
                 Ok(Outcome {
@@ -190,17 +224,29 @@ impl Authenticator {
     /// `ConfigurationError` naming the option when the configuration can never work.
     #[new]
     #[pyo3(signature = (options, logger=None))]
-    fn new(py: Python<'_>, options: &Bound<'_, PyDict>, logger: Option<Py<PyAny>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        options: &Bound<'_, PyDict>,
+        logger: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
         let mut pairs = Vec::with_capacity(options.len());
         for (k, v) in options.iter() {
-            let value = if v.is_none() { String::new() } else { v.str()?.to_cow()?.into_owned() };
+            let value = if v.is_none() {
+                String::new()
+            } else {
+                v.str()?.to_cow()?.into_owned()
+            };
             pairs.push((k.str()?.to_cow()?.into_owned(), value));
         }
         let sink: Arc<dyn LogSink> = match logger {
             Some(logger) => Arc::new(PythonLogger { logger }),
             None => Arc::new(tokenward::log::NoLog),
         };
-        let built = py.detach(move || catch_unwind(AssertUnwindSafe(|| tokenward::Authenticator::from_options(pairs, sink))));
+        let built = py.detach(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                tokenward::Authenticator::from_options(pairs, sink)
+            }))
+        });
         let inner = match built {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => return Err(config_error(py, &e)),
@@ -208,7 +254,10 @@ impl Authenticator {
         };
         let keys: Vec<String> = tokenward::headers::stripped_environ_keys();
         let strip = PyTuple::new(py, keys.iter().map(|k| PyString::intern(py, k)))?.unbind();
-        Ok(Self { inner: Arc::new(inner), strip })
+        Ok(Self {
+            inner: Arc::new(inner),
+            strip,
+        })
     }
 
     /// Start-up warnings (unknown options, weak settings).
@@ -244,8 +293,10 @@ impl Authenticator {
         client_cert: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Outcome>> {
         let cert = cert_bytes(client_cert)?;
-        let verdict = catch_unwind(AssertUnwindSafe(|| self.inner.lookup(authorization, cert.as_deref())))
-            .map_err(|_| internal_error())?;
+        let verdict = catch_unwind(AssertUnwindSafe(|| {
+            self.inner.lookup(authorization, cert.as_deref())
+        }))
+        .map_err(|_| internal_error())?;
         verdict.map(|v| self.outcome(py, v)).transpose()
     }
 
@@ -261,7 +312,11 @@ impl Authenticator {
         let cert = cert_bytes(client_cert)?;
         let inner = Arc::clone(&self.inner);
         let verdict = py
-            .detach(move || catch_unwind(AssertUnwindSafe(|| inner.authenticate(authorization.as_deref(), cert.as_deref()))))
+            .detach(move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    inner.authenticate(authorization.as_deref(), cert.as_deref())
+                }))
+            })
             .map_err(|_| internal_error())?;
         self.outcome(py, verdict)
     }
@@ -281,9 +336,12 @@ impl Authenticator {
     }
 }
 
+/// One option as Python sees it: name, kind, default, help, choices.
+type OptionRow = (String, String, Option<String>, String, Py<PyAny>);
+
 /// Option names, types, defaults and help, for oslo.config registration and docs.
 #[pyfunction]
-fn options(py: Python<'_>) -> PyResult<Vec<(String, String, Option<String>, String, Py<PyAny>)>> {
+fn options(py: Python<'_>) -> PyResult<Vec<OptionRow>> {
     use tokenward::config::OptionKind;
     tokenward::config::OPTIONS
         .iter()
@@ -312,7 +370,10 @@ fn options(py: Python<'_>) -> PyResult<Vec<(String, String, Option<String>, Stri
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("TokenwardError", m.py().get_type::<TokenwardError>())?;
-    m.add("ConfigurationError", m.py().get_type::<ConfigurationError>())?;
+    m.add(
+        "ConfigurationError",
+        m.py().get_type::<ConfigurationError>(),
+    )?;
     m.add_class::<Authenticator>()?;
     m.add_class::<Outcome>()?;
     m.add_function(wrap_pyfunction!(options, m)?)?;
