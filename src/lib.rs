@@ -42,8 +42,10 @@ pub mod log;
 pub mod secret;
 pub mod thumbprint;
 pub mod tls;
+pub mod token_client;
 
 pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Verdict};
 pub use config::{FilterConfig, RawOptions};
 pub use error::{AsError, ConfigError};
 pub use secret::Secret;
+pub use token_client::{AccessToken, TokenClient, TokenClientConfig};

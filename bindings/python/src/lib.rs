@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
-use tokenward::ConfigError;
 use tokenward::authenticator::Verdict;
 use tokenward::log::{Level, LogSink};
+use tokenward::{AsError, ConfigError};
 
 pyo3::create_exception!(
     tokenward._native,
@@ -26,6 +26,48 @@ pyo3::create_exception!(
     TokenwardError,
     "A configuration that can never work; `.option` names the option."
 );
+
+pyo3::create_exception!(
+    tokenward._native,
+    TokenRequestError,
+    TokenwardError,
+    "A Client Credentials token could not be obtained; `.kind` says why."
+);
+pyo3::create_exception!(
+    tokenward._native,
+    CredentialsRejectedError,
+    TokenRequestError,
+    "The AS rejected this client's credentials (invalid_client, 400/401)."
+);
+pyo3::create_exception!(
+    tokenward._native,
+    AuthServerUnavailableError,
+    TokenRequestError,
+    "The AS could not be reached or gave an unusable answer."
+);
+
+fn token_error(py: Python<'_>, e: &AsError) -> PyErr {
+    let err = match e {
+        AsError::CredentialsRejected { .. } => CredentialsRejectedError::new_err(e.to_string()),
+        _ => AuthServerUnavailableError::new_err(e.to_string()),
+    };
+    let _ = err.value(py).setattr("kind", e.code());
+    err
+}
+
+/// Copies a dict of options into owned (name, text) pairs; None counts as unset.
+fn option_pairs(options: &Bound<'_, PyDict>) -> PyResult<Vec<(String, String)>> {
+    let mut pairs = Vec::with_capacity(options.len());
+    for (k, v) in options.iter() {
+        let value = if v.is_none() {
+            String::new()
+        } else {
+            v.str()?.to_cow()?.into_owned()
+        };
+        pairs.push((k.str()?.to_cow()?.into_owned(), value));
+    }
+    Ok(pairs)
+}
 
 fn config_error(py: Python<'_>, e: &ConfigError) -> PyErr {
     let err = ConfigurationError::new_err(e.to_string());
@@ -229,15 +271,7 @@ impl Authenticator {
         options: &Bound<'_, PyDict>,
         logger: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let mut pairs = Vec::with_capacity(options.len());
-        for (k, v) in options.iter() {
-            let value = if v.is_none() {
-                String::new()
-            } else {
-                v.str()?.to_cow()?.into_owned()
-            };
-            pairs.push((k.str()?.to_cow()?.into_owned(), value));
-        }
+        let pairs = option_pairs(options)?;
         let sink: Arc<dyn LogSink> = match logger {
             Some(logger) => Arc::new(PythonLogger { logger }),
             None => Arc::new(tokenward::log::NoLog),
@@ -336,6 +370,66 @@ impl Authenticator {
     }
 }
 
+/// Obtains and caches access tokens (Client Credentials grant); see
+/// `tokenward.client_credentials.ClientCredentials` for the keystoneauth1 plugin.
+#[pyclass(frozen, module = "tokenward._native")]
+struct TokenClient {
+    inner: Arc<tokenward::TokenClient>,
+}
+
+#[pymethods]
+impl TokenClient {
+    /// Builds from Tacker's option names (string values). Raises `ConfigurationError`.
+    #[new]
+    fn new(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let pairs = option_pairs(options)?;
+        let built = py.detach(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                tokenward::TokenClient::from_options(pairs)
+            }))
+        });
+        match built {
+            Ok(Ok(inner)) => Ok(Self {
+                inner: Arc::new(inner),
+            }),
+            Ok(Err(e)) => Err(config_error(py, &e)),
+            Err(_) => Err(internal_error()),
+        }
+    }
+
+    /// Start-up warnings.
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
+    /// The cached token if no refresh is due (no I/O), else None.
+    fn cached(&self) -> Option<String> {
+        self.inner.cached().map(|t| t.secret().to_owned())
+    }
+
+    /// A valid token, fetched if needed with the GIL released (under eventlet call it through
+    /// `eventlet.tpool`). Raises `CredentialsRejectedError` or `AuthServerUnavailableError`.
+    fn fetch(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = Arc::clone(&self.inner);
+        match py.detach(move || catch_unwind(AssertUnwindSafe(|| inner.token()))) {
+            Ok(Ok(token)) => Ok(token.secret().to_owned()),
+            Ok(Err(e)) => Err(token_error(py, &e)),
+            Err(_) => Err(internal_error()),
+        }
+    }
+
+    /// Drops the cached token.
+    fn invalidate(&self) {
+        self.inner.invalidate();
+    }
+
+    /// Token requests sent by this client's shared cache.
+    fn requests_sent(&self) -> u64 {
+        self.inner.requests_sent()
+    }
+}
+
 /// One option as Python sees it: name, kind, default, help, choices.
 type OptionRow = (String, String, Option<String>, String, Py<PyAny>);
 
@@ -376,6 +470,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<Authenticator>()?;
     m.add_class::<Outcome>()?;
+    m.add_class::<TokenClient>()?;
+    m.add("TokenRequestError", m.py().get_type::<TokenRequestError>())?;
+    m.add(
+        "CredentialsRejectedError",
+        m.py().get_type::<CredentialsRejectedError>(),
+    )?;
+    m.add(
+        "AuthServerUnavailableError",
+        m.py().get_type::<AuthServerUnavailableError>(),
+    )?;
     m.add_function(wrap_pyfunction!(options, m)?)?;
     Ok(())
 }

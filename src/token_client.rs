@@ -1,0 +1,563 @@
+//! The outbound side: access tokens by the Client Credentials grant (RFC 6749 §4.4), for a
+//! service that calls other services (Tacker's `use_ext_oauth2_auth`).
+//!
+//! Tokens are cached until `expires_in` minus a margin and refreshed early; one request to the
+//! AS however many threads ask at once. The cache is shared by every client in the process
+//! with the same endpoint, client, method, scope, certificate and credential, so code that
+//! builds a new client per operation (as Tacker does) still reuses the token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client_auth::ClientAuthenticator;
+use crate::config::{ClientConfig, RawOptions, check_url};
+use crate::error::{AsError, ConfigError};
+use crate::http::{ReqwestTransport, Transport};
+use crate::introspect::json_object;
+use crate::secret::Secret;
+
+/// Lifetime assumed when the AS omits `expires_in`.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Settings of the token client.
+#[derive(Debug, Clone)]
+pub struct TokenClientConfig {
+    /// The AS token endpoint.
+    pub token_endpoint: String,
+    /// Requested scope (optional, RFC 6749 §4.4.2).
+    pub scope: Option<String>,
+    /// Identity, method, TLS and timeout (shared with introspection).
+    pub client: ClientConfig,
+    /// Refresh this long before expiry; `None` means min(30 s, lifetime / 2).
+    pub expiry_margin: Option<Duration>,
+}
+
+impl TokenClientConfig {
+    /// Reads Tacker's option names from the one parser.
+    pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let token_endpoint = raw.required("token_endpoint", "for the Client Credentials grant")?;
+        check_url("token_endpoint", &token_endpoint)?;
+        let expiry_margin = match raw.int("token_expiry_margin")? {
+            None => None,
+            Some(n) if n >= 0 => Some(Duration::from_secs(n.unsigned_abs())),
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "token_expiry_margin",
+                    format!("must not be negative, not {n}"),
+                ));
+            }
+        };
+        Ok(Self {
+            token_endpoint,
+            scope: raw.string("scope"),
+            client: ClientConfig::from_raw(raw)?,
+            expiry_margin,
+        })
+    }
+}
+
+/// An access token. `Debug` shows no token.
+#[derive(Clone)]
+pub struct AccessToken {
+    value: Secret,
+    expires_at: Instant,
+    refresh_at: Instant,
+    scope: Option<String>,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field(
+                "expires_in",
+                &self.expires_at.saturating_duration_since(Instant::now()),
+            )
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessToken {
+    /// The token to send as `Authorization: Bearer …`.
+    pub fn secret(&self) -> &str {
+        self.value.expose()
+    }
+
+    /// Time left before it expires.
+    pub fn expires_in(&self) -> Duration {
+        self.expires_at.saturating_duration_since(Instant::now())
+    }
+
+    /// The scope granted, if the AS said.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    token: Option<AccessToken>,
+    fetching: bool,
+    generation: u64,
+    last_error: Option<(u64, AsError)>,
+    requests: u64,
+}
+
+/// The token cache shared by equal clients.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+type Registry = Mutex<HashMap<[u8; 32], Weak<Shared>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
+
+/// Obtains and caches access tokens.
+pub struct TokenClient {
+    config: TokenClientConfig,
+    auth: ClientAuthenticator,
+    transport: Arc<dyn Transport>,
+    shared: Arc<Shared>,
+    warnings: Vec<String>,
+}
+
+impl fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenClient")
+            .field("token_endpoint", &self.config.token_endpoint)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TokenClient>();
+};
+
+impl TokenClient {
+    /// Parses options (the one parser) and builds a client.
+    pub fn from_options<I, K, V>(pairs: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::new(TokenClientConfig::from_raw(&RawOptions::from_pairs(pairs))?)
+    }
+
+    /// Builds a client; keys and TLS material are loaded now.
+    pub fn new(config: TokenClientConfig) -> Result<Self, ConfigError> {
+        let transport = ReqwestTransport::new(&config.client)?;
+        let cert = transport.identity().map(|i| i.digest).unwrap_or_default();
+        Self::with_transport(config, Arc::new(transport), cert)
+    }
+
+    /// Builds with a given transport; `cert` is the client certificate's digest (or zeros).
+    pub fn with_transport(
+        config: TokenClientConfig,
+        transport: Arc<dyn Transport>,
+        cert: [u8; 32],
+    ) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
+        let auth = ClientAuthenticator::new(&config.client, &mut warnings)?;
+        let key = cache_key(&config, &cert)?;
+        let shared = {
+            let mut map = registry().lock().unwrap_or_else(PoisonError::into_inner);
+            map.retain(|_, weak| weak.strong_count() > 0);
+            match map.get(&key).and_then(Weak::upgrade) {
+                Some(shared) => shared,
+                None => {
+                    let shared = Arc::new(Shared::default());
+                    map.insert(key, Arc::downgrade(&shared));
+                    shared
+                }
+            }
+        };
+        Ok(Self {
+            config,
+            auth,
+            transport,
+            shared,
+            warnings,
+        })
+    }
+
+    /// Start-up warnings.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TokenClientConfig {
+        &self.config
+    }
+
+    /// Token requests this client's shared cache has sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.lock().requests
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached token if it needs no refresh yet (no I/O).
+    pub fn cached(&self) -> Option<AccessToken> {
+        let now = Instant::now();
+        self.lock()
+            .token
+            .as_ref()
+            .filter(|t| now < t.refresh_at)
+            .cloned()
+    }
+
+    /// A valid token: cached, or fetched now (blocking, bounded by `http_connect_timeout`).
+    /// While one thread refreshes a token that is still valid, others keep using it; when
+    /// there is none, they wait for that one request and share its result.
+    pub fn token(&self) -> Result<AccessToken, AsError> {
+        let wait = self.config.client.timeout + Duration::from_secs(1);
+        let deadline = Instant::now() + wait;
+        let mut state = self.lock();
+        loop {
+            let now = Instant::now();
+            if let Some(t) = &state.token
+                && (now < t.refresh_at || (now < t.expires_at && state.fetching))
+            {
+                return Ok(t.clone());
+            }
+            if !state.fetching {
+                break;
+            }
+            let generation = state.generation;
+            let left = deadline.saturating_duration_since(now);
+            if left.is_zero() {
+                return Err(AsError::Unreachable(
+                    "timed out waiting for a concurrent token request".into(),
+                ));
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if state.generation != generation
+                && let Some((g, e)) = &state.last_error
+                && *g == state.generation
+            {
+                return Err(e.clone());
+            }
+        }
+        state.fetching = true;
+        state.requests += 1;
+        drop(state);
+        let guard = FetchGuard {
+            shared: &self.shared,
+            done: false,
+        };
+        let result = self.fetch();
+        guard.finish(&result);
+        result
+    }
+
+    /// Drops the cached token (after a 401 from a resource, say); the next call fetches anew.
+    pub fn invalidate(&self) {
+        self.lock().token = None;
+    }
+
+    fn fetch(&self) -> Result<AccessToken, AsError> {
+        let mut params = Vec::with_capacity(2);
+        if let Some(scope) = &self.config.scope {
+            params.push(("scope", scope.as_str()));
+        }
+        params.push(("grant_type", "client_credentials"));
+        let request = self.auth.encode(&params)?;
+        let sent_at = Instant::now();
+        let response = self.transport.post_form(
+            &self.config.token_endpoint,
+            request.authorization.as_ref().map(Secret::expose),
+            request.body.expose().to_owned(),
+        )?;
+        let body = json_object(response)?;
+        let value = match body.get("access_token") {
+            Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Secret::new(t.clone())
+            }
+            _ => {
+                return Err(AsError::Malformed(
+                    "no usable access_token in the token response".into(),
+                ));
+            }
+        };
+        match body.get("token_type").and_then(Value::as_str) {
+            Some(t) if !t.eq_ignore_ascii_case("bearer") => {
+                return Err(AsError::Malformed(format!(
+                    "token_type {t:?} is not Bearer"
+                )));
+            }
+            _ => {}
+        }
+        let lifetime = match body.get("expires_in") {
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs_f64(s.min(1e9)));
+        let margin = self
+            .config
+            .expiry_margin
+            .unwrap_or_else(|| (lifetime / 2).min(Duration::from_secs(30)));
+        let expires_at = sent_at + lifetime;
+        Ok(AccessToken {
+            value,
+            expires_at,
+            refresh_at: expires_at
+                .checked_sub(margin.min(lifetime))
+                .unwrap_or(sent_at),
+            scope: body.get("scope").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+}
+
+/// Ends a fetch: stores the token or the error and wakes the waiters, even on panic.
+struct FetchGuard<'a> {
+    shared: &'a Shared,
+    done: bool,
+}
+
+impl FetchGuard<'_> {
+    fn finish(mut self, result: &Result<AccessToken, AsError>) {
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.generation += 1;
+        match result {
+            Ok(token) => {
+                state.token = Some(token.clone());
+                state.last_error = None;
+            }
+            Err(e) => state.last_error = Some((state.generation, e.clone())),
+        }
+        state.fetching = false;
+        self.done = true;
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut state = self
+                .shared
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.generation += 1;
+            state.last_error = Some((
+                state.generation,
+                AsError::Unreachable("token request failed internally".into()),
+            ));
+            state.fetching = false;
+            drop(state);
+            self.shared.changed.notify_all();
+        }
+    }
+}
+
+/// The sharing key: endpoint, client, method, scope, certificate, and a hash of the credential
+/// (so a client with a wrong secret never borrows a token another one obtained).
+fn cache_key(config: &TokenClientConfig, cert: &[u8; 32]) -> Result<[u8; 32], ConfigError> {
+    let c = &config.client;
+    let mut h = blake3::Hasher::new_derive_key("tokenward 2026 client credentials cache");
+    for part in [
+        config.token_endpoint.as_str(),
+        c.client_id.as_str(),
+        c.auth_method.as_str(),
+        config.scope.as_deref().unwrap_or(""),
+        c.audience.as_deref().unwrap_or(""),
+        c.jwt_algorithm.as_deref().unwrap_or(""),
+    ] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(cert);
+    if let Some(secret) = &c.client_secret {
+        h.update(secret.expose().as_bytes());
+    }
+    if let Some(path) = &c.jwt_key_file {
+        h.update(&crate::tls::read_file("jwt_key_file", path)?);
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Answer = Box<dyn Fn(usize, &str) -> HttpResponse + Send + Sync>;
+
+    struct Scripted {
+        calls: AtomicUsize,
+        delay: Duration,
+        answer: Answer,
+    }
+
+    impl Transport for Scripted {
+        fn post_form(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            body: String,
+        ) -> Result<HttpResponse, AsError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            Ok((self.answer)(n, &body))
+        }
+    }
+
+    fn client(
+        endpoint: &str,
+        answer: impl Fn(usize, &str) -> HttpResponse + Send + Sync + 'static,
+    ) -> (TokenClient, Arc<Scripted>) {
+        let t = Arc::new(Scripted {
+            calls: AtomicUsize::new(0),
+            delay: Duration::from_millis(50),
+            answer: Box::new(answer),
+        });
+        let raw = RawOptions::from_pairs([
+            ("token_endpoint", endpoint),
+            ("client_id", "svc"),
+            ("client_secret", "secret"),
+            ("scope", "api"),
+        ]);
+        let cfg = TokenClientConfig::from_raw(&raw).unwrap();
+        (
+            TokenClient::with_transport(cfg, t.clone(), [0; 32]).unwrap(),
+            t,
+        )
+    }
+
+    fn ok(n: usize, expires_in: &str) -> HttpResponse {
+        HttpResponse {
+            status: 200,
+            body: format!(
+                r#"{{"access_token":"tok{n}","token_type":"bearer","expires_in":{expires_in}}}"#
+            )
+            .into_bytes(),
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_request_and_invalidate_fetches_again() {
+        let (c, t) = client("https://as.test/token/a", |n, body| {
+            assert_eq!(body, "scope=api&grant_type=client_credentials");
+            ok(n, "300")
+        });
+        let c = Arc::new(c);
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || c.token().unwrap().secret().to_owned())
+            })
+            .collect();
+        for th in threads {
+            assert_eq!(th.join().unwrap(), "tok0");
+        }
+        for _ in 0..10 {
+            assert_eq!(c.token().unwrap().secret(), "tok0");
+        }
+        assert_eq!(t.calls.load(Ordering::SeqCst), 1);
+        c.invalidate();
+        assert_eq!(c.token().unwrap().secret(), "tok1");
+        assert_eq!(t.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn equal_clients_share_the_cache() {
+        let (a, ta) = client("https://as.test/token/shared", |n, _| ok(n, "300"));
+        let (b, tb) = client("https://as.test/token/shared", |n, _| ok(n + 100, "300"));
+        assert_eq!(a.token().unwrap().secret(), "tok0");
+        assert_eq!(b.token().unwrap().secret(), "tok0");
+        assert_eq!(
+            ta.calls.load(Ordering::SeqCst) + tb.calls.load(Ordering::SeqCst),
+            1
+        );
+    }
+
+    #[test]
+    fn near_expiry_refreshes_once() {
+        // expires_in 2 s: margin = 1 s, so a refresh is due after 1 s.
+        let (c, t) = client("https://as.test/token/expiry", |n, _| ok(n, "\"2\""));
+        assert_eq!(c.token().unwrap().secret(), "tok0");
+        assert!(c.cached().is_some());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(c.cached().is_none());
+        let c = Arc::new(c);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || c.token().unwrap().secret().to_owned())
+            })
+            .collect();
+        let seen: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(seen.iter().all(|s| s == "tok0" || s == "tok1"));
+        assert_eq!(c.token().unwrap().secret(), "tok1");
+        assert_eq!(t.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn errors_are_typed_and_not_cached() {
+        let (c, t) = client("https://as.test/token/errors", |n, _| match n {
+            0 => HttpResponse {
+                status: 401,
+                body: br#"{"error":"invalid_client"}"#.to_vec(),
+            },
+            1 => HttpResponse {
+                status: 200,
+                body: b"<html>".to_vec(),
+            },
+            2 => HttpResponse {
+                status: 200,
+                body: br#"{"access_token":"x","token_type":"mac"}"#.to_vec(),
+            },
+            _ => ok(n, "60"),
+        });
+        assert!(matches!(
+            c.token(),
+            Err(AsError::CredentialsRejected { status: 401, .. })
+        ));
+        assert!(matches!(c.token(), Err(AsError::Malformed(_))));
+        assert!(matches!(c.token(), Err(AsError::Malformed(_))));
+        assert_eq!(c.token().unwrap().secret(), "tok3");
+        assert_eq!(t.calls.load(Ordering::SeqCst), 4);
+        assert!(!format!("{c:?} {:?}", c.token().unwrap()).contains("tok3"));
+    }
+
+    #[test]
+    fn token_endpoint_is_required() {
+        let raw = RawOptions::from_pairs([("client_id", "svc"), ("client_secret", "s")]);
+        assert_eq!(
+            TokenClientConfig::from_raw(&raw).unwrap_err().option(),
+            "token_endpoint"
+        );
+    }
+}
