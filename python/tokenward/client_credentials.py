@@ -1,0 +1,203 @@
+"""Outbound access tokens by the Client Credentials grant, for calls to other services
+(Tacker's ``use_ext_oauth2_auth``), from the same ``[ext_oauth2_auth]`` options.
+
+``ClientCredentials`` is a keystoneauth1 auth plugin when keystoneauth1 is installed (it stays
+optional): a Session sends ``Authorization: Bearer …`` and, on a 401, invalidates and retries
+once. ``BearerAuth`` does the same for plain ``requests``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from tokenward import _native
+from tokenward._config import GROUP, as_text
+from tokenward.external_oauth2_token import _green_executor
+
+__all__ = [
+    "OPTION_NAMES",
+    "AuthServerUnavailableError",
+    "BearerAuth",
+    "ClientCredentials",
+    "ClientCredentialsLoader",
+    "CredentialsRejectedError",
+    "TokenRequestError",
+]
+
+TokenRequestError = _native.TokenRequestError
+CredentialsRejectedError = _native.CredentialsRejectedError
+AuthServerUnavailableError = _native.AuthServerUnavailableError
+
+#: Tacker's option names for the outbound client (plus tokenward's expiry margin).
+OPTION_NAMES = (
+    "token_endpoint",
+    "scope",
+    "client_id",
+    "client_secret",
+    "auth_method",
+    "audience",
+    "jwt_key_file",
+    "jwt_algorithm",
+    "jwt_bearer_time_out",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "insecure",
+    "http_connect_timeout",
+    "token_expiry_margin",
+)
+
+try:
+    from keystoneauth1 import plugin as _ksa_plugin
+
+    _PluginBase: Any = _ksa_plugin.BaseAuthPlugin
+except ImportError:  # keystoneauth1 is optional
+    _PluginBase = object
+
+
+class ClientCredentials(_PluginBase):  # type: ignore[misc]
+    """A token source for one client; equal clients in a process share one cached token."""
+
+    def __init__(self, **options: Any) -> None:
+        if _PluginBase is not object:
+            super().__init__()
+        unknown = set(options) - set(OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        self._options = {k: t for k, v in options.items() if (t := as_text(v)) not in (None, "")}
+        self._native = _native.TokenClient(self._options)
+
+    @classmethod
+    def from_config(cls, section: Any) -> ClientCredentials:
+        """From an oslo.config group (``CONF.ext_oauth2_auth``) or a mapping."""
+        values: dict[str, Any] = {}
+        for name in OPTION_NAMES:
+            try:
+                value = section[name] if isinstance(section, Mapping) else getattr(section, name)
+            except (KeyError, AttributeError, LookupError):
+                continue
+            except Exception:  # noqa: S112 - oslo.config's NoSuchOptError: not registered there
+                continue
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+    # -- the keystoneauth1 plugin interface ------------------------------------------------
+    def get_token(self, session: Any = None, **kwargs: Any) -> str:
+        """A valid access token (cached, or fetched; off the hub under eventlet)."""
+        token = self._native.cached()
+        if token is None:
+            green = _green_executor()
+            token = green(self._native.fetch) if green is not None else self._native.fetch()
+        return token
+
+    def get_headers(self, session: Any = None, **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.get_token(session)}"}
+
+    def invalidate(self) -> bool:
+        """Drops the cached token; the next call fetches a new one."""
+        self._native.invalidate()
+        return True
+
+    def get_endpoint(self, session: Any, **kwargs: Any) -> Optional[str]:
+        """No service catalog here: the caller's ``endpoint_override``, if any."""
+        return kwargs.get("endpoint_override")
+
+    def get_connection_params(self, session: Any, **kwargs: Any) -> dict[str, Any]:
+        """The client certificate for resource calls (certificate-bound tokens need it)."""
+        certfile, keyfile = self._options.get("certfile"), self._options.get("keyfile")
+        if not certfile:
+            return {}
+        return {"cert": (certfile, keyfile) if keyfile else certfile}
+
+    # -- conveniences ------------------------------------------------------------------------
+    def create_session(self, **kwargs: Any) -> Any:
+        """A keystoneauth1 Session with the configured TLS settings and this plugin, like
+        Tacker's ``ExtOAuth2Auth.create_session``."""
+        from keystoneauth1 import session as ksa_session
+
+        insecure = self._options.get("insecure", "false").lower() in ("1", "true", "yes", "on")
+        verify: Any = False if insecure else (self._options.get("cafile") or True)
+        timeout = self._options.get("http_connect_timeout")
+        cert = self.get_connection_params(None).get("cert")
+        return ksa_session.Session(
+            auth=self,
+            verify=verify,
+            cert=cert,
+            timeout=float(timeout) if timeout else None,
+            user_agent="tokenward",
+            **kwargs,
+        )
+
+    @property
+    def requests_sent(self) -> int:
+        """Token requests sent for this client's shared cache (for tests and metrics)."""
+        return self._native.requests_sent()
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(token_endpoint={self._options.get('token_endpoint')!r}, client_id={self._options.get('client_id')!r})"
+
+
+try:
+    from keystoneauth1 import loading as _ksa_loading
+
+    class ClientCredentialsLoader(_ksa_loading.BaseLoader):  # type: ignore[misc]
+        """keystoneauth1 loader, entry point ``tokenward_client_credentials``."""
+
+        @property
+        def plugin_class(self) -> type:
+            return ClientCredentials
+
+        def get_options(self) -> list[Any]:
+            secret = {"client_secret"}
+            opts = []
+            for name in OPTION_NAMES:
+                kind: Any = (
+                    int if name in ("jwt_bearer_time_out", "http_connect_timeout", "token_expiry_margin") else str
+                )
+                if name == "insecure":
+                    kind = bool
+                opts.append(
+                    _ksa_loading.Opt(
+                        name.replace("_", "-"),
+                        type=kind,
+                        secret=name in secret,
+                        required=name in ("token_endpoint", "client_id"),
+                        help=f"[{GROUP}] {name}",
+                    )
+                )
+            return opts
+
+except ImportError:  # pragma: no cover - keystoneauth1 not installed
+
+    class ClientCredentialsLoader:  # type: ignore[no-redef]
+        """Placeholder: keystoneauth1 is not installed."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise ImportError("keystoneauth1 is required for the keystoneauth1 loader")
+
+
+class BearerAuth:
+    """``requests`` auth: sends the token; on a 401 invalidates and retries once."""
+
+    def __init__(self, credentials: ClientCredentials) -> None:
+        self.credentials = credentials
+
+    def __call__(self, request: Any) -> Any:
+        request.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+        request.register_hook("response", self._retry_on_401)
+        return request
+
+    def _retry_on_401(self, response: Any, **kwargs: Any) -> Any:
+        if response.status_code != 401 or getattr(response.request, "_tokenward_retried", False):
+            return response
+        self.credentials.invalidate()
+        _ = response.content
+        response.close()
+        retry = response.request.copy()
+        retry.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+        retry._tokenward_retried = True
+        again = response.connection.send(retry, **kwargs)
+        again.history.append(response)
+        again.request = retry
+        return again
