@@ -135,7 +135,8 @@ class ClientCredentials(_PluginBase):  # type: ignore[misc]
         return self._native.requests_sent()
 
     def __repr__(self) -> str:
-        return f"ClientCredentials(token_endpoint={self._options.get('token_endpoint')!r}, client_id={self._options.get('client_id')!r})"
+        endpoint, client = self._options.get("token_endpoint"), self._options.get("client_id")
+        return f"ClientCredentials(token_endpoint={endpoint!r}, client_id={client!r})"
 
 
 try:
