@@ -1,0 +1,35 @@
+# Sourced by the demo, test and bench scripts: installs what they need on a fresh machine
+# (Debian packages, a Python venv with tokenward built from this tree, the test AS's npm
+# packages) and activates the venv. Idempotent; safe to source again.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="$ROOT/tests/.work"
+mkdir -p "$WORK"
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== apt-get install ${missing[*]}"
+    if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+apt_install ${TOKENWARD_APT_PACKAGES:-openssl nodejs npm valgrind libmicrohttpd-dev curl pkg-config}
+
+VENV="$WORK/venv"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== python venv in $VENV"
+  python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install -q --disable-pip-version-check -r "$ROOT/tests/requirements.txt"
+echo "== building and installing tokenward (maturin, release)"
+python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$ROOT"
+
+if [ ! -d "$ROOT/tests/as/node_modules/oidc-provider" ]; then
+  echo "== npm ci (test authorization server)"
+  npm ci --prefix "$ROOT/tests/as" --no-audit --no-fund --loglevel=error
+fi

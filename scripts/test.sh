@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every test: Rust (fmt, clippy, unit and integration), Python (ruff, pytest against the real
+# AS, gunicorn, eventlet), the C door (header check, ASan, valgrind). Installs what it needs.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+echo "== rust: fmt, clippy, tests"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --exclude tokenward-python --locked
+
+echo "== python: ruff"
+ruff check python tests examples benches
+ruff format --check python tests examples benches
+
+echo "== python: pytest (real AS, PasteDeploy, gunicorn, eventlet)"
+python -m pytest -q tests/python tests/support
+
+if [ -x scripts/c-tests.sh ]; then
+  echo "== C door"
+  bash scripts/c-header.sh --check
+  bash scripts/c-tests.sh
+fi
+echo "== all tests passed"
