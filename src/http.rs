@@ -1,9 +1,11 @@
-//! The HTTP transport to the authorization server: reqwest (blocking) over rustls, built at
-//! start-up to check the TLS material, then lazily once per process so that pre-fork servers
-//! (gunicorn `--preload`, uwsgi) get a working client in every worker.
+//! The HTTP transport to the authorization server: reqwest over rustls, driven on the calling
+//! thread. reqwest's blocking client hands every request to a background thread (four context
+//! switches a request); here each request borrows an engine (a current-thread tokio runtime and
+//! its client, with its connection pool) from a small pool and runs in place. Engines are made
+//! lazily per process, so pre-fork servers (gunicorn `--preload`, uwsgi) get fresh ones in
+//! every worker, and the pool grows only to the number of concurrent misses.
 
-use std::io::Read as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::config::ClientConfig;
@@ -40,11 +42,23 @@ struct Settings {
     insecure: bool,
 }
 
+/// A runtime and the client whose connections live on it.
+struct Engine {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+/// Engines of one process, ready for the next request.
+struct EnginePool {
+    pid: u32,
+    idle: Vec<Engine>,
+}
+
 /// reqwest transport with the configured TLS identity, trust and timeout. Never follows
 /// redirects (a redirect would resend the token and credentials elsewhere).
 pub struct ReqwestTransport {
     settings: Settings,
-    client: Mutex<Option<(u32, reqwest::blocking::Client)>>,
+    engines: Mutex<EnginePool>,
 }
 
 impl std::fmt::Debug for ReqwestTransport {
@@ -66,8 +80,7 @@ impl ReqwestTransport {
             roots: tls::load_ca_bundle(&config.tls)?,
             insecure: config.tls.insecure,
         };
-        // Building once proves the key matches the certificate; the client is then dropped so
-        // that no runtime thread exists before a pre-fork server forks.
+        // Building once proves the key matches the certificate; engines are made on first use.
         build_client(&settings).map_err(|e| {
             let option = if settings.identity.is_some() {
                 "certfile"
@@ -78,7 +91,10 @@ impl ReqwestTransport {
         })?;
         Ok(Self {
             settings,
-            client: Mutex::new(None),
+            engines: Mutex::new(EnginePool {
+                pid: std::process::id(),
+                idle: Vec::new(),
+            }),
         })
     }
 
@@ -87,30 +103,40 @@ impl ReqwestTransport {
         self.settings.identity.as_ref()
     }
 
-    fn client(&self) -> Result<reqwest::blocking::Client, AsError> {
+    fn take_engine(&self) -> Result<Engine, AsError> {
         let pid = std::process::id();
-        let mut slot = self
-            .client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((owner, client)) = slot.as_ref()
-            && *owner == pid
         {
-            return Ok(client.clone());
+            let mut pool = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.pid != pid {
+                // Inherited across fork(): their sockets and epoll belong to the parent. Leak
+                // them rather than run destructors that would touch the parent's state.
+                std::mem::forget(std::mem::take(&mut pool.idle));
+                pool.pid = pid;
+            }
+            if let Some(engine) = pool.idle.pop() {
+                return Ok(engine);
+            }
         }
-        if let Some((_, inherited)) = slot.take() {
-            // Built in the parent before fork: its runtime thread does not exist here, and
-            // dropping it would wait for that thread forever.
-            std::mem::forget(inherited);
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AsError::Unreachable(format!("cannot start the I/O runtime: {e}")))?;
         let client = build_client(&self.settings).map_err(AsError::Unreachable)?;
-        *slot = Some((pid, client.clone()));
-        Ok(client)
+        Ok(Engine { runtime, client })
+    }
+
+    fn return_engine(&self, engine: Engine) {
+        let mut pool = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.pid == std::process::id() {
+            pool.idle.push(engine);
+        } else {
+            std::mem::forget(engine);
+        }
     }
 }
 
-fn build_client(s: &Settings) -> Result<reqwest::blocking::Client, String> {
-    let mut builder = reqwest::blocking::Client::builder()
+fn build_client(s: &Settings) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .timeout(s.timeout)
         .connect_timeout(s.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -145,14 +171,14 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-impl Transport for ReqwestTransport {
-    fn post_form(
+impl ReqwestTransport {
+    async fn send(
         &self,
+        client: &reqwest::Client,
         url: &str,
         authorization: Option<&str>,
         body: String,
     ) -> Result<HttpResponse, AsError> {
-        let client = self.client()?;
         let mut request = client
             .post(url)
             .header(
@@ -179,16 +205,31 @@ impl Transport for ReqwestTransport {
                 AsError::Unreachable(error_chain(&e))
             }
         };
-        let response = request.send().map_err(unreachable)?;
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
-        response
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| AsError::Unreachable(format!("reading the answer failed: {e}")))?;
-        if body.len() as u64 > MAX_BODY {
-            return Err(AsError::Malformed("answer larger than 1 MiB".into()));
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if (body.len() + chunk.len()) as u64 > MAX_BODY {
+                return Err(AsError::Malformed("answer larger than 1 MiB".into()));
+            }
+            body.extend_from_slice(&chunk);
         }
         Ok(HttpResponse { status, body })
+    }
+}
+
+impl Transport for ReqwestTransport {
+    fn post_form(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        body: String,
+    ) -> Result<HttpResponse, AsError> {
+        let engine = self.take_engine()?;
+        let result = engine
+            .runtime
+            .block_on(self.send(&engine.client, url, authorization, body));
+        self.return_engine(engine);
+        result
     }
 }

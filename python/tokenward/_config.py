@@ -20,7 +20,7 @@ def _oslo_opts() -> list[Any]:
     from oslo_config import cfg
 
     opts = []
-    for name, kind, default, help_text, choices in _native.options():
+    for name, kind, default, help_text, choices, _origin in _native.options():
         if name == "memcache_servers":
             continue  # registered as the deprecated name of memcached_servers
         kwargs: dict[str, Any] = {"help": help_text}
@@ -49,6 +49,14 @@ def register(conf: Any) -> None:
     keystonemiddleware registered already are kept as they are."""
     from oslo_config import cfg
 
+    if conf is cfg.CONF:
+        # keystonemiddleware registers its own definitions of these options on the global
+        # CONF when imported; let it go first so that importing it later (in the same
+        # process, or by oslo-config-generator) does not raise DuplicateOptError.
+        try:
+            import keystonemiddleware.external_oauth2_token  # noqa: F401
+        except Exception:  # noqa: S110 - not installed, or broken: nothing to make room for
+            pass
     for opt in _oslo_opts():
         try:
             conf.register_opt(opt, group=GROUP)

@@ -228,3 +228,27 @@ def test_mapping_names_from_keystonemiddleware_docs_still_map(
     assert set(MAPPING) <= set(opts)
     app = paste_app(tmp_path, opts)
     assert call(app, {"Authorization": f"Bearer {tokens['svc-tls']}"})[2]["environ"]["HTTP_X_USER_ID"] == "svc-tls"
+
+
+def test_keystonemiddleware_can_be_imported_after_tokenward_in_one_process(
+    auth_server: oidc_as.AuthServer, tmp_path: Path
+) -> None:
+    """A half-migrated service may load both filters; the global CONF must accept both."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("keystonemiddleware")
+    script = tmp_path / "both.py"
+    script.write_text(
+        "import json, sys\n"
+        "from tokenward.external_oauth2_token import filter_factory\n"
+        "filter_factory({}, **json.loads(sys.argv[1]))(lambda e, s: [])\n"
+        "import keystonemiddleware.external_oauth2_token as k\n"
+        "from oslo_config import cfg\n"
+        "print(cfg.CONF.ext_oauth2_auth.auth_method)\n"
+    )
+    opts = introspection_options(auth_server, "svc-post")
+    out = subprocess.run([sys.executable, str(script), json.dumps(opts)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "client_secret_basic"

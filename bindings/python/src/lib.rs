@@ -430,8 +430,8 @@ impl TokenClient {
     }
 }
 
-/// One option as Python sees it: name, kind, default, help, choices.
-type OptionRow = (String, String, Option<String>, String, Py<PyAny>);
+/// One option as Python sees it: name, kind, default, help, choices, origin.
+type OptionRow = (String, String, Option<String>, String, Py<PyAny>, &'static str);
 
 /// Option names, types, defaults and help, for oslo.config registration and docs.
 #[pyfunction]
@@ -454,6 +454,11 @@ fn options(py: Python<'_>) -> PyResult<Vec<OptionRow>> {
                 o.default.map(str::to_owned),
                 o.help.to_owned(),
                 choices.into_pyobject(py)?.into_any().unbind(),
+                match o.origin {
+                    tokenward::config::Origin::Reference => "keystonemiddleware",
+                    tokenward::config::Origin::Tacker => "tacker",
+                    tokenward::config::Origin::Tokenward => "tokenward",
+                },
             ))
         })
         .collect()
