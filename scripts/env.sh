@@ -16,7 +16,7 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
-apt_install ${TOKENWARD_APT_PACKAGES:-openssl nodejs npm valgrind libmicrohttpd-dev curl pkg-config}
+apt_install ${TOKENWARD_APT_PACKAGES:-openssl nodejs npm valgrind libmicrohttpd-dev curl pkg-config memcached redis-server}
 
 VENV="$WORK/venv"
 if [ ! -x "$VENV/bin/python" ]; then

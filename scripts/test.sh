@@ -19,6 +19,9 @@ python -m pytest -q tests/python tests/support
 
 if [ -x scripts/c-tests.sh ]; then
   echo "== C door"
+  if [ "$(cbindgen --version 2>/dev/null | awk '{print $2}')" != 0.29.4 ]; then
+    cargo install cbindgen --locked --version 0.29.4 --quiet
+  fi
   bash scripts/c-header.sh --check
   bash scripts/c-tests.sh
 fi

@@ -21,6 +21,7 @@ use crate::headers::IdentityHeader;
 use crate::http::{ReqwestTransport, Transport};
 use crate::introspect::introspect;
 use crate::log::{Level, LogSink, NoLog};
+use crate::shared_cache::{Protection, SharedTier};
 use crate::thumbprint::{self, CertDigest};
 
 /// Longest bearer token accepted (longer ones are refused without asking the AS).
@@ -225,11 +226,17 @@ pub struct Metrics {
     pub as_errors: u64,
     /// Entries held now.
     pub cache_entries: u64,
+    /// Entries evicted to stay within `token_cache_size`.
+    pub cache_evictions: u64,
+    /// Answers found in the shared tier (memcached/Redis).
+    pub shared_hits: u64,
+    /// Shared-tier operations that failed (down, slow, forged entries).
+    pub shared_errors: u64,
 }
 
 impl Metrics {
     /// Name/value pairs, for dicts and C arrays.
-    pub fn pairs(&self) -> [(&'static str, u64); 7] {
+    pub fn pairs(&self) -> [(&'static str, u64); 10] {
         [
             ("cache_hits", self.cache_hits),
             ("cache_negative_hits", self.cache_negative_hits),
@@ -238,6 +245,9 @@ impl Metrics {
             ("introspections", self.introspections),
             ("as_errors", self.as_errors),
             ("cache_entries", self.cache_entries),
+            ("cache_evictions", self.cache_evictions),
+            ("shared_hits", self.shared_hits),
+            ("shared_errors", self.shared_errors),
         ]
     }
 }
@@ -249,6 +259,7 @@ pub struct Authenticator {
     transport: Arc<dyn Transport>,
     keys: KeyDeriver,
     cache: VerdictCache<Entry>,
+    shared: Option<SharedTier>,
     log: Arc<dyn LogSink>,
     counters: Counters,
     challenge: String,
@@ -344,9 +355,7 @@ impl Authenticator {
     ) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let client = ClientAuthenticator::new(&config.client, &mut warnings)?;
-        if !config.memcached_servers.is_empty() {
-            warnings.push("memcached_servers is set, but the shared cache tier is not available yet: using the in-process cache".into());
-        }
+
         if config.client.tls.insecure {
             warnings.push("insecure = true: the AS certificate is not verified".into());
         }
@@ -364,6 +373,18 @@ impl Authenticator {
             p.issuer,
             p.required_scope
         );
+        let shared = match &config.shared {
+            Some(tier) => {
+                if tier.protection == Protection::None {
+                    warnings.push(
+                        "memcache_security_strategy = None: introspection answers are stored in the shared cache as plain JSON"
+                            .into(),
+                    );
+                }
+                Some(SharedTier::new(tier, &policy)?)
+            }
+            None => None,
+        };
         let challenge = format!(
             "Authorization OAuth 2.0 uri=\"{}\"",
             config.audience.replace('"', "%22")
@@ -371,6 +392,7 @@ impl Authenticator {
         Ok(Self {
             cache: VerdictCache::new(config.cache.capacity),
             keys: KeyDeriver::new(&seed, &policy),
+            shared,
             client,
             transport,
             log,
@@ -421,6 +443,9 @@ impl Authenticator {
             introspections: c.introspections.load(Relaxed),
             as_errors: c.as_errors.load(Relaxed),
             cache_entries: self.cache.len() as u64,
+            cache_evictions: self.cache.evictions(),
+            shared_hits: self.shared.as_ref().map_or(0, |t| t.hits.load(Relaxed)),
+            shared_errors: self.shared.as_ref().map_or(0, |t| t.errors.load(Relaxed)),
         }
     }
 
@@ -520,16 +545,22 @@ impl Authenticator {
     }
 
     fn fetch(&self, token: &str, key: CacheKey) -> Result<Entry, AsError> {
-        self.counters.introspections.fetch_add(1, Relaxed);
-        let claims = introspect(
-            &*self.transport,
-            &self.client,
-            &self.config.introspect_endpoint,
-            token,
-        )
-        .inspect_err(|_| {
-            self.counters.as_errors.fetch_add(1, Relaxed);
-        })?;
+        let (claims, fresh) = match self.shared.as_ref().and_then(|tier| tier.get(token)) {
+            Some(claims) => (claims, false),
+            None => {
+                self.counters.introspections.fetch_add(1, Relaxed);
+                let claims = introspect(
+                    &*self.transport,
+                    &self.client,
+                    &self.config.introspect_endpoint,
+                    token,
+                )
+                .inspect_err(|_| {
+                    self.counters.as_errors.fetch_add(1, Relaxed);
+                })?;
+                (claims, true)
+            }
+        };
         let now = unix_now();
         let entry = self.evaluate(&claims);
         let ttl = match &entry {
@@ -541,6 +572,9 @@ impl Authenticator {
         };
         if let Some(ttl) = ttl {
             self.cache.insert(key, entry.clone(), ttl, Instant::now());
+            if fresh && let Some(tier) = &self.shared {
+                tier.put(token, &claims, ttl);
+            }
         }
         Ok(entry)
     }

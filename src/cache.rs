@@ -3,6 +3,7 @@
 //! single-flight so that concurrent misses on one token make one introspection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -49,9 +50,30 @@ struct Slot<V> {
     until: Instant,
 }
 
+/// Counts evictions (entries dropped to stay within the bound).
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl<K, V> quick_cache::Lifecycle<K, V> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: K, _: V) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
+type Store<V> = quick_cache::sync::Cache<
+    CacheKey,
+    Slot<V>,
+    quick_cache::UnitWeighter,
+    quick_cache::DefaultHashBuilder,
+    CountEvictions,
+>;
+
 /// A bounded map of verdicts with per-entry lifetimes.
 pub struct VerdictCache<V: Clone> {
-    entries: quick_cache::sync::Cache<CacheKey, Slot<V>>,
+    entries: Store<V>,
+    evictions: CountEvictions,
     flights: Mutex<HashMap<CacheKey, Arc<Flight<V>>>>,
 }
 
@@ -85,8 +107,16 @@ impl<V: Clone> VerdictCache<V> {
             .max(1)
             .saturating_add(capacity / 10)
             .saturating_add(16);
+        let evictions = CountEvictions::default();
         Self {
-            entries: quick_cache::sync::Cache::new(sized),
+            entries: quick_cache::sync::Cache::with(
+                sized,
+                sized as u64,
+                quick_cache::UnitWeighter,
+                quick_cache::DefaultHashBuilder::default(),
+                evictions.clone(),
+            ),
+            evictions,
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -118,6 +148,11 @@ impl<V: Clone> VerdictCache<V> {
     /// Drops an entry.
     pub fn remove(&self, key: CacheKey) {
         self.entries.remove(&key);
+    }
+
+    /// Entries evicted to stay within the bound so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.0.load(Relaxed)
     }
 
     /// Entries held.
@@ -254,6 +289,11 @@ mod tests {
             c.insert(k, 0, Duration::from_secs(60), now);
         }
         assert!(c.len() <= 140, "bounded: {}", c.len());
+        assert!(
+            c.evictions() >= 10_000 - 140,
+            "evictions counted: {}",
+            c.evictions()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::claims::ClaimPath;
 use crate::error::ConfigError;
 use crate::secret::Secret;
+use crate::shared_cache::SharedTierConfig;
 
 /// The type of an option's value, for parsing and for registering it with oslo.config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +113,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("mapping_system_scope", Str, None, Ksm, "claim path of a boolean; true makes the token system-scoped"),
     opt("mapping_expires_at", Str, None, Ksm, "claim path of an extra expiry time (NumericDate), checked like `exp`"),
     opt("token_cache_time", Int, Some("300"), Ksm, "seconds an active token is cached, capped by its `exp`; 0 or less disables caching"),
-    opt("memcached_servers", List, None, Ksm, "memcached servers (`host:port`) for a shared cache tier"),
+    opt("memcached_servers", List, None, Ksm, "memcached servers (`host:port`) for a shared cache tier behind the in-process one"),
     opt("memcache_servers", List, None, Ksm, "deprecated name of memcached_servers"),
     opt("memcache_security_strategy", Choice(&["None", "MAC", "ENCRYPT"]), Some("None"), Ksm, "protection of shared cache entries (any case)"),
     opt("memcache_secret_key", OptionKind::Secret, None, Ksm, "secret for MAC/ENCRYPT"),
@@ -121,7 +122,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached operation"),
     opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "seconds an idle memcached connection is kept"),
     opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "seconds to wait for a pooled memcached connection"),
-    opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool"),
+    opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool kind"),
+    opt("memcache_secret_key_fallback", OptionKind::Secret, None, Tw, "previous memcache_secret_key, still read during a key rollover"),
+    opt("redis_url", Str, None, Tw, "Redis (`redis://host:port/db`) for a shared cache tier, instead of memcached"),
     opt("auth_type", Str, None, Ksm, "accepted for compatibility; unused"),
     opt("auth_section", Str, None, Ksm, "accepted for compatibility; unused"),
     opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
@@ -309,10 +312,6 @@ impl RawOptions {
         self.text(name)
             .map(|v| ClaimPath::parse(v).map_err(|why| ConfigError::new(name, why)))
             .transpose()
-    }
-
-    pub(crate) fn has(&self, name: &'static str) -> bool {
-        self.values.contains_key(name)
     }
 }
 
@@ -601,8 +600,8 @@ pub struct FilterConfig {
     pub policy: TokenPolicy,
     /// `Retry-After` seconds on 503.
     pub retry_after: u32,
-    /// memcached servers given (shared tier).
-    pub memcached_servers: Vec<String>,
+    /// The shared cache tier (memcached or Redis), if configured.
+    pub shared: Option<SharedTierConfig>,
 }
 
 impl FilterConfig {
@@ -658,21 +657,7 @@ impl FilterConfig {
             }
             None => 5,
         };
-        let mut memcached_servers = raw.list("memcached_servers");
-        if memcached_servers.is_empty() {
-            memcached_servers = raw.list("memcache_servers");
-        }
-        let strategy = raw.choice("memcache_security_strategy")?.unwrap_or("None");
-        if strategy != "None" && !raw.has("memcache_secret_key") {
-            return Err(ConfigError::new(
-                "memcache_secret_key",
-                format!("is required by memcache_security_strategy = {strategy}"),
-            ));
-        }
         for name in [
-            "memcache_pool_dead_retry",
-            "memcache_pool_maxsize",
-            "memcache_pool_socket_timeout",
             "memcache_pool_unused_timeout",
             "memcache_pool_conn_get_timeout",
         ] {
@@ -687,7 +672,7 @@ impl FilterConfig {
             cache,
             policy,
             retry_after,
-            memcached_servers,
+            shared: SharedTierConfig::from_raw(raw)?,
         })
     }
 }

@@ -40,6 +40,7 @@ pub mod http;
 pub mod introspect;
 pub mod log;
 pub mod secret;
+pub mod shared_cache;
 pub mod thumbprint;
 pub mod tls;
 pub mod token_client;

@@ -1,0 +1,647 @@
+//! The shared cache tier for many hosts: memcached (keystonemiddleware's options) or Redis
+//! (`redis_url`), behind the in-process tier.
+//!
+//! What is stored is the AS's introspection answer, so every host re-applies its own checks
+//! and mapping on a hit. Entries are plain JSON (`None`, as the reference), authenticated with
+//! HMAC-SHA256 (`MAC`) or encrypted with AES-256-GCM (`ENCRYPT`, honoured in any case: the
+//! reference silently downgrades lower-case `encrypt` to MAC). Lookup, MAC and encryption keys
+//! are derived from `memcache_secret_key`; `memcache_secret_key_fallback` is still read during
+//! a rollover. Keys live under `tokenward/v1/`, apart from keystonemiddleware's `tokens/`, so a
+//! half-migrated fleet can share one memcached. A server that is down or slow is a miss (and
+//! is left alone for `memcache_pool_dead_retry` seconds), never an error for the user.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::{hmac, rand};
+use serde_json::{Map, Value};
+
+use crate::cache::KeyDeriver;
+use crate::config::RawOptions;
+use crate::error::ConfigError;
+use crate::secret::Secret;
+
+const PREFIX: &str = "tokenward/v1/";
+const MAC_TAG: &[u8; 4] = b"TWM1";
+const ENC_TAG: &[u8; 4] = b"TWE1";
+const MAC_LEN: usize = 32;
+
+/// How shared entries are protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// Plain JSON.
+    None,
+    /// HMAC-SHA256 over key and value.
+    Mac,
+    /// AES-256-GCM with the key as associated data.
+    Encrypt,
+}
+
+/// A key-value store reachable by every host.
+pub trait SharedStore: Send + Sync {
+    /// The value under `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Stores `value` for `ttl`.
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String>;
+}
+
+/// Settings of the shared tier, from the one parser.
+#[derive(Debug, Clone)]
+pub struct SharedTierConfig {
+    /// memcached servers (`host:port`).
+    pub memcached_servers: Vec<String>,
+    /// Redis URL.
+    pub redis_url: Option<String>,
+    /// Entry protection.
+    pub protection: Protection,
+    /// Current secret.
+    pub secret: Option<Secret>,
+    /// Previous secret, still read.
+    pub fallback_secret: Option<Secret>,
+    /// Socket timeout for one operation.
+    pub socket_timeout: Duration,
+    /// How long a failing server is skipped.
+    pub dead_retry: Duration,
+    /// Connections kept per server.
+    pub pool_size: u32,
+}
+
+impl SharedTierConfig {
+    /// Reads the memcache options and `redis_url`; `None` when no shared tier is configured.
+    pub fn from_raw(raw: &RawOptions) -> Result<Option<Self>, ConfigError> {
+        let mut memcached_servers = raw.list("memcached_servers");
+        if memcached_servers.is_empty() {
+            memcached_servers = raw.list("memcache_servers");
+        }
+        for server in &memcached_servers {
+            let ok = server
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(ConfigError::new(
+                    "memcached_servers",
+                    format!("entry {server:?} is not host:port"),
+                ));
+            }
+        }
+        let redis_url = raw.string("redis_url");
+        if let Some(url) = &redis_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| ConfigError::new("redis_url", format!("is not a URL ({e})")))?;
+            if !matches!(parsed.scheme(), "redis" | "redis+unix" | "unix") {
+                return Err(ConfigError::new("redis_url", "must be a redis:// URL"));
+            }
+        }
+        let protection = match raw.choice("memcache_security_strategy")?.unwrap_or("None") {
+            "MAC" => Protection::Mac,
+            "ENCRYPT" => Protection::Encrypt,
+            _ => Protection::None,
+        };
+        let secret = raw.secret("memcache_secret_key");
+        if protection != Protection::None && secret.is_none() {
+            return Err(ConfigError::new(
+                "memcache_secret_key",
+                "is required by memcache_security_strategy = MAC or ENCRYPT",
+            ));
+        }
+        if memcached_servers.is_empty() && redis_url.is_none() {
+            return Ok(None);
+        }
+        if !memcached_servers.is_empty() && redis_url.is_some() {
+            return Err(ConfigError::new(
+                "redis_url",
+                "and memcached_servers cannot both be set",
+            ));
+        }
+        let secs = |name: &'static str, default: i64| -> Result<Duration, ConfigError> {
+            let n = raw.int(name)?.unwrap_or(default);
+            if n < 0 {
+                return Err(ConfigError::new(name, "must not be negative"));
+            }
+            Ok(Duration::from_secs(n.unsigned_abs()))
+        };
+        let pool_size = raw
+            .int("memcache_pool_maxsize")?
+            .unwrap_or(10)
+            .clamp(1, 1024);
+        Ok(Some(Self {
+            memcached_servers,
+            redis_url,
+            protection,
+            secret,
+            fallback_secret: raw.secret("memcache_secret_key_fallback"),
+            socket_timeout: secs("memcache_pool_socket_timeout", 3)?.max(Duration::from_millis(50)),
+            dead_retry: secs("memcache_pool_dead_retry", 300)?,
+            pool_size: u32::try_from(pool_size).unwrap_or(10),
+        }))
+    }
+}
+
+/// Keys derived from one secret.
+struct Keys {
+    lookup: KeyDeriver,
+    mac: hmac::Key,
+    aead: LessSafeKey,
+}
+
+impl Keys {
+    fn derive(secret: Option<&Secret>, policy: &str) -> Self {
+        let material = secret.map(|s| s.expose().as_bytes()).unwrap_or_default();
+        let lookup_seed = blake3::derive_key("tokenward 2026 shared cache lookup", material);
+        let mac = blake3::derive_key("tokenward 2026 shared cache mac", material);
+        let enc = blake3::derive_key("tokenward 2026 shared cache aead", material);
+        let aead = UnboundKey::new(&AES_256_GCM, &enc).map(LessSafeKey::new);
+        Self {
+            lookup: KeyDeriver::new(&lookup_seed, policy),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
+            // AES-256 with a 32-byte key cannot fail to construct.
+            aead: aead.unwrap_or_else(|_| unreachable!("AES-256-GCM key of 32 bytes")),
+        }
+    }
+
+    fn storage_key(&self, token: &str) -> String {
+        format!("{PREFIX}{:032x}", self.lookup.key(token))
+    }
+}
+
+/// The shared tier in use.
+pub struct SharedTier {
+    store: Box<dyn SharedStore>,
+    protection: Protection,
+    current: Keys,
+    fallback: Option<Keys>,
+    dead_retry: Duration,
+    dead_until: Mutex<Option<Instant>>,
+    /// Operations that failed (server down, slow, garbage).
+    pub errors: AtomicU64,
+    /// Answers found in the tier.
+    pub hits: AtomicU64,
+}
+
+impl std::fmt::Debug for SharedTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTier")
+            .field("protection", &self.protection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedTier {
+    /// Connects lazily: nothing is opened until the first lookup.
+    pub fn new(config: &SharedTierConfig, policy: &str) -> Result<Self, ConfigError> {
+        let store: Box<dyn SharedStore> = match &config.redis_url {
+            Some(url) => Box::new(RedisStore::new(url, config)?),
+            None => Box::new(MemcachedStore::new(config)),
+        };
+        Ok(Self::with_store(store, config, policy))
+    }
+
+    /// With a given store (tests).
+    pub fn with_store(
+        store: Box<dyn SharedStore>,
+        config: &SharedTierConfig,
+        policy: &str,
+    ) -> Self {
+        Self {
+            store,
+            protection: config.protection,
+            current: Keys::derive(config.secret.as_ref(), policy),
+            fallback: config
+                .fallback_secret
+                .as_ref()
+                .map(|s| Keys::derive(Some(s), policy)),
+            dead_retry: config.dead_retry,
+            dead_until: Mutex::new(None),
+            errors: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    fn available(&self) -> bool {
+        let mut dead = self
+            .dead_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *dead {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                *dead = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn failed(&self) {
+        self.errors.fetch_add(1, Relaxed);
+        *self
+            .dead_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + self.dead_retry);
+    }
+
+    /// The introspection answer stored for `token`, if any and intact.
+    pub fn get(&self, token: &str) -> Option<Map<String, Value>> {
+        if !self.available() {
+            return None;
+        }
+        for keys in std::iter::once(&self.current).chain(self.fallback.as_ref()) {
+            let key = keys.storage_key(token);
+            match self.store.get(&key) {
+                Ok(Some(raw)) => {
+                    if let Some(claims) = self.open(keys, &key, raw) {
+                        self.hits.fetch_add(1, Relaxed);
+                        return Some(claims);
+                    }
+                    // A forged, corrupt or foreign entry counts as a miss.
+                    self.errors.fetch_add(1, Relaxed);
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.failed();
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Stores the answer for `token` for `ttl`.
+    pub fn put(&self, token: &str, claims: &Map<String, Value>, ttl: Duration) {
+        if ttl.is_zero() || !self.available() {
+            return;
+        }
+        let key = self.current.storage_key(token);
+        let Some(sealed) = self.seal(&key, &serde_json::to_vec(claims).unwrap_or_default()) else {
+            self.errors.fetch_add(1, Relaxed);
+            return;
+        };
+        if self.store.set(&key, &sealed, ttl).is_err() {
+            self.failed();
+        }
+    }
+
+    fn seal(&self, key: &str, json: &[u8]) -> Option<Vec<u8>> {
+        match self.protection {
+            Protection::None => Some(json.to_vec()),
+            Protection::Mac => {
+                let tag = hmac::sign(&self.current.mac, &[key.as_bytes(), json].concat());
+                Some([MAC_TAG.as_slice(), tag.as_ref(), json].concat())
+            }
+            Protection::Encrypt => {
+                let mut nonce = [0u8; NONCE_LEN];
+                rand::fill(&mut nonce).ok()?;
+                let mut data = json.to_vec();
+                self.current
+                    .aead
+                    .seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(key.as_bytes()),
+                        &mut data,
+                    )
+                    .ok()?;
+                Some([ENC_TAG.as_slice(), &nonce, &data].concat())
+            }
+        }
+    }
+
+    fn open(&self, keys: &Keys, key: &str, raw: Vec<u8>) -> Option<Map<String, Value>> {
+        let json = match self.protection {
+            Protection::None => raw,
+            Protection::Mac => {
+                let rest = raw.strip_prefix(MAC_TAG.as_slice())?;
+                let (tag, json) = rest.split_at_checked(MAC_LEN)?;
+                hmac::verify(&keys.mac, &[key.as_bytes(), json].concat(), tag).ok()?;
+                json.to_vec()
+            }
+            Protection::Encrypt => {
+                let rest = raw.strip_prefix(ENC_TAG.as_slice())?;
+                let (nonce, sealed) = rest.split_at_checked(NONCE_LEN)?;
+                let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+                let mut data = sealed.to_vec();
+                let plain = keys
+                    .aead
+                    .open_in_place(nonce, Aad::from(key.as_bytes()), &mut data)
+                    .ok()?;
+                plain.to_vec()
+            }
+        };
+        match serde_json::from_slice(&json).ok()? {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
+    }
+}
+
+/// Connections of one process (a fork makes a fresh set).
+struct PerProcess<T> {
+    pid: u32,
+    items: Vec<T>,
+}
+
+impl<T> PerProcess<T> {
+    fn new() -> Self {
+        Self {
+            pid: std::process::id(),
+            items: Vec::new(),
+        }
+    }
+
+    fn take(&mut self) -> Option<T> {
+        let pid = std::process::id();
+        if self.pid != pid {
+            // Sockets inherited across fork() are the parent's: leak, never reuse.
+            std::mem::forget(std::mem::take(&mut self.items));
+            self.pid = pid;
+        }
+        self.items.pop()
+    }
+
+    fn give(&mut self, item: T, max: usize) {
+        if self.pid == std::process::id() && self.items.len() < max {
+            self.items.push(item);
+        } else {
+            std::mem::forget(item);
+        }
+    }
+}
+
+/// memcached through the `memcache` crate (binary protocol), one client per process.
+pub struct MemcachedStore {
+    urls: Vec<String>,
+    pool_size: u32,
+    timeout: Duration,
+    client: Mutex<PerProcess<std::sync::Arc<memcache::Client>>>,
+}
+
+impl MemcachedStore {
+    fn new(config: &SharedTierConfig) -> Self {
+        let timeout = config.socket_timeout.as_secs_f64();
+        let urls = config
+            .memcached_servers
+            .iter()
+            .map(|s| format!("memcache://{s}?timeout={timeout}&tcp_nodelay=true"))
+            .collect();
+        Self {
+            urls,
+            pool_size: config.pool_size,
+            timeout: config.socket_timeout,
+            client: Mutex::new(PerProcess::new()),
+        }
+    }
+
+    fn client(&self) -> Result<std::sync::Arc<memcache::Client>, String> {
+        let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = slot.take() {
+            slot.give(std::sync::Arc::clone(&client), 1);
+            return Ok(client);
+        }
+        let mut builder = memcache::Client::builder()
+            .with_max_pool_size(self.pool_size)
+            .with_min_idle_conns(0)
+            .with_connection_timeout(self.timeout);
+        for url in &self.urls {
+            builder = builder
+                .add_server(url.as_str())
+                .map_err(|e| e.to_string())?;
+        }
+        let client = std::sync::Arc::new(builder.build().map_err(|e| e.to_string())?);
+        slot.give(std::sync::Arc::clone(&client), 1);
+        Ok(client)
+    }
+}
+
+impl SharedStore for MemcachedStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.client()?
+            .get::<Vec<u8>>(key)
+            .map_err(|e| e.to_string())
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        let secs = u32::try_from(ttl.as_secs().max(1)).unwrap_or(u32::MAX);
+        self.client()?
+            .set(key, value, secs)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Redis through the `redis` crate, a small pool of connections per process.
+pub struct RedisStore {
+    client: redis::Client,
+    timeout: Duration,
+    pool_size: usize,
+    connections: Mutex<PerProcess<redis::Connection>>,
+}
+
+impl RedisStore {
+    fn new(url: &str, config: &SharedTierConfig) -> Result<Self, ConfigError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| ConfigError::new("redis_url", format!("is not usable ({e})")))?;
+        Ok(Self {
+            client,
+            timeout: config.socket_timeout,
+            pool_size: config.pool_size as usize,
+            connections: Mutex::new(PerProcess::new()),
+        })
+    }
+
+    fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        let pooled = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .client
+                    .get_connection_with_timeout(self.timeout)
+                    .map_err(|e| e.to_string())?;
+                c.set_read_timeout(Some(self.timeout))
+                    .map_err(|e| e.to_string())?;
+                c.set_write_timeout(Some(self.timeout))
+                    .map_err(|e| e.to_string())?;
+                c
+            }
+        };
+        let result = f(&mut conn).map_err(|e| e.to_string());
+        if result.is_ok() {
+            self.connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .give(conn, self.pool_size);
+        }
+        result
+    }
+}
+
+impl SharedStore for RedisStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.with_connection(|c| redis::cmd("GET").arg(key).query(c))
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        let ms = u64::try_from(ttl.as_millis().max(1)).unwrap_or(u64::MAX);
+        self.with_connection(|c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query(c)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    #[derive(Default, Clone)]
+    struct MapStore(
+        Arc<Mutex<HashMap<String, Vec<u8>>>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
+
+    impl SharedStore for MapStore {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+            if self.1.load(Relaxed) {
+                return Err("down".into());
+            }
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        fn set(&self, key: &str, value: &[u8], _: Duration) -> Result<(), String> {
+            if self.1.load(Relaxed) {
+                return Err("down".into());
+            }
+            self.0
+                .lock()
+                .unwrap()
+                .insert(key.to_owned(), value.to_vec());
+            Ok(())
+        }
+    }
+
+    fn config(
+        protection: Protection,
+        secret: Option<&str>,
+        fallback: Option<&str>,
+    ) -> SharedTierConfig {
+        SharedTierConfig {
+            memcached_servers: vec!["127.0.0.1:1".into()],
+            redis_url: None,
+            protection,
+            secret: secret.map(Secret::new),
+            fallback_secret: fallback.map(Secret::new),
+            socket_timeout: Duration::from_secs(1),
+            dead_retry: Duration::from_secs(60),
+            pool_size: 2,
+        }
+    }
+
+    fn claims() -> Map<String, Value> {
+        serde_json::json!({"active": true, "sub": "alice"})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn round_trip_each_protection_and_what_is_stored() {
+        for p in [Protection::None, Protection::Mac, Protection::Encrypt] {
+            let store = MapStore::default();
+            let tier = SharedTier::with_store(
+                Box::new(store.clone()),
+                &config(p, Some("k1"), None),
+                "policy",
+            );
+            tier.put("raw-token-xyz", &claims(), Duration::from_secs(60));
+            assert_eq!(tier.get("raw-token-xyz"), Some(claims()), "{p:?}");
+            assert_eq!(tier.get("other"), None);
+            let map = store.0.lock().unwrap();
+            let (key, value) = map.iter().next().unwrap();
+            assert!(key.starts_with("tokenward/v1/") && !key.contains("raw-token"));
+            let plain = String::from_utf8_lossy(value).contains("alice");
+            assert_eq!(plain, p != Protection::Encrypt, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn tampering_and_wrong_secrets_are_misses() {
+        for p in [Protection::Mac, Protection::Encrypt] {
+            let store = MapStore::default();
+            let tier = SharedTier::with_store(
+                Box::new(store.clone()),
+                &config(p, Some("k1"), None),
+                "policy",
+            );
+            tier.put("tok", &claims(), Duration::from_secs(60));
+            for v in store.0.lock().unwrap().values_mut() {
+                let last = v.len() - 1;
+                v[last] ^= 1;
+            }
+            assert_eq!(tier.get("tok"), None);
+            assert_eq!(tier.errors.load(Relaxed), 1);
+            let other = SharedTier::with_store(
+                Box::new(store.clone()),
+                &config(p, Some("k2"), None),
+                "policy",
+            );
+            assert_eq!(other.get("tok"), None);
+        }
+    }
+
+    #[test]
+    fn rollover_reads_the_fallback_secret() {
+        let store = MapStore::default();
+        let old = SharedTier::with_store(
+            Box::new(store.clone()),
+            &config(Protection::Encrypt, Some("old"), None),
+            "p",
+        );
+        old.put("tok", &claims(), Duration::from_secs(60));
+        let new = SharedTier::with_store(
+            Box::new(store.clone()),
+            &config(Protection::Encrypt, Some("new"), Some("old")),
+            "p",
+        );
+        assert_eq!(new.get("tok"), Some(claims()));
+        let no_fallback = SharedTier::with_store(
+            Box::new(store),
+            &config(Protection::Encrypt, Some("new"), None),
+            "p",
+        );
+        assert_eq!(no_fallback.get("tok"), None);
+    }
+
+    #[test]
+    fn policy_changes_the_key_and_a_down_store_is_skipped() {
+        let store = MapStore::default();
+        let a = SharedTier::with_store(
+            Box::new(store.clone()),
+            &config(Protection::Mac, Some("k"), None),
+            "aud=a",
+        );
+        let b = SharedTier::with_store(
+            Box::new(store.clone()),
+            &config(Protection::Mac, Some("k"), None),
+            "aud=b",
+        );
+        a.put("tok", &claims(), Duration::from_secs(60));
+        assert_eq!(b.get("tok"), None);
+        store.1.store(true, Relaxed);
+        assert_eq!(a.get("tok"), None);
+        store.1.store(false, Relaxed);
+        assert_eq!(a.get("tok"), None, "left alone for dead_retry");
+        assert_eq!(a.errors.load(Relaxed), 1);
+    }
+}

@@ -1,0 +1,195 @@
+"""The shared cache tier with real memcached and redis-server processes: hosts share answers,
+entries are MAC'ed or encrypted as configured, keys never collide with keystonemiddleware's, a
+down or slow cache server degrades to introspection, never to an error."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any, Iterator
+
+import oidc_as
+import pytest
+from cache_servers import Server, memcached_get, memcached_keys, redis_cli, redis_keys, start_memcached, start_redis
+from conftest import call, introspection_options
+from tokenward.external_oauth2_token import ExternalAuth2Protocol
+from wsgi_apps import echo_app
+
+
+@pytest.fixture(scope="module")
+def memcached() -> Iterator[Server]:
+    with start_memcached() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[Server]:
+    with start_redis() as server:
+        yield server
+
+
+def host(auth_server: oidc_as.AuthServer, **extra: str) -> ExternalAuth2Protocol:
+    """One API host: its own in-process cache, the shared tier as configured."""
+    return ExternalAuth2Protocol(echo_app, {**introspection_options(auth_server, "svc-post"), **extra})
+
+
+def introspections(auth_server: oidc_as.AuthServer) -> int:
+    return auth_server.stats()["introspection"].get("svc-post", 0)
+
+
+@pytest.mark.parametrize("strategy", ["None", "MAC", "ENCRYPT", "encrypt", "mac"])
+def test_hosts_share_answers_through_memcached(
+    auth_server: oidc_as.AuthServer, memcached: Server, strategy: str
+) -> None:
+    opts = {
+        "memcached_servers": f"127.0.0.1:{memcached.port}",
+        "memcache_security_strategy": strategy,
+        "memcache_secret_key": "fleet-secret-1",
+    }
+    a, b = host(auth_server, **opts), host(auth_server, **opts)
+    token = oidc_as.obtain_token(auth_server, "svc-basic")
+    before = introspections(auth_server)
+    keys_before = set(memcached_keys(memcached.port))
+    assert call(a, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    status, _, body = call(b, {"Authorization": f"Bearer {token}"})
+    assert status == "200 OK" and body["environ"]["HTTP_X_USER_ID"] == "svc-basic"
+    assert introspections(auth_server) == before + 1, "host B used host A's answer"
+    assert b.authenticator.metrics()["shared_hits"] == 1
+    keys = [k for k in memcached_keys(memcached.port) if k.startswith("tokenward/v1/") and k not in keys_before]
+    assert keys and all(token not in k for k in keys)
+    stored = [memcached_get(memcached.port, k) for k in keys]
+    readable = any(v is not None and b"svc-basic" in v for v in stored)
+    # ENCRYPT is honoured in any case (the reference only MACs a lower-case "encrypt").
+    assert readable == (strategy.upper() != "ENCRYPT")
+    for v in stored:
+        assert v is None or token.encode() not in v
+
+
+def test_forged_entries_are_refused_and_rollover_reads_the_old_secret(
+    auth_server: oidc_as.AuthServer, memcached: Server
+) -> None:
+    server = f"127.0.0.1:{memcached.port}"
+    old = host(
+        auth_server, memcached_servers=server, memcache_security_strategy="ENCRYPT", memcache_secret_key="old-secret"
+    )
+    token = oidc_as.obtain_token(auth_server, "svc-admin")
+    assert call(old, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    before = introspections(auth_server)
+    wrong = host(
+        auth_server,
+        memcached_servers=server,
+        memcache_security_strategy="ENCRYPT",
+        memcache_secret_key="another-secret",
+    )
+    assert call(wrong, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    assert introspections(auth_server) == before + 1, "an entry under another secret is not used"
+    rolled = host(
+        auth_server,
+        memcached_servers=server,
+        memcache_security_strategy="ENCRYPT",
+        memcache_secret_key="new-secret",
+        memcache_secret_key_fallback="old-secret",
+    )
+    assert call(rolled, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    assert rolled.authenticator.metrics()["shared_hits"] == 1
+
+
+@pytest.mark.parametrize("strategy", ["None", "MAC", "ENCRYPT"])
+def test_hosts_share_answers_through_redis(auth_server: oidc_as.AuthServer, redis: Server, strategy: str) -> None:
+    opts = {
+        "redis_url": f"redis://127.0.0.1:{redis.port}/0",
+        "memcache_security_strategy": strategy,
+        "memcache_secret_key": "fleet-secret-2",
+    }
+    a, b = host(auth_server, **opts), host(auth_server, **opts)
+    token = oidc_as.obtain_token(auth_server, "svc-array")
+    before = introspections(auth_server)
+    keys_before = set(redis_keys(redis.port))
+    assert call(a, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    assert call(b, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    assert introspections(auth_server) == before + 1
+    keys = [k for k in redis_keys(redis.port) if k.startswith("tokenward/v1/") and k not in keys_before]
+    assert keys
+    ttl = int(redis_cli(redis.port, "TTL", keys[0]).strip())
+    assert 0 < ttl <= 300
+    values = [redis_cli(redis.port, "GET", k) for k in keys]
+    assert any(b"svc-array" in v for v in values) == (strategy != "ENCRYPT")
+
+
+def test_inactive_answers_are_shared_too(auth_server: oidc_as.AuthServer, memcached: Server) -> None:
+    opts = {
+        "memcached_servers": f"127.0.0.1:{memcached.port}",
+        "memcache_security_strategy": "MAC",
+        "memcache_secret_key": "s",
+    }
+    a, b = host(auth_server, **opts), host(auth_server, **opts)
+    before = introspections(auth_server)
+    assert call(a, {"Authorization": "Bearer junk-token-shared"})[0] == "401 Unauthorized"
+    assert call(b, {"Authorization": "Bearer junk-token-shared"})[0] == "401 Unauthorized"
+    assert introspections(auth_server) == before + 1
+
+
+def silent_server() -> tuple[int, threading.Event]:
+    """Accepts connections and never answers: a hung cache server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    stop = threading.Event()
+    held: list[Any] = []
+
+    def run() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+        listener.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener.getsockname()[1], stop
+
+
+def test_cache_server_down_or_hung_degrades_to_introspection(auth_server: oidc_as.AuthServer) -> None:
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    hung_port, stop = silent_server()
+    try:
+        for opts in (
+            {"memcached_servers": f"127.0.0.1:{dead_port}"},
+            {"redis_url": f"redis://127.0.0.1:{dead_port}/0"},
+            {"memcached_servers": f"127.0.0.1:{hung_port}", "memcache_pool_socket_timeout": "1"},
+            {"redis_url": f"redis://127.0.0.1:{hung_port}/0", "memcache_pool_socket_timeout": "1"},
+        ):
+            app = host(auth_server, **opts)
+            for client in ("svc-post", "svc-basic"):
+                token = oidc_as.obtain_token(auth_server, client)
+                started = time.monotonic()
+                status, _, body = call(app, {"Authorization": f"Bearer {token}"})
+                assert status == "200 OK", (opts, body)
+                assert time.monotonic() - started < 5, opts
+            metrics = app.authenticator.metrics()
+            assert metrics["shared_errors"] >= 1, opts
+            assert metrics["introspections"] == 2, "the dead server is left alone after its first failure"
+    finally:
+        stop.set()
+
+
+def test_keystonemiddleware_and_tokenward_share_one_memcached(
+    auth_server: oidc_as.AuthServer, memcached: Server
+) -> None:
+    pytest.importorskip("keystonemiddleware")
+    from keystonemiddleware import external_oauth2_token as ksm
+
+    opts = {**introspection_options(auth_server, "svc-post"), "memcached_servers": f"127.0.0.1:{memcached.port}"}
+    token = oidc_as.obtain_token(auth_server, "svc-post")
+    reference = ksm.filter_factory({}, **opts)(echo_app)
+    ours = ExternalAuth2Protocol(echo_app, opts)
+    for app in (reference, ours, reference, ours):
+        assert call(app, {"Authorization": f"Bearer {token}"})[0] == "200 OK"
+    keys = memcached_keys(memcached.port)
+    assert any(k.startswith("tokens/") for k in keys), "the reference's entry"
+    assert any(k.startswith("tokenward/v1/") for k in keys), "ours, apart"
