@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import threading
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -23,7 +23,6 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import oidc_as  # noqa: E402
-
 from tokenward.client_credentials import ClientCredentials  # noqa: E402
 
 METHODS = {
@@ -115,19 +114,30 @@ def main() -> int:
             ok = r.status_code == 200
             failures += not ok
             who = r.json() if ok else {}
-            print(f"{method:<22} {client_id:<20} {client_id:<16} {r.status_code}     "
-                  f"{who.get('user_id')} / {who.get('project_id')}")
+            print(
+                f"{method:<22} {client_id:<20} {client_id:<16} {r.status_code}     "
+                f"{who.get('user_id')} / {who.get('project_id')}"
+            )
             bad = requests.get(url, headers={"Authorization": "Bearer not-a-valid-token"}, timeout=10)
             failures += bad.status_code != 401
             if method == "client_secret_basic":
-                spoof = requests.get(url, timeout=10, headers={"Authorization": f"Bearer {creds.get_token()}",
-                                                                "X-Roles": "admin", "OpenStack-System-Scope": "all"})
+                spoof = requests.get(
+                    url,
+                    timeout=10,
+                    headers={
+                        "Authorization": f"Bearer {creds.get_token()}",
+                        "X-Roles": "admin",
+                        "OpenStack-System-Scope": "all",
+                    },
+                )
                 spoof_ok = spoof.json()["roles"] == "member,reader" and spoof.json()["system_scope"] is None
                 failures += not spoof_ok
         print(f"\na bad token:  {bad.status_code} {bad.headers.get('WWW-Authenticate')}")
         print(f"              {json.dumps(bad.json())}")
-        print(f"spoofed X-Roles: admin / OpenStack-System-Scope: all with a member token: "
-              f"{'stripped' if spoof_ok else 'LEAKED'}")
+        print(
+            f"spoofed X-Roles: admin / OpenStack-System-Scope: all with a member token: "
+            f"{'stripped' if spoof_ok else 'LEAKED'}"
+        )
     print("\ndemo", "OK" if failures == 0 else f"FAILED ({failures})")
     return 1 if failures else 0
 
