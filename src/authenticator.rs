@@ -495,6 +495,33 @@ impl Authenticator {
         verdict
     }
 
+    /// Benchmarks only: caches `count` synthetic tokens `{prefix}{i}` with the verdict the
+    /// given introspection answer maps to, without asking the AS. Returns entries held.
+    #[doc(hidden)]
+    pub fn prefill_for_bench(
+        &self,
+        prefix: &str,
+        count: usize,
+        claims: &Map<String, Value>,
+    ) -> usize {
+        let entry = self.evaluate(claims);
+        let ttl = self
+            .config
+            .cache
+            .active_ttl
+            .unwrap_or(Duration::from_secs(300));
+        let now = Instant::now();
+        for i in 0..count {
+            self.cache.insert(
+                self.keys.key(&format!("{prefix}{i}")),
+                entry.clone(),
+                ttl,
+                now,
+            );
+        }
+        self.cache.len()
+    }
+
     /// Forgets a token's cached verdict.
     pub fn forget(&self, authorization: Option<&str>) {
         if let Ok(token) = bearer_token(authorization) {

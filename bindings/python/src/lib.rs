@@ -355,6 +355,21 @@ impl Authenticator {
         self.outcome(py, verdict)
     }
 
+    /// Benchmarks only: caches `count` tokens `{prefix}{i}` as if the AS had answered
+    /// `claims_json` for each. Returns the entries held.
+    fn _prefill_for_bench(
+        &self,
+        py: Python<'_>,
+        prefix: String,
+        count: usize,
+        claims_json: &str,
+    ) -> PyResult<usize> {
+        let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_str(claims_json)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        let inner = Arc::clone(&self.inner);
+        Ok(py.detach(move || inner.prefill_for_bench(&prefix, count, &claims)))
+    }
+
     /// Drops the cached verdict of the token in this `Authorization` value.
     fn forget(&self, authorization: Option<&str>) {
         self.inner.forget(authorization);
@@ -431,7 +446,14 @@ impl TokenClient {
 }
 
 /// One option as Python sees it: name, kind, default, help, choices, origin.
-type OptionRow = (String, String, Option<String>, String, Py<PyAny>, &'static str);
+type OptionRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Py<PyAny>,
+    &'static str,
+);
 
 /// Option names, types, defaults and help, for oslo.config registration and docs.
 #[pyfunction]
