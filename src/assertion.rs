@@ -451,3 +451,59 @@ mod tests {
         std::fs::remove_file(dir).ok();
     }
 }
+
+#[cfg(test)]
+mod cross_check {
+    //! Assertions signed here verify with an independent implementation (jsonwebtoken).
+    use super::*;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+
+    fn data(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(name)
+    }
+
+    fn verify(alg: &str, key: &str, public: &str, jws_alg: Algorithm) {
+        let signer = AssertionSigner::for_key_file(alg, &data(key)).unwrap();
+        let jwt = signer
+            .assertion("svc", "https://as.example", Duration::from_secs(60))
+            .unwrap();
+        let pem = std::fs::read(data(public)).unwrap();
+        let key = match jws_alg {
+            Algorithm::ES256 => DecodingKey::from_ec_pem(&pem),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+            _ => DecodingKey::from_rsa_pem(&pem),
+        }
+        .unwrap();
+        let mut validation = Validation::new(jws_alg);
+        validation.set_audience(&["https://as.example"]);
+        validation.set_issuer(&["svc"]);
+        let claims = decode::<serde_json::Value>(jwt.expose(), &key, &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["sub"], "svc", "{alg}");
+    }
+
+    #[test]
+    fn rsa_ec_and_ed25519_assertions_verify_with_jsonwebtoken() {
+        verify("RS256", "client.key", "client.pub.pem", Algorithm::RS256);
+        verify("RS512", "client.key", "client.pub.pem", Algorithm::RS512);
+        verify("PS256", "client.key", "client.pub.pem", Algorithm::PS256);
+        verify("ES256", "ec256-sec1.key", "ec256.pub.pem", Algorithm::ES256);
+        verify("EdDSA", "ed25519.key", "ed25519.pub.pem", Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn key_and_algorithm_mismatches_name_jwt_algorithm() {
+        for (alg, key) in [
+            ("ES256", "client.key"),
+            ("ES384", "ec256-sec1.key"),
+            ("RS256", "ed25519.key"),
+            ("EdDSA", "client.key"),
+        ] {
+            let e = AssertionSigner::for_key_file(alg, &data(key)).unwrap_err();
+            assert_eq!(e.option(), "jwt_algorithm", "{alg} {key}: {e}");
+        }
+        let e = AssertionSigner::for_key_file("RS256", &data("client-encrypted.key")).unwrap_err();
+        assert_eq!(e.option(), "jwt_key_file");
+    }
+}

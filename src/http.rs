@@ -233,3 +233,114 @@ impl Transport for ReqwestTransport {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawOptions;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// Serves `answers` (raw HTTP responses), one per connection, after `delay`.
+    fn serve(answers: Vec<String>, delay: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = s.write_all(answer.as_bytes());
+            }
+        });
+        format!("http://{addr}/introspect")
+    }
+
+    fn transport(timeout: &str) -> ReqwestTransport {
+        let raw = RawOptions::from_pairs([
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            ("http_connect_timeout", timeout),
+        ]);
+        ReqwestTransport::new(&ClientConfig::from_raw(&raw).unwrap()).unwrap()
+    }
+
+    fn http(status: &str, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn answers_redirects_and_limits() {
+        let url = serve(
+            vec![
+                http("200 OK", "", r#"{"active":true}"#),
+                http(
+                    "302 Found",
+                    "Location: http://127.0.0.1:1/elsewhere\r\n",
+                    "",
+                ),
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                    2 << 20,
+                    "x".repeat(2 << 20)
+                ),
+            ],
+            Duration::ZERO,
+        );
+        let t = transport("5");
+        let r = t
+            .post_form(&url, Some("Basic abc"), "token=t".into())
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, br#"{"active":true}"#.as_slice())
+        );
+        assert_eq!(
+            t.post_form(&url, None, String::new()).unwrap().status,
+            302,
+            "redirects are not followed"
+        );
+        assert!(matches!(
+            t.post_form(&url, None, String::new()),
+            Err(AsError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn timeout_and_refused_are_unreachable() {
+        let url = serve(vec![http("200 OK", "", "{}")], Duration::from_secs(3));
+        let started = std::time::Instant::now();
+        let e = transport("1")
+            .post_form(&url, None, String::new())
+            .unwrap_err();
+        assert!(
+            matches!(&e, AsError::Unreachable(m) if m.contains("timed out")),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = transport("1")
+            .post_form(&format!("http://{closed}/x"), None, String::new())
+            .unwrap_err();
+        assert!(matches!(e, AsError::Unreachable(_)));
+    }
+
+    #[test]
+    fn engines_are_reused() {
+        let url = serve(
+            vec![http("200 OK", "", "{}"), http("200 OK", "", "{}")],
+            Duration::ZERO,
+        );
+        let t = transport("5");
+        t.post_form(&url, None, String::new()).unwrap();
+        t.post_form(&url, None, String::new()).unwrap();
+        assert_eq!(t.engines.lock().unwrap().idle.len(), 1);
+    }
+}

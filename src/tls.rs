@@ -119,3 +119,65 @@ pub fn load_ca_bundle(tls: &TlsSettings) -> Result<Option<Vec<reqwest::Certifica
     }
     Ok(Some(certs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn data(name: &str) -> Option<PathBuf> {
+        Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(name))
+    }
+
+    fn tls(cert: &str, key: Option<&str>) -> TlsSettings {
+        TlsSettings {
+            certfile: data(cert),
+            keyfile: key.and_then(data),
+            cafile: None,
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn v3_identity_loads_from_two_files_or_one() {
+        let a = load_identity(&tls("client-v3.pem", Some("client.key")))
+            .unwrap()
+            .unwrap();
+        let b = load_identity(&tls("client-combined.pem", None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.digest, b.digest);
+        assert!(!format!("{a:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn what_rustls_cannot_use_is_refused_with_the_reason() {
+        let e = load_identity(&tls("client-v1.pem", Some("client.key"))).unwrap_err();
+        assert_eq!(e.option(), "certfile");
+        assert!(e.message().contains("v1"), "{e}");
+        let e = load_identity(&tls("client-v3.pem", None)).unwrap_err();
+        assert_eq!(e.option(), "certfile");
+        assert!(e.message().contains("private key"), "{e}");
+        let e = load_identity(&tls("client-v3.pem", Some("client-encrypted.key"))).unwrap_err();
+        assert_eq!(e.option(), "keyfile");
+        assert!(e.message().contains("encrypted"), "{e}");
+        let e = load_identity(&tls("client.key", Some("client.key"))).unwrap_err();
+        assert!(e.message().contains("no CERTIFICATE"), "{e}");
+        let e = load_identity(&tls("missing.pem", None)).unwrap_err();
+        assert!(e.message().contains("cannot be read"), "{e}");
+    }
+
+    #[test]
+    fn ca_bundle() {
+        let ok = TlsSettings {
+            cafile: data("ca.pem"),
+            ..TlsSettings::default()
+        };
+        assert_eq!(load_ca_bundle(&ok).unwrap().unwrap().len(), 1);
+        let bad = TlsSettings {
+            cafile: data("client.key"),
+            ..TlsSettings::default()
+        };
+        assert_eq!(load_ca_bundle(&bad).unwrap_err().option(), "cafile");
+    }
+}
