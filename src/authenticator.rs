@@ -316,7 +316,9 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
     if token.is_empty() {
         return Err(DenyReason::MissingToken);
     }
-    if token.len() > MAX_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+    // No early exit: the loop vectorises, which matters for 1 KB JWTs on every hit.
+    let visible = token.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic());
+    if token.len() > MAX_TOKEN_LEN || !visible {
         return Err(DenyReason::MalformedToken);
     }
     Ok(token)
