@@ -8,9 +8,16 @@
  * written only on success; NULL pointer arguments give TOKENWARD_RESULT_NULL_PARAMETER;
  * strings in are pointer + length, strings out are borrowed tokenward_str views (also
  * NUL-terminated) valid until their owning object is freed; each object is freed once
- * with its _free function; the authenticator may be shared by any number of threads;
- * builders and verdicts must not be used by two threads at once. No global state (panic
- * hook, logger) is installed. Link with -ltokenward (pkg-config: tokenward).
+ * with its _free function; the authenticator and the token client may be shared by any
+ * number of threads; builders, verdicts and tokens must not be used by two threads at once.
+ * No global state (panic hook, logger) is installed. Link with -ltokenward (pkg-config:
+ * tokenward).
+ *
+ * Two directions: inbound, tokenward_authenticator checks the bearer tokens of requests
+ * (tokenward_authenticate -> tokenward_verdict); outbound, tokenward_token_client obtains
+ * and caches access tokens by the Client Credentials grant for calls to other services
+ * (tokenward_token_client_get -> tokenward_token). Both are built from a
+ * tokenward_config_builder; see tokenward_token_client for the outbound client.
  */
 
 #ifndef TOKENWARD_H
@@ -30,9 +37,10 @@
  * A result code. `TOKENWARD_RESULT_OK` (0) is success; every other value is an error.
  *
  * Numbers are stable and never reused; a retired code stays listed as "reserved".
- * Ranges: 1xx misuse of the API, 2xx configuration, 3xx and 4xx deny reasons (these are
- * never *returned* by a function: they classify a verdict, see
- * `tokenward_verdict_reason_code`), 5xx internal failures.
+ * Ranges: 1xx misuse of the API; 2xx configuration; 300–449 deny reasons (these are never
+ * *returned* by a function: they classify a verdict, see `tokenward_verdict_reason_code`
+ * and `tokenward_result_is_denial`); 450–499 failures of the outbound token client
+ * (returned by `tokenward_token_client_get`); 5xx internal failures.
  *
  * In C this is a `uint32_t`; compare it with the `TOKENWARD_RESULT_*` constants.
  */
@@ -134,6 +142,16 @@ enum tokenward_result
    */
   TOKENWARD_RESULT_DENY_AS_UNAVAILABLE = 400,
   /**
+   * The AS rejected the token client's own credentials (wrong secret, unknown client,
+   * certificate not accepted); retrying with the same configuration will not help.
+   */
+  TOKENWARD_RESULT_TOKEN_CREDENTIALS_REJECTED = 450,
+  /**
+   * The token request got no usable answer: AS unreachable or timed out, TLS failure,
+   * an unexpected status or body, or a client assertion that could not be signed.
+   */
+  TOKENWARD_RESULT_TOKEN_AS_UNAVAILABLE = 451,
+  /**
    * An internal failure (for example a string with an interior NUL byte from the core).
    */
   TOKENWARD_RESULT_INTERNAL = 500,
@@ -191,14 +209,69 @@ typedef uint32_t tokenward_log_level;
 typedef struct tokenward_authenticator tokenward_authenticator;
 
 /**
- * Collects options for an authenticator.
+ * Collects options for an authenticator or an outbound token client.
  *
  * Ownership: created by `tokenward_config_builder_new`, then either consumed by
- * `tokenward_config_builder_build` (always, even when it fails) or freed with
- * `tokenward_config_builder_free`. Thread-safety: under the hood a Box; it may move between
+ * `tokenward_config_builder_build` or `tokenward_config_builder_build_token_client`
+ * (always, even when it fails) or freed with `tokenward_config_builder_free`. Thread-safety: under the hood a Box; it may move between
  * threads but must not be used by two threads at once.
  */
 typedef struct tokenward_config_builder tokenward_config_builder;
+
+/**
+ * An access token obtained by a `tokenward_token_client`.
+ *
+ * Ownership: made by `tokenward_token_client_get`, freed once with `tokenward_token_free`,
+ * which also overwrites the token's bytes with zeros; every `tokenward_str` read from it is
+ * valid until then. It does not borrow its client. Thread-safety: under the hood a Box that
+ * is never mutated after creation; it may be read from any thread, but must not be read
+ * while another thread frees it.
+ */
+typedef struct tokenward_token tokenward_token;
+
+/**
+ * An outbound OAuth 2.0 client: obtains access tokens from the authorization server's token
+ * endpoint by the Client Credentials grant (RFC 6749 §4.4), for a service that calls other
+ * services with `Authorization: Bearer <token>`.
+ *
+ * # The outbound client
+ *
+ * * **Building.** Feed a `tokenward_config_builder` with `tokenward_config_builder_set`
+ *   (Tacker's option names: `token_endpoint` (required), `scope`, `client_id`,
+ *   `client_secret`, `auth_method` (`client_secret_basic`, `client_secret_post`,
+ *   `client_secret_jwt`, `private_key_jwt`, `tls_client_auth`), `audience`, `jwt_key_file`,
+ *   `jwt_algorithm`, `jwt_bearer_time_out`, `certfile`, `keyfile`, `cafile`, `insecure`,
+ *   `http_connect_timeout`, `token_expiry_margin`) and call
+ *   `tokenward_config_builder_build_token_client`. Options only the authenticator reads
+ *   (`introspect_endpoint`, `mapping_*`, ...) are allowed and ignored, so one builder's
+ *   options can describe both directions.
+ * * **Getting a token.** `tokenward_token_client_get` returns the cached token while it is
+ *   fresh (no I/O) and otherwise blocks for one token request, bounded by
+ *   `http_connect_timeout`. Tokens are refreshed `token_expiry_margin` seconds before they
+ *   expire (default min(30 s, lifetime / 2)). However many threads ask at once, one request
+ *   is sent and its answer (token or error) is shared.
+ * * **Sharing.** The token cache is shared by every client in the process with the same
+ *   endpoint, client id, method, scope, audience, certificate and credential, so building a
+ *   new client per operation still reuses the token; `tokenward_token_client_requests_sent`
+ *   counts the requests of that shared cache. A client with another credential never sees
+ *   a token obtained with a different one.
+ * * **Failures.** `TOKENWARD_RESULT_TOKEN_CREDENTIALS_REJECTED` when the AS refuses the
+ *   client's own credentials (a configuration problem: retrying will not help);
+ *   `TOKENWARD_RESULT_TOKEN_AS_UNAVAILABLE` for everything else (unreachable, timeout, TLS,
+ *   an unexpected status or answer, a client assertion that cannot be signed). The
+ *   message is copied into the optional error buffer of `tokenward_token_client_get` and
+ *   sent to the builder's log callback at WARNING level. Failures are not cached: the next
+ *   call tries again. Messages never contain a token, secret, assertion or key.
+ * * **After a 401 from the resource server**, call `tokenward_token_client_invalidate`; the
+ *   next `_get` fetches a new token.
+ *
+ * Ownership: made by `tokenward_config_builder_build_token_client`, freed once with
+ * `tokenward_token_client_free` after every call using it has returned; tokens stay valid
+ * after their client is freed. Thread-safety: under the hood a read-only `Arc`; any number
+ * of threads may call the `tokenward_token_client_*` functions on one handle at once (build
+ * one at start-up and share it).
+ */
+typedef struct tokenward_token_client tokenward_token_client;
 
 /**
  * The answer for one request: allow (identity headers to add) or deny (status, response
@@ -431,6 +504,32 @@ tokenward_result tokenward_config_builder_build(struct tokenward_config_builder 
                                                 size_t *err_n);
 
 /**
+ * Checks the options for the outbound Client Credentials client (see
+ * `tokenward_token_client`), loads keys and TLS material, and makes a token client. No
+ * request is sent yet.
+ *
+ * **Consumes `builder` in every case** (success or failure, except when `builder` is NULL):
+ * do not use or free it afterwards.
+ *
+ * On success stores a new handle in `*out` (free it with `tokenward_token_client_free`);
+ * start-up warnings (see `tokenward_token_client_warning`) are also sent to the log
+ * callback at WARNING level, and so are later token request failures.
+ *
+ * On a configuration error returns `TOKENWARD_RESULT_CONFIG_INVALID`, leaves `*out`
+ * untouched, and fills the optional `err_buf`/`err_n` exactly as
+ * `tokenward_config_builder_build` does (e.g. `option token_endpoint is required for the
+ * Client Credentials grant`).
+ *
+ * Returns `TOKENWARD_RESULT_NULL_PARAMETER` when `builder` or `out` is NULL (a non-NULL
+ * builder is still consumed).
+ */
+tokenward_result tokenward_config_builder_build_token_client(struct tokenward_config_builder *builder,
+                                                             const struct tokenward_token_client **out,
+                                                             char *err_buf,
+                                                             size_t err_len,
+                                                             size_t *err_n);
+
+/**
  * Frees a builder that was not built. NULL does nothing.
  */
 void tokenward_config_builder_free(struct tokenward_config_builder *builder);
@@ -449,9 +548,89 @@ tokenward_result tokenward_result_message(uint32_t result,
                                           size_t *out_n);
 
 /**
- * Whether `result` classifies a refused token (the 3xx and 4xx ranges).
+ * Whether `result` classifies a refused token (300–449). The outbound token client's
+ * failures (450–499) are not denials.
  */
 bool tokenward_result_is_denial(uint32_t result);
+
+/**
+ * Frees a token client. NULL does nothing.
+ */
+void tokenward_token_client_free(const struct tokenward_token_client *client);
+
+/**
+ * Stores in `*out` a valid access token (free it with `tokenward_token_free`): the cached
+ * one while it is fresh, otherwise a new one from the token endpoint. On a miss this blocks
+ * for one token request (bounded by `http_connect_timeout`); concurrent callers share it.
+ *
+ * On failure returns `TOKENWARD_RESULT_TOKEN_CREDENTIALS_REJECTED` (the AS refused this
+ * client's credentials) or `TOKENWARD_RESULT_TOKEN_AS_UNAVAILABLE` (no usable answer: the
+ * AS is unreachable or timed out, answered with an unexpected status or body, or a client
+ * assertion could not be signed), leaves `*out` untouched, and, if `err_buf` is not NULL,
+ * copies a one-line message (never containing a token or secret) into it like `snprintf`:
+ * truncated to `err_len - 1` bytes and NUL-terminated when `err_len > 0`; `*err_n` (if
+ * `err_n` is not NULL) receives the full message length, so `*err_n >= err_len` means it
+ * was truncated. `err_buf` and `err_n` may be NULL. The same message goes to the log
+ * callback (WARNING). Failures are not cached.
+ *
+ * Returns `TOKENWARD_RESULT_NULL_PARAMETER` when `client` or `out` is NULL.
+ */
+tokenward_result tokenward_token_client_get(const struct tokenward_token_client *client,
+                                            struct tokenward_token **out,
+                                            char *err_buf,
+                                            size_t err_len,
+                                            size_t *err_n);
+
+/**
+ * Drops the cached token (for example after the resource server answered 401), for every
+ * client sharing the cache; the next `tokenward_token_client_get` fetches a new one. Tokens
+ * already handed out stay valid objects.
+ */
+tokenward_result tokenward_token_client_invalidate(const struct tokenward_token_client *client);
+
+/**
+ * Stores in `*out` the number of token requests sent by this client's shared cache (see
+ * "Sharing" at `tokenward_token_client`), failed ones included.
+ */
+tokenward_result tokenward_token_client_requests_sent(const struct tokenward_token_client *client,
+                                                      uint64_t *out);
+
+/**
+ * Number of start-up warnings of a token client (weak settings such as `insecure = true`);
+ * 0 for NULL.
+ */
+size_t tokenward_token_client_warning_count(const struct tokenward_token_client *client);
+
+/**
+ * Stores start-up warning `index` in `*out` (borrowed from the client).
+ */
+tokenward_result tokenward_token_client_warning(const struct tokenward_token_client *client,
+                                                size_t index,
+                                                struct tokenward_str *out);
+
+/**
+ * Frees a token and wipes its bytes. NULL does nothing.
+ */
+void tokenward_token_free(struct tokenward_token *token);
+
+/**
+ * The access token to send as `Authorization: Bearer <value>` (borrowed from `token`,
+ * NUL-terminated, printable ASCII). Empty for NULL. It is a credential: do not log it.
+ */
+struct tokenward_str tokenward_token_value(const struct tokenward_token *token);
+
+/**
+ * Milliseconds until the token expires, counted now (0 once expired, and for NULL). The
+ * client hands out a cached token only while it is at least `token_expiry_margin` away
+ * from expiry.
+ */
+uint64_t tokenward_token_expires_in_ms(const struct tokenward_token *token);
+
+/**
+ * The scope the AS granted, if its answer said (borrowed from `token`); empty otherwise and
+ * for NULL.
+ */
+struct tokenward_str tokenward_token_scope(const struct tokenward_token *token);
 
 /**
  * Frees a verdict. NULL does nothing.

@@ -28,7 +28,7 @@ if [ "${1:-}" != "--inner" ]; then
   ASAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
   pkgconf_libs="$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs --static tokenward 2>/dev/null || true)"
   echo "pkg-config --libs --static tokenward: ${pkgconf_libs:-(pkg-config not available)}"
-  for t in test_api test_as; do
+  for t in test_api test_as test_token; do
     gcc "${CFLAGS[@]}" "tests/c/$t.c" "${LIBS_STATIC[@]}" -o "$bin/$t"
     gcc "${CFLAGS[@]}" "${ASAN[@]}" "tests/c/$t.c" "${LIBS_STATIC[@]}" -o "$bin/$t-asan"
   done
@@ -119,11 +119,14 @@ run test_api-shared "$bin/test_api-shared"
 run test_as "$bin/test_as"
 run test_api-asan "$bin/test_api-asan"
 run test_as-asan "$bin/test_as-asan"
+run test_token "$bin/test_token"
+run test_token-asan "$bin/test_token-asan"
 run example-server example "$bin/protected_server"
 run example-server-asan example "$bin/protected_server-asan"
 if [ -z "${NO_VALGRIND:-}" ]; then
   run test_api-valgrind "${VALGRIND[@]}" "$bin/test_api"
   run test_as-valgrind "${VALGRIND[@]}" "$bin/test_as"
+  run test_token-valgrind "${VALGRIND[@]}" "$bin/test_token"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

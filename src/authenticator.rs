@@ -316,9 +316,8 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
     if token.is_empty() {
         return Err(DenyReason::MissingToken);
     }
-    // No early exit: the loop vectorises, which matters for 1 KB JWTs on every hit.
-    let visible = token.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic());
-    if token.len() > MAX_TOKEN_LEN || !visible {
+    // The fold has no early exit, so it vectorises (1 KB JWTs pass here on every hit).
+    if token.len() > MAX_TOKEN_LEN || !token.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic()) {
         return Err(DenyReason::MalformedToken);
     }
     Ok(token)

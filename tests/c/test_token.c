@@ -25,6 +25,7 @@ static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static char seen[65536];
 static size_t seen_len = 0;
 static int warnings_logged = 0;
+static char issued[4096]; /* a token obtained in test_post: must not appear in messages */
 
 static void remember(const char *msg, size_t len) {
   pthread_mutex_lock(&seen_lock);
@@ -255,6 +256,7 @@ static void test_post(void) {
   CHECK(requests(c) == 1);
   v = tokenward_token_value(t);
   CHECK(v.len > 10 && v.data[v.len] == '\0');
+  if (v.len < sizeof issued) memcpy(issued, v.data, v.len + 1);
   ms = tokenward_token_expires_in_ms(t);
   CHECK(ms > 500000 && ms <= 600000); /* the AS's token TTL is 600 s */
 
@@ -448,6 +450,7 @@ static void test_no_secret_in_messages(void) {
   CHECK(strstr(seen, POST_SECRET) == NULL);
   CHECK(strstr(seen, WRONG_SECRET) == NULL);
   CHECK(strstr(seen, "secret=") == NULL);
+  CHECK(issued[0] != '\0' && strstr(seen, issued) == NULL);
 }
 
 int main(void) {

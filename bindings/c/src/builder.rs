@@ -6,19 +6,20 @@ use std::sync::Arc;
 
 use tokenward::config::{IGNORED_KEYS, RawOptions};
 use tokenward::log::{LogSink, NoLog};
-use tokenward::{Authenticator, FilterConfig};
+use tokenward::{Authenticator, FilterConfig, TokenClient, TokenClientConfig};
 
 use crate::authenticator::{CAuthenticator, tokenward_authenticator};
 use crate::ffi::{self, Castable, OwnershipBox, UserData};
 use crate::log::{CallbackSink, tokenward_log_callback, tokenward_log_level};
 use crate::panic::ffi_panic_boundary;
 use crate::result::tokenward_result;
+use crate::token_client::{CTokenClient, tokenward_token_client};
 
-/// Collects options for an authenticator.
+/// Collects options for an authenticator or an outbound token client.
 ///
 /// Ownership: created by `tokenward_config_builder_new`, then either consumed by
-/// `tokenward_config_builder_build` (always, even when it fails) or freed with
-/// `tokenward_config_builder_free`. Thread-safety: under the hood a Box; it may move between
+/// `tokenward_config_builder_build` or `tokenward_config_builder_build_token_client`
+/// (always, even when it fails) or freed with `tokenward_config_builder_free`. Thread-safety: under the hood a Box; it may move between
 /// threads but must not be used by two threads at once.
 pub struct tokenward_config_builder {
     _private: [u8; 0],
@@ -32,6 +33,41 @@ pub struct Builder {
         UserData,
     )>,
     min_level: tokenward_log_level,
+}
+
+impl Builder {
+    /// The log sink the built object reports to.
+    fn sink(&self) -> Arc<dyn LogSink> {
+        match self.log {
+            Some((callback, userdata)) => Arc::new(CallbackSink {
+                callback,
+                userdata,
+                min_level: self.min_level,
+            }),
+            None => Arc::new(NoLog),
+        }
+    }
+}
+
+/// Sends start-up warnings to the log callback.
+fn log_warnings(sink: &dyn LogSink, warnings: &[String]) {
+    if sink.enabled(tokenward::log::Level::Warning) {
+        for w in warnings {
+            sink.log(tokenward::log::Level::Warning, w);
+        }
+    }
+}
+
+/// Reports a configuration error through the optional error buffer.
+fn config_invalid(
+    msg: &str,
+    err_buf: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tokenward_result {
+    ffi::copy_truncated(err_buf.cast(), err_len, msg.as_bytes());
+    ffi::write_out(err_n, msg.len());
+    tokenward_result::ConfigInvalid
 }
 
 impl Castable for tokenward_config_builder {
@@ -164,29 +200,62 @@ pub extern "C" fn tokenward_config_builder_build(
         if out.is_null() {
             return tokenward_result::NullParameter;
         }
-        let Builder { raw, log, min_level } = *builder;
-        let sink: Arc<dyn LogSink> = match log {
-            Some((callback, userdata)) => Arc::new(CallbackSink { callback, userdata, min_level }),
-            None => Arc::new(NoLog),
-        };
-        let built = FilterConfig::from_raw(&raw).and_then(|config| Authenticator::new(config, Arc::clone(&sink)));
+        let sink = builder.sink();
+        let built = FilterConfig::from_raw(&builder.raw).and_then(|config| Authenticator::new(config, Arc::clone(&sink)));
         match built {
             Ok(inner) => {
-                for w in inner.warnings() {
-                    if sink.enabled(tokenward::log::Level::Warning) {
-                        sink.log(tokenward::log::Level::Warning, w);
-                    }
-                }
+                log_warnings(sink.as_ref(), inner.warnings());
                 let handle = ffi::arc_into_ptr::<tokenward_authenticator>(Arc::new(CAuthenticator::new(inner)));
                 ffi::write_out(out, handle);
                 tokenward_result::Ok
             }
-            Err(e) => {
-                let msg = e.to_string();
-                ffi::copy_truncated(err_buf.cast(), err_len, msg.as_bytes());
-                ffi::write_out(err_n, msg.len());
-                tokenward_result::ConfigInvalid
+            Err(e) => config_invalid(&e.to_string(), err_buf, err_len, err_n),
+        }
+    }
+}
+
+/// Checks the options for the outbound Client Credentials client (see
+/// `tokenward_token_client`), loads keys and TLS material, and makes a token client. No
+/// request is sent yet.
+///
+/// **Consumes `builder` in every case** (success or failure, except when `builder` is NULL):
+/// do not use or free it afterwards.
+///
+/// On success stores a new handle in `*out` (free it with `tokenward_token_client_free`);
+/// start-up warnings (see `tokenward_token_client_warning`) are also sent to the log
+/// callback at WARNING level, and so are later token request failures.
+///
+/// On a configuration error returns `TOKENWARD_RESULT_CONFIG_INVALID`, leaves `*out`
+/// untouched, and fills the optional `err_buf`/`err_n` exactly as
+/// `tokenward_config_builder_build` does (e.g. `option token_endpoint is required for the
+/// Client Credentials grant`).
+///
+/// Returns `TOKENWARD_RESULT_NULL_PARAMETER` when `builder` or `out` is NULL (a non-NULL
+/// builder is still consumed).
+#[unsafe(no_mangle)]
+pub extern "C" fn tokenward_config_builder_build_token_client(
+    builder: *mut tokenward_config_builder,
+    out: *mut *const tokenward_token_client,
+    err_buf: *mut c_char,
+    err_len: usize,
+    err_n: *mut usize,
+) -> tokenward_result {
+    ffi_panic_boundary! {
+        let Some(builder) = ffi::box_from_ptr::<tokenward_config_builder>(builder) else {
+            return tokenward_result::NullParameter;
+        };
+        if out.is_null() {
+            return tokenward_result::NullParameter;
+        }
+        let sink = builder.sink();
+        match TokenClientConfig::from_raw(&builder.raw).and_then(TokenClient::new) {
+            Ok(inner) => {
+                log_warnings(sink.as_ref(), inner.warnings());
+                let handle = ffi::arc_into_ptr::<tokenward_token_client>(Arc::new(CTokenClient::new(inner, sink)));
+                ffi::write_out(out, handle);
+                tokenward_result::Ok
             }
+            Err(e) => config_invalid(&e.to_string(), err_buf, err_len, err_n),
         }
     }
 }

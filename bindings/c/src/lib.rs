@@ -16,8 +16,9 @@
 //!   also NUL-terminated, so `data` can be used as a C string.
 //! * Every object is freed exactly once by the caller with its `_free` function (or consumed
 //!   by the documented function); `_free(NULL)` does nothing.
-//! * `const` pointers are not mutated. A Box-backed object (builder, verdict) must not be used
-//!   by two threads at once; the authenticator (Arc-backed, immutable) may be shared freely.
+//! * `const` pointers are not mutated. A Box-backed object (builder, verdict, token) must not
+//!   be used by two threads at once; the authenticator and the token client (Arc-backed) may
+//!   be shared freely.
 //! * Callbacks get the caller's `userdata` as their first argument.
 //! * No process-global state is installed: no panic hook, no global logger. A panic inside
 //!   tokenward is caught at the boundary and returned as `TOKENWARD_RESULT_PANIC`.
@@ -29,6 +30,7 @@ pub(crate) mod ffi;
 pub mod log;
 pub(crate) mod panic;
 pub mod result;
+pub mod token_client;
 pub mod verdict;
 
 use std::ffi::c_char;

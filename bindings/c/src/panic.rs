@@ -30,6 +30,12 @@ impl PanicDefault for usize {
     }
 }
 
+impl PanicDefault for u64 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
 impl PanicDefault for u16 {
     fn panic_default() -> Self {
         0

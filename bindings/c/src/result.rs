@@ -7,9 +7,10 @@ use crate::panic::ffi_panic_boundary;
 /// A result code. `TOKENWARD_RESULT_OK` (0) is success; every other value is an error.
 ///
 /// Numbers are stable and never reused; a retired code stays listed as "reserved".
-/// Ranges: 1xx misuse of the API, 2xx configuration, 3xx and 4xx deny reasons (these are
-/// never *returned* by a function: they classify a verdict, see
-/// `tokenward_verdict_reason_code`), 5xx internal failures.
+/// Ranges: 1xx misuse of the API; 2xx configuration; 300–449 deny reasons (these are never
+/// *returned* by a function: they classify a verdict, see `tokenward_verdict_reason_code`
+/// and `tokenward_result_is_denial`); 450–499 failures of the outbound token client
+/// (returned by `tokenward_token_client_get`); 5xx internal failures.
 ///
 /// In C this is a `uint32_t`; compare it with the `TOKENWARD_RESULT_*` constants.
 #[repr(u32)]
@@ -66,6 +67,13 @@ pub enum tokenward_result {
     // 4xx: authorization server
     /// The AS could not answer (503).
     DenyAsUnavailable = 400,
+    // 450-499: outbound token client (returned by tokenward_token_client_get)
+    /// The AS rejected the token client's own credentials (wrong secret, unknown client,
+    /// certificate not accepted); retrying with the same configuration will not help.
+    TokenCredentialsRejected = 450,
+    /// The token request got no usable answer: AS unreachable or timed out, TLS failure,
+    /// an unexpected status or body, or a client assertion that could not be signed.
+    TokenAsUnavailable = 451,
     // 5xx: internal
     /// An internal failure (for example a string with an interior NUL byte from the core).
     Internal = 500,
@@ -99,6 +107,8 @@ impl tokenward_result {
             DenyUnmappableClaims => "denied: unmappable claims",
             DenyOther => "denied",
             DenyAsUnavailable => "denied: authorization server unavailable",
+            TokenCredentialsRejected => "token request: the client credentials were rejected",
+            TokenAsUnavailable => "token request: authorization server unavailable",
             Internal => "internal error",
         }
     }
@@ -130,6 +140,8 @@ impl tokenward_result {
             DenyUnmappableClaims,
             DenyOther,
             DenyAsUnavailable,
+            TokenCredentialsRejected,
+            TokenAsUnavailable,
             Internal,
         ]
     };
@@ -187,10 +199,11 @@ pub extern "C" fn tokenward_result_message(
     }
 }
 
-/// Whether `result` classifies a refused token (the 3xx and 4xx ranges).
+/// Whether `result` classifies a refused token (300–449). The outbound token client's
+/// failures (450–499) are not denials.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_result_is_denial(result: u32) -> bool {
-    (300..500).contains(&result)
+    (300..450).contains(&result)
 }
 
 #[cfg(test)]
@@ -214,6 +227,8 @@ mod tests {
             (tokenward_result::DenyUnmappableClaims, 311),
             (tokenward_result::DenyOther, 399),
             (tokenward_result::DenyAsUnavailable, 400),
+            (tokenward_result::TokenCredentialsRejected, 450),
+            (tokenward_result::TokenAsUnavailable, 451),
             (tokenward_result::Internal, 500),
         ];
         for (code, n) in expected {
@@ -244,5 +259,8 @@ mod tests {
         assert_eq!(n, 99, "out-param untouched on failure");
         assert!(tokenward_result_is_denial(302));
         assert!(!tokenward_result_is_denial(200));
+        assert!(tokenward_result_is_denial(400));
+        assert!(!tokenward_result_is_denial(450));
+        assert!(!tokenward_result_is_denial(451));
     }
 }
