@@ -11,8 +11,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --exclude tokenward-python --locked
 
 echo "== python: ruff"
-ruff check python tests examples benches
-ruff format --check python tests examples benches
+ruff check python tests examples benches scripts
+ruff format --check python tests examples benches scripts
 
 echo "== python: pytest (real AS, PasteDeploy, gunicorn, eventlet)"
 python -m pytest -q tests/python tests/support

@@ -307,3 +307,15 @@ def test_no_secret_or_token_in_logs_at_debug(caplog: pytest.LogCaptureFixture, p
     assert SECRET not in caplog.text
     assert TOKEN not in caplog.text
     assert "fp:" in caplog.text, "refusals carry a token fingerprint"
+
+
+def test_readme_lists_every_option() -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "readme_options.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
