@@ -6,17 +6,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$ROOT/tests/.work"
 mkdir -p "$WORK"
 
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    echo "== apt-get install ${missing[*]}"
-    if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
-    "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-}
-apt_install ${TOKENWARD_APT_PACKAGES:-openssl nodejs npm valgrind libmicrohttpd-dev curl pkg-config memcached redis-server}
+# command → Debian package providing it; only what is missing gets installed.
+need=()
+for pair in openssl:openssl node:nodejs npm:npm valgrind:valgrind curl:curl pkg-config:pkg-config \
+            memcached:memcached redis-server:redis-server redis-cli:redis-tools gcc:gcc; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "== apt-get install ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 VENV="$WORK/venv"
 if [ ! -x "$VENV/bin/python" ]; then
