@@ -84,6 +84,8 @@ static inline void tw_set_as_options(tokenward_config_builder *b, const char *en
   tw_set(b, "client_secret", "p0st-secret-0123456789abcdefghijkl");
   tw_set(b, "auth_method", "client_secret_post");
   tw_set(b, "cafile", cafile);
+  /* Generous: the first TLS handshake of a process takes seconds under valgrind. */
+  tw_set(b, "http_connect_timeout", "30");
   tw_set(b, "mapping_project_id", "project.id");
   tw_set(b, "mapping_project_name", "project.name");
   tw_set(b, "mapping_project_domain_id", "project.domain.id");
