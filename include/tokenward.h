@@ -331,6 +331,18 @@ typedef struct tokenward_metrics {
    * Entries in the cache now.
    */
   uint64_t cache_entries;
+  /**
+   * Entries evicted to stay within `token_cache_size`.
+   */
+  uint64_t cache_evictions;
+  /**
+   * Answers found in the shared tier (memcached/Redis).
+   */
+  uint64_t shared_hits;
+  /**
+   * Shared-tier operations that failed (down, slow, forged entries).
+   */
+  uint64_t shared_errors;
 } tokenward_metrics;
 
 /**
@@ -412,7 +424,8 @@ tokenward_result tokenward_authenticator_metrics(const struct tokenward_authenti
 
 /**
  * Reads one counter by name (`cache_hits`, `cache_negative_hits`, `cache_misses`,
- * `coalesced_waits`, `introspections`, `as_errors`, `cache_entries`) into `*out`. Returns
+ * `coalesced_waits`, `introspections`, `as_errors`, `cache_entries`, `cache_evictions`,
+ * `shared_hits`, `shared_errors`) into `*out`. Returns
  * `TOKENWARD_RESULT_INVALID_ARGUMENT` for another name.
  */
 tokenward_result tokenward_authenticator_metric(const struct tokenward_authenticator *auth,

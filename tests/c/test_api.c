@@ -233,12 +233,15 @@ static void test_verdicts_offline(void) {
   /* Metrics. */
   CHECK_RC(tokenward_authenticator_metrics(auth, &m), TOKENWARD_RESULT_OK);
   CHECK(m.introspections == 1 && m.as_errors == 1 && m.cache_hits == 0);
+  CHECK(m.cache_evictions == 0 && m.shared_hits == 0 && m.shared_errors == 0);
   CHECK_RC(tokenward_authenticator_metrics(auth, NULL), TOKENWARD_RESULT_NULL_PARAMETER);
   CHECK_RC(tokenward_authenticator_metrics(NULL, &m), TOKENWARD_RESULT_NULL_PARAMETER);
   CHECK_RC(tokenward_authenticator_metric(auth, "cache_hits", 10, &hits), TOKENWARD_RESULT_OK);
   CHECK(hits == 0);
   CHECK_RC(tokenward_authenticator_metric(auth, "as_errors", 9, &hits), TOKENWARD_RESULT_OK);
   CHECK(hits == 1);
+  CHECK_RC(tokenward_authenticator_metric(auth, "shared_errors", 13, &hits), TOKENWARD_RESULT_OK);
+  CHECK(hits == 0);
   CHECK_RC(tokenward_authenticator_metric(auth, "nope", 4, &hits), TOKENWARD_RESULT_INVALID_ARGUMENT);
   CHECK_RC(tokenward_authenticator_metric(auth, NULL, 0, &hits), TOKENWARD_RESULT_NULL_PARAMETER);
 

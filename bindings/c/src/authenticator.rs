@@ -131,6 +131,12 @@ pub struct tokenward_metrics {
     pub as_errors: u64,
     /// Entries in the cache now.
     pub cache_entries: u64,
+    /// Entries evicted to stay within `token_cache_size`.
+    pub cache_evictions: u64,
+    /// Answers found in the shared tier (memcached/Redis).
+    pub shared_hits: u64,
+    /// Shared-tier operations that failed (down, slow, forged entries).
+    pub shared_errors: u64,
 }
 
 /// Stores a snapshot of the counters in `*out`.
@@ -152,6 +158,9 @@ pub extern "C" fn tokenward_authenticator_metrics(
             introspections: m.introspections,
             as_errors: m.as_errors,
             cache_entries: m.cache_entries,
+            cache_evictions: m.cache_evictions,
+            shared_hits: m.shared_hits,
+            shared_errors: m.shared_errors,
         };
         if !ffi::write_out(out, snapshot) {
             return tokenward_result::NullParameter;
@@ -161,7 +170,8 @@ pub extern "C" fn tokenward_authenticator_metrics(
 }
 
 /// Reads one counter by name (`cache_hits`, `cache_negative_hits`, `cache_misses`,
-/// `coalesced_waits`, `introspections`, `as_errors`, `cache_entries`) into `*out`. Returns
+/// `coalesced_waits`, `introspections`, `as_errors`, `cache_entries`, `cache_evictions`,
+/// `shared_hits`, `shared_errors`) into `*out`. Returns
 /// `TOKENWARD_RESULT_INVALID_ARGUMENT` for another name.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticator_metric(
