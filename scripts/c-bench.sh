@@ -16,3 +16,10 @@ gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -I"$prefix/include" tests/c/be
   "$prefix/lib/libtokenward.a" -lpthread -ldl -lm -lrt -lgcc_s -o "$work/bench_hit"
 echo "$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 "$work/bench_hit" "$cert" "$work/cert.der" "$x5t" "${1:-200000}"
+# The Python door, same cases, same run.
+if [ -x "$root/tests/.work/venv/bin/python" ] || [ -n "${VIRTUAL_ENV:-}" ]; then
+  py="${VIRTUAL_ENV:-$root/tests/.work/venv}/bin/python"
+  "$py" benches/bench_python_hit.py "$cert" "$x5t" "${2:-100000}"
+else
+  echo "(Python door figures: run scripts/test.sh or scripts/demo.sh once to create the venv)"
+fi
