@@ -84,6 +84,7 @@ class ExternalAuth2Protocol:
                     outcome = green(self._native.authenticate, authorization, cert)
                 else:
                     outcome = self._native.authenticate(authorization, cert)
+                self._native.flush_logs()
         except _native.TokenwardError:
             self._log.exception("tokenward failed to check a request")
             start_response("500 Internal Server Error", [("Content-Type", "application/json")])

@@ -6,12 +6,14 @@ import eventlet
 eventlet.monkey_patch()
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import sys  # noqa: E402
 
 from eventlet import wsgi  # noqa: E402
 from tokenward.external_oauth2_token import filter_factory  # noqa: E402
 from wsgi_apps import echo_app  # noqa: E402
 
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 app = filter_factory({}, **json.loads(sys.argv[1]))(echo_app)
 sock = eventlet.listen(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)

@@ -203,9 +203,15 @@ def test_eventlet_misses_do_not_stall_the_hub(pki: Path) -> None:
             with ThreadPoolExecutor(20) as pool:
                 results = list(pool.map(lambda t: get(port, {"Authorization": f"Bearer {t}"})[0], tokens))
             elapsed = time.monotonic() - started
+            # Refusals decided in eventlet's thread pool are logged on the request's greenthread.
+            with ThreadPoolExecutor(8) as pool:
+                refused = list(pool.map(lambda i: get(port, {"Authorization": f"Bearer junk-{i}"})[0], range(8)))
         finally:
             proc.terminate()
-            proc.wait(timeout=10)
+            _, stderr = proc.communicate(timeout=10)
+    assert refused == [401] * 8
+    assert stderr.count("401 Unauthorized: token fp:") == 8, stderr[-3000:]
+    assert "Traceback" not in stderr and "switch to a different thread" not in stderr, stderr[-3000:]
     assert results == [200] * 20
     # Serialised on the hub this would take 20 AS latencies (20 s). Allow a wide margin.
     print(f"20 concurrent misses under eventlet, AS latency {delay_ms} ms: {elapsed:.2f} s")

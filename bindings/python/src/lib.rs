@@ -3,7 +3,8 @@
 //! on each grant so that a cache hit allocates almost nothing.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -79,9 +80,15 @@ fn internal_error() -> PyErr {
     TokenwardError::new_err("internal error in tokenward (a bug): request refused")
 }
 
-/// Forwards core log lines to a Python `logging.Logger`.
+/// Core log lines for a Python `logging.Logger`. The core may log from a thread that is not
+/// Python's (a miss runs with the GIL released, and under eventlet in `tpool`, where touching
+/// eventlet's green locks inside `logging` is unsafe), so lines are queued here and handed to
+/// the logger by [`PythonLogger::flush`] on the calling thread, with the GIL held.
 struct PythonLogger {
     logger: Py<PyAny>,
+    /// The logger's effective level, refreshed at each flush.
+    threshold: AtomicI32,
+    pending: Mutex<Vec<(i32, String)>>,
 }
 
 fn python_level(level: Level) -> i32 {
@@ -93,22 +100,48 @@ fn python_level(level: Level) -> i32 {
     }
 }
 
+impl PythonLogger {
+    fn new(py: Python<'_>, logger: Py<PyAny>) -> Self {
+        let this = Self {
+            logger,
+            threshold: AtomicI32::new(0),
+            pending: Mutex::new(Vec::new()),
+        };
+        this.refresh_threshold(py);
+        this
+    }
+
+    fn refresh_threshold(&self, py: Python<'_>) {
+        if let Ok(level) = self
+            .logger
+            .call_method0(py, "getEffectiveLevel")
+            .and_then(|v| v.extract::<i32>(py))
+        {
+            self.threshold.store(level, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands the queued lines to the logger (GIL held, caller's thread).
+    fn flush(&self, py: Python<'_>) {
+        let lines =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        for (level, message) in lines {
+            let _ = self.logger.call_method1(py, "log", (level, "%s", message));
+        }
+        self.refresh_threshold(py);
+    }
+}
+
 impl LogSink for PythonLogger {
     fn enabled(&self, level: Level) -> bool {
-        Python::attach(|py| {
-            self.logger
-                .call_method1(py, "isEnabledFor", (python_level(level),))
-                .and_then(|v| v.extract::<bool>(py))
-                .unwrap_or(false)
-        })
+        python_level(level) >= self.threshold.load(Ordering::Relaxed)
     }
 
     fn log(&self, level: Level, message: &str) {
-        Python::attach(|py| {
-            let _ = self
-                .logger
-                .call_method1(py, "log", (python_level(level), "%s", message));
-        });
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() < 1000 {
+            pending.push((python_level(level), message.to_owned()));
+        }
     }
 }
 
@@ -201,6 +234,7 @@ impl Outcome {
 struct Authenticator {
     inner: Arc<tokenward::Authenticator>,
     strip: Py<PyTuple>,
+    logger: Option<Arc<PythonLogger>>,
 }
 
 fn cert_bytes(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u8>>> {
@@ -272,8 +306,9 @@ impl Authenticator {
         logger: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let pairs = option_pairs(options)?;
-        let sink: Arc<dyn LogSink> = match logger {
-            Some(logger) => Arc::new(PythonLogger { logger }),
+        let logger = logger.map(|l| Arc::new(PythonLogger::new(py, l)));
+        let sink: Arc<dyn LogSink> = match &logger {
+            Some(logger) => logger.clone(),
             None => Arc::new(tokenward::log::NoLog),
         };
         let built = py.detach(move || {
@@ -291,6 +326,7 @@ impl Authenticator {
         Ok(Self {
             inner: Arc::new(inner),
             strip,
+            logger,
         })
     }
 
@@ -353,6 +389,14 @@ impl Authenticator {
             })
             .map_err(|_| internal_error())?;
         self.outcome(py, verdict)
+    }
+
+    /// Hands log lines queued by `authenticate` to the logger. Call it on the request's own
+    /// thread or greenthread (not inside `eventlet.tpool`).
+    fn flush_logs(&self, py: Python<'_>) {
+        if let Some(logger) = &self.logger {
+            logger.flush(py);
+        }
     }
 
     /// Benchmarks only: caches `count` tokens `{prefix}{i}` as if the AS had answered
