@@ -398,16 +398,23 @@ impl MemcachedStore {
             slot.give(std::sync::Arc::clone(&client), 1);
             return Ok(client);
         }
-        let mut builder = memcache::Client::builder()
-            .with_max_pool_size(self.pool_size)
-            .with_min_idle_conns(0)
-            .with_connection_timeout(self.timeout);
+        // Pools built here rather than by memcache's builder: no connection is opened before
+        // the first request (so a down server costs nothing at start-up) and a checked-out
+        // connection is not tested first (that test is a `version` round trip per get).
+        let mut pools = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
-            builder = builder
-                .add_server(url.as_str())
-                .map_err(|e| e.to_string())?;
+            let url = memcache::Url::parse(url).map_err(|e| e.to_string())?;
+            pools.push(
+                r2d2::Pool::builder()
+                    .max_size(self.pool_size)
+                    .min_idle(Some(0))
+                    .test_on_check_out(false)
+                    .connection_timeout(self.timeout)
+                    .build_unchecked(memcache::ConnectionManager::new(url)),
+            );
         }
-        let client = std::sync::Arc::new(builder.build().map_err(|e| e.to_string())?);
+        let client =
+            std::sync::Arc::new(memcache::Client::with_pools(pools).map_err(|e| e.to_string())?);
         slot.give(std::sync::Arc::clone(&client), 1);
         Ok(client)
     }

@@ -82,15 +82,22 @@ def _exchange(port: int, payload: bytes, end: bytes) -> bytes:
 
 
 def memcached_keys(port: int) -> list[str]:
-    """Every key memcached holds (lru_crawler metadump)."""
-    raw = _exchange(port, b"lru_crawler metadump all\r\n", b"END\r\n").decode()
-    keys = []
-    for line in raw.splitlines():
-        if line.startswith("key="):
-            from urllib.parse import unquote
+    """Every key memcached holds (lru_crawler metadump; retried while a crawl is busy)."""
+    from urllib.parse import unquote
 
-            keys.append(unquote(line.split()[0][4:]))
-    return keys
+    for _ in range(100):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"lru_crawler metadump all\r\n")
+            raw = b""
+            while not (raw.endswith(b"END\r\n") or (raw.startswith(b"BUSY") and raw.endswith(b"\r\n"))):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        if not raw.startswith(b"BUSY"):
+            break
+        time.sleep(0.05)
+    return [unquote(line.split()[0][4:]) for line in raw.decode().splitlines() if line.startswith("key=")]
 
 
 def memcached_get(port: int, key: str) -> Optional[bytes]:
