@@ -371,9 +371,16 @@ def part2(args: argparse.Namespace, port: int, client: bf.ASClient) -> dict[str,
             statuses: list[str] = []
             t_end: list[int] = []
 
-            def worker(k: int) -> None:
+            def worker(
+                k: int,
+                barrier: threading.Barrier = barrier,
+                app: Any = apps[impl],
+                token: str = token,
+                statuses: list[str] = statuses,
+                t_end: list[int] = t_end,
+            ) -> None:
                 barrier.wait()
-                statuses.append(call_status(apps[impl], token))
+                statuses.append(call_status(app, token))
                 t_end.append(perf_counter_ns())
 
             before = client.posts()
