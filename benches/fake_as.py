@@ -178,7 +178,7 @@ class _FastProtocol(asyncio.Protocol):
             if len(self.buf) < end + 4 + length:
                 return
             self.buf = self.buf[end + 4 + length :]
-            method, path = (head.split(" ", 2) + ["", ""])[:2]
+            method, path = ([*head.split(" ", 2), "", ""])[:2]
             if method == "POST":
                 self.counter.posts += 1  # one event-loop thread: no lock needed
                 inactive, delay_ms = _modes(path)
