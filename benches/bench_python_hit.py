@@ -9,36 +9,17 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
-from tokenward.external_oauth2_token import ExternalAuth2Protocol
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
-MAPPING = {
-    "mapping_project_id": "project.id",
-    "mapping_project_name": "project.name",
-    "mapping_project_domain_id": "project.domain.id",
-    "mapping_project_domain_name": "project.domain.name",
-    "mapping_user_domain_id": "user_domain.id",
-    "mapping_user_domain_name": "user_domain.name",
-    "mapping_roles": "roles",
-}
+from fake_as import MAPPING, active_claims
+from tokenward.external_oauth2_token import ExternalAuth2Protocol
 
 
 def claims(x5t: str | None) -> dict[str, Any]:
-    now = int(time.time())
-    c: dict[str, Any] = {
-        "active": True,
-        "client_id": "svc",
-        "username": "alice",
-        "exp": now + 3600,
-        "iat": now,
-        "user_domain": {"id": "default", "name": "Default"},
-        "project": {"id": "p1", "name": "demo", "domain": {"id": "default", "name": "Default"}},
-        "roles": "member,reader",
-    }
-    if x5t:
-        c["cnf"] = {"x5t#S256": x5t}
-    return c
+    return active_claims(cnf={"x5t#S256": x5t}) if x5t else active_claims()
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

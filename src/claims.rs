@@ -147,6 +147,25 @@ fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, Mappin
     }
 }
 
+/// The project domain (id, name): of the project, or the domain itself for domain scope.
+fn project_domain(
+    cfg: &MappingConfig,
+    claims: &Map<String, Value>,
+) -> Result<(String, String), MappingError> {
+    Ok((
+        required_opt(
+            claims,
+            cfg.project_domain_id.as_ref(),
+            "mapping_project_domain_id",
+        )?,
+        required_opt(
+            claims,
+            cfg.project_domain_name.as_ref(),
+            "mapping_project_domain_name",
+        )?,
+    ))
+}
+
 /// Maps the claims of an active token, as keystonemiddleware does, minus its bugs: no root
 /// fallback, roles may be a JSON array, admin detection trims spaces, `X-Is-Admin-Project`
 /// is always set (`true`/`false`).
@@ -205,16 +224,7 @@ pub fn map_identity(
         scope_headers.push((h::SYSTEM_SCOPE, "all".to_owned()));
     } else if let Some(project_id) = project_id {
         let name = required_opt(claims, cfg.project_name.as_ref(), "mapping_project_name")?;
-        let domain_id = required_opt(
-            claims,
-            cfg.project_domain_id.as_ref(),
-            "mapping_project_domain_id",
-        )?;
-        let domain_name = required_opt(
-            claims,
-            cfg.project_domain_name.as_ref(),
-            "mapping_project_domain_name",
-        )?;
+        let (domain_id, domain_name) = project_domain(cfg, claims)?;
         for (k, v) in [
             ("project_id", &project_id),
             ("project_name", &name),
@@ -233,16 +243,7 @@ pub fn map_identity(
             (h::TENANT, project_id),
         ]);
     } else {
-        let domain_id = required_opt(
-            claims,
-            cfg.project_domain_id.as_ref(),
-            "mapping_project_domain_id",
-        )?;
-        let domain_name = required_opt(
-            claims,
-            cfg.project_domain_name.as_ref(),
-            "mapping_project_domain_name",
-        )?;
+        let (domain_id, domain_name) = project_domain(cfg, claims)?;
         info.insert("domain_id".into(), Value::String(domain_id.clone()));
         info.insert("domain_name".into(), Value::String(domain_name.clone()));
         scope_headers.extend([(h::DOMAIN_ID, domain_id), (h::DOMAIN_NAME, domain_name)]);

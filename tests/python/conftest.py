@@ -15,19 +15,10 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import oidc_as  # noqa: E402
+from fake_as import MAPPING  # noqa: E402
 from wsgi_apps import echo_app, echo_app_factory  # noqa: E402,F401
 
 WORK = ROOT / "tests" / ".work"
-
-MAPPING = {
-    "mapping_project_id": "project.id",
-    "mapping_project_name": "project.name",
-    "mapping_project_domain_id": "project.domain.id",
-    "mapping_project_domain_name": "project.domain.name",
-    "mapping_user_domain_id": "user_domain.id",
-    "mapping_user_domain_name": "user_domain.name",
-    "mapping_roles": "roles",
-}
 
 
 @pytest.fixture(scope="session")

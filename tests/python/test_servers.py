@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import oidc_as
 import pytest
+from cache_servers import free_port
 from conftest import ROOT, call, introspection_options
 from tokenward.external_oauth2_token import ExternalAuth2Protocol
 from wsgi_apps import echo_app
@@ -78,16 +79,6 @@ def wait_port(proc: subprocess.Popen[str], port: int, deadline: float = 30) -> N
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"port {port} not open")
-
-
-def free_port() -> int:
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_spoofed_identity_headers_never_reach_the_app(auth_server: oidc_as.AuthServer) -> None:

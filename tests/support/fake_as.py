@@ -14,6 +14,18 @@ from urllib.parse import parse_qs
 Responder = Callable[[dict[str, list[str]], dict[str, str]], tuple[int, bytes]]
 
 
+#: The claim mapping that fits ``active_claims`` and the real test AS's extra claims.
+MAPPING = {
+    "mapping_project_id": "project.id",
+    "mapping_project_name": "project.name",
+    "mapping_project_domain_id": "project.domain.id",
+    "mapping_project_domain_name": "project.domain.name",
+    "mapping_user_domain_id": "user_domain.id",
+    "mapping_user_domain_name": "user_domain.name",
+    "mapping_roles": "roles",
+}
+
+
 def active_claims(**extra: Any) -> dict[str, Any]:
     """An active answer whose claims map with tests' standard mapping."""
     now = int(time.time())
