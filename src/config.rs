@@ -117,11 +117,11 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("memcache_servers", List, None, Ksm, "deprecated name of memcached_servers"),
     opt("memcache_security_strategy", Choice(&["None", "MAC", "ENCRYPT"]), Some("None"), Ksm, "protection of shared cache entries (any case)"),
     opt("memcache_secret_key", OptionKind::Secret, None, Ksm, "secret for MAC/ENCRYPT"),
-    opt("memcache_pool_dead_retry", Int, Some("300"), Ksm, "seconds a dead memcached server is left alone"),
-    opt("memcache_pool_maxsize", Int, Some("10"), Ksm, "connections per memcached server"),
-    opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached operation"),
-    opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "seconds an idle memcached connection is kept"),
-    opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "seconds to wait for a pooled memcached connection"),
+    opt("memcache_pool_dead_retry", Int, Some("300"), Ksm, "seconds a failing memcached or Redis server is left alone"),
+    opt("memcache_pool_maxsize", Int, Some("10"), Ksm, "connections kept per memcached server or Redis URL"),
+    opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached or Redis operation"),
+    opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "seconds an idle memcached connection is kept (0: no limit)"),
+    opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "seconds to wait for a pooled cache connection (capped by memcache_pool_socket_timeout)"),
     opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool kind"),
     opt("memcache_secret_key_fallback", OptionKind::Secret, None, Tw, "previous memcache_secret_key, still read during a key rollover"),
     opt("redis_url", Str, None, Tw, "Redis (`redis://host:port/db`) for a shared cache tier, instead of memcached"),
@@ -657,13 +657,7 @@ impl FilterConfig {
             }
             None => 5,
         };
-        for name in [
-            "memcache_pool_unused_timeout",
-            "memcache_pool_conn_get_timeout",
-        ] {
-            raw.int(name)?;
-        }
-        raw.bool("memcache_use_advanced_pool")?;
+
         Ok(Self {
             introspect_endpoint,
             audience,
@@ -813,6 +807,14 @@ mod tests {
                 .option(),
             "http_connect_timeout"
         );
+        for (name, value) in [
+            ("memcache_pool_maxsize", "ten"),
+            ("memcache_pool_dead_retry", "-1"),
+            ("memcached_servers", "localhost"),
+            ("redis_url", "http://x"),
+        ] {
+            assert_eq!(parse(&with(&[(name, value)])).unwrap_err().option(), name);
+        }
     }
 
     #[test]

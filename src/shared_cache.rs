@@ -66,6 +66,11 @@ pub struct SharedTierConfig {
     pub dead_retry: Duration,
     /// Connections kept per server.
     pub pool_size: u32,
+    /// Longest wait for a pooled connection (capped by `socket_timeout`, so a down server
+    /// stalls one request briefly rather than for the reference's 10 s default).
+    pub conn_get_timeout: Duration,
+    /// How long an idle connection is kept.
+    pub unused_timeout: Duration,
 }
 
 impl SharedTierConfig {
@@ -106,9 +111,6 @@ impl SharedTierConfig {
                 "is required by memcache_security_strategy = MAC or ENCRYPT",
             ));
         }
-        if memcached_servers.is_empty() && redis_url.is_none() {
-            return Ok(None);
-        }
         if !memcached_servers.is_empty() && redis_url.is_some() {
             return Err(ConfigError::new(
                 "redis_url",
@@ -126,7 +128,7 @@ impl SharedTierConfig {
             .int("memcache_pool_maxsize")?
             .unwrap_or(10)
             .clamp(1, 1024);
-        Ok(Some(Self {
+        let config = Self {
             memcached_servers,
             redis_url,
             protection,
@@ -135,10 +137,15 @@ impl SharedTierConfig {
             socket_timeout: secs("memcache_pool_socket_timeout", 3)?.max(Duration::from_millis(50)),
             dead_retry: secs("memcache_pool_dead_retry", 300)?,
             pool_size: u32::try_from(pool_size).unwrap_or(10),
-        }))
+            conn_get_timeout: secs("memcache_pool_conn_get_timeout", 10)?
+                .max(Duration::from_millis(50)),
+            unused_timeout: secs("memcache_pool_unused_timeout", 60)?,
+        };
+        raw.bool("memcache_use_advanced_pool")?;
+        // Every value is checked even without a shared tier: a typo fails at start-up.
+        Ok((!config.memcached_servers.is_empty() || config.redis_url.is_some()).then_some(config))
     }
 }
-
 /// Keys derived from one secret.
 struct Keys {
     lookup: KeyDeriver,
@@ -372,7 +379,8 @@ impl<T> PerProcess<T> {
 pub struct MemcachedStore {
     urls: Vec<String>,
     pool_size: u32,
-    timeout: Duration,
+    checkout_timeout: Duration,
+    idle_timeout: Duration,
     client: Mutex<PerProcess<std::sync::Arc<memcache::Client>>>,
 }
 
@@ -387,7 +395,8 @@ impl MemcachedStore {
         Self {
             urls,
             pool_size: config.pool_size,
-            timeout: config.socket_timeout,
+            checkout_timeout: config.conn_get_timeout.min(config.socket_timeout),
+            idle_timeout: config.unused_timeout,
             client: Mutex::new(PerProcess::new()),
         }
     }
@@ -409,7 +418,8 @@ impl MemcachedStore {
                     .max_size(self.pool_size)
                     .min_idle(Some(0))
                     .test_on_check_out(false)
-                    .connection_timeout(self.timeout)
+                    .connection_timeout(self.checkout_timeout)
+                    .idle_timeout((!self.idle_timeout.is_zero()).then_some(self.idle_timeout))
                     .build_unchecked(memcache::ConnectionManager::new(url)),
             );
         }
@@ -552,6 +562,8 @@ mod tests {
             socket_timeout: Duration::from_secs(1),
             dead_retry: Duration::from_secs(60),
             pool_size: 2,
+            conn_get_timeout: Duration::from_secs(1),
+            unused_timeout: Duration::from_secs(60),
         }
     }
 
