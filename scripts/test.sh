@@ -14,6 +14,9 @@ echo "== python: ruff"
 ruff check python tests examples benches scripts
 ruff format --check python tests examples benches scripts
 
+echo "== python: stubs match the extension module"
+python -m mypy.stubtest tokenward._native
+
 echo "== python: pytest (real AS, PasteDeploy, gunicorn, eventlet)"
 python -m pytest -q tests/python tests/support
 
