@@ -252,3 +252,17 @@ def test_keystonemiddleware_can_be_imported_after_tokenward_in_one_process(
     out = subprocess.run([sys.executable, str(script), json.dumps(opts)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "client_secret_basic"
+
+
+def test_paste_entry_point_name(tmp_path: Path, auth_server: oidc_as.AuthServer, tokens: dict[str, str]) -> None:
+    """`use = egg:tokenward#external_oauth2_token`, the entry point named as the reference's."""
+    options = introspection_options(auth_server, "svc-post")
+    lines = "\n".join(f"{k} = {v.replace('%', '%%')}" for k, v in options.items())
+    ini = tmp_path / "egg.ini"
+    ini.write_text(
+        "[pipeline:main]\npipeline = authtoken echo\n\n[filter:authtoken]\nuse = egg:tokenward#external_oauth2_token\n"
+        + lines
+        + "\n\n[app:echo]\npaste.app_factory = wsgi_apps:echo_app_factory\n"
+    )
+    app = loadapp(f"config:{ini}")
+    assert call(app, {"Authorization": f"Bearer {tokens['svc-tls']}"})[0] == "200 OK"
