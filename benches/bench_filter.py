@@ -219,12 +219,13 @@ class ASClient:
                 raise Bad(f"floor POST answered {resp.status}")
 
 
-def start_as(in_thread: bool) -> tuple[int, Callable[[], None]]:
+def start_as(in_thread: bool, *flags: str) -> tuple[int, Callable[[], None]]:
+    """The fake AS in a thread, or as `fake_as.py [flags]` in a subprocess: (port, stop)."""
     if in_thread:
         server = fake_as.FakeAS().start()
         return server.port, server.stop
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "fake_as.py")],
+        [sys.executable, os.path.join(HERE, "fake_as.py"), *flags],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

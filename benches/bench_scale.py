@@ -94,25 +94,7 @@ def free_port() -> int:
 
 def start_fast_as() -> tuple[int, Callable[[], None]]:
     """fake_as.py --fast in a subprocess: (port, stop)."""
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "fake_as.py"), "--fast"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    port = int(proc.stdout.readline())
-
-    def stop() -> None:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    return port, stop
+    return bf.start_as(False, "--fast")
 
 
 def build(impl: str, port: int, mode: str = "", **extra: Any) -> Any:
