@@ -107,6 +107,7 @@ enum Key {
 pub struct AssertionSigner {
     algorithm: JwsAlgorithm,
     key: Key,
+    key_digest: [u8; 32],
     encoded_header: String,
     rng: SystemRandom,
 }
@@ -123,11 +124,12 @@ const ALG_OPTION: &str = "jwt_algorithm";
 const KEY_OPTION: &str = "jwt_key_file";
 
 impl AssertionSigner {
-    fn new(algorithm: JwsAlgorithm, key: Key) -> Self {
+    fn new(algorithm: JwsAlgorithm, key: Key, material: &[u8]) -> Self {
         let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, algorithm.name());
         Self {
             algorithm,
             key,
+            key_digest: *blake3::hash(material).as_bytes(),
             encoded_header: URL_SAFE_NO_PAD.encode(header),
             rng: SystemRandom::new(),
         }
@@ -169,7 +171,11 @@ impl AssertionSigner {
             )
         });
         Ok((
-            Self::new(alg, Key::Hmac(Box::new(hmac::Key::new(hmac_alg, bytes)))),
+            Self::new(
+                alg,
+                Key::Hmac(Box::new(hmac::Key::new(hmac_alg, bytes))),
+                bytes,
+            ),
             warning,
         ))
     }
@@ -261,12 +267,17 @@ impl AssertionSigner {
                 unreachable!("checked above")
             }
         };
-        let signer = Self::new(alg, key);
+        let signer = Self::new(alg, key, &pem);
         // A trial signature proves the key works before the first request needs it.
         signer
             .sign(b"tokenward start-up check")
             .map_err(|_| ConfigError::new(KEY_OPTION, "holds a key that cannot sign"))?;
         Ok(signer)
+    }
+
+    /// A digest of the key material (secret or PEM), to tell credentials apart.
+    pub fn key_digest(&self) -> [u8; 32] {
+        self.key_digest
     }
 
     /// The algorithm in use.

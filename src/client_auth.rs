@@ -123,6 +123,15 @@ impl ClientAuthenticator {
         self.method
     }
 
+    /// A digest of this client's credential (secret or signing key), never the credential.
+    pub fn credential_digest(&self) -> [u8; 32] {
+        match (&self.signer, &self.secret) {
+            (Some(signer), _) => signer.key_digest(),
+            (None, Some(secret)) => *blake3::hash(secret.expose().as_bytes()).as_bytes(),
+            (None, None) => [0; 32],
+        }
+    }
+
     /// The client id.
     pub fn client_id(&self) -> &str {
         &self.client_id

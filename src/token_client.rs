@@ -170,7 +170,7 @@ impl TokenClient {
     ) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let auth = ClientAuthenticator::new(&config.client, &mut warnings)?;
-        let key = cache_key(&config, &cert)?;
+        let key = cache_key(&config, &cert, &auth.credential_digest());
         let shared = {
             let mut map = registry().lock().unwrap_or_else(PoisonError::into_inner);
             map.retain(|_, weak| weak.strong_count() > 0);
@@ -383,7 +383,7 @@ impl Drop for FetchGuard<'_> {
 
 /// The sharing key: endpoint, client, method, scope, certificate, and a hash of the credential
 /// (so a client with a wrong secret never borrows a token another one obtained).
-fn cache_key(config: &TokenClientConfig, cert: &[u8; 32]) -> Result<[u8; 32], ConfigError> {
+fn cache_key(config: &TokenClientConfig, cert: &[u8; 32], credential: &[u8; 32]) -> [u8; 32] {
     let c = &config.client;
     let mut h = blake3::Hasher::new_derive_key("tokenward 2026 client credentials cache");
     for part in [
@@ -398,13 +398,8 @@ fn cache_key(config: &TokenClientConfig, cert: &[u8; 32]) -> Result<[u8; 32], Co
         h.update(part.as_bytes());
     }
     h.update(cert);
-    if let Some(secret) = &c.client_secret {
-        h.update(secret.expose().as_bytes());
-    }
-    if let Some(path) = &c.jwt_key_file {
-        h.update(&crate::tls::read_file("jwt_key_file", path)?);
-    }
-    Ok(*h.finalize().as_bytes())
+    h.update(credential);
+    *h.finalize().as_bytes()
 }
 
 #[cfg(test)]
