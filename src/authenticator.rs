@@ -8,13 +8,14 @@ use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::cache::{CacheKey, Fetched, KeyDeriver, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
+use crate::clock::{self, Clock};
 use crate::config::{FilterConfig, RawOptions};
 use crate::error::{AsError, ConfigError};
 use crate::headers::IdentityHeader;
@@ -261,6 +262,7 @@ pub struct Authenticator {
     cache: VerdictCache<Entry>,
     shared: Option<SharedTier>,
     log: Arc<dyn LogSink>,
+    clock: Arc<dyn Clock>,
     counters: Counters,
     challenge: String,
     warnings: Vec<String>,
@@ -288,13 +290,6 @@ enum Prepared<'a> {
         key: CacheKey,
         cert: Option<CertDigest>,
     },
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 /// The token of an `Authorization` value: scheme `Bearer` in any case (RFC 7235), one token of
@@ -354,6 +349,16 @@ impl Authenticator {
         transport: Arc<dyn Transport>,
         log: Arc<dyn LogSink>,
     ) -> Result<Self, ConfigError> {
+        Self::with_parts(config, transport, log, clock::system())
+    }
+
+    /// Builds with a given transport and clock (tests drive time with a `ManualClock`).
+    pub fn with_parts(
+        config: FilterConfig,
+        transport: Arc<dyn Transport>,
+        log: Arc<dyn LogSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let client = ClientAuthenticator::new(&config.client, &mut warnings)?;
 
@@ -397,6 +402,7 @@ impl Authenticator {
             client,
             transport,
             log,
+            clock,
             counters: Counters::default(),
             challenge,
             warnings,
@@ -487,7 +493,7 @@ impl Authenticator {
             }
         };
         let verdict = match entry {
-            Ok(entry) => self.judge(&entry, cert.as_ref(), unix_now()),
+            Ok(entry) => self.judge(&entry, cert.as_ref(), self.clock.wall()),
             Err(e) => Verdict::deny(DenyReason::Unavailable(e)),
         };
         if let Verdict::Deny(d) = &verdict {
@@ -511,7 +517,7 @@ impl Authenticator {
             .cache
             .active_ttl
             .unwrap_or(Duration::from_secs(300));
-        let now = Instant::now();
+        let now = self.clock.monotonic();
         for i in 0..count {
             self.cache.insert(
                 self.keys.key(&format!("{prefix}{i}")),
@@ -559,13 +565,13 @@ impl Authenticator {
     }
 
     fn cached(&self, key: CacheKey, cert: Option<&CertDigest>) -> Option<Verdict> {
-        let entry = self.cache.get(key, Instant::now())?;
+        let entry = self.cache.get(key, self.clock.monotonic())?;
         let counter = match entry {
             Entry::Allowed(_) => &self.counters.hits,
             Entry::Denied(_) => &self.counters.negative_hits,
         };
         counter.fetch_add(1, Relaxed);
-        let verdict = self.judge(&entry, cert, unix_now());
+        let verdict = self.judge(&entry, cert, self.clock.wall());
         if matches!(&verdict, Verdict::Deny(d) if d.reason == DenyReason::Expired) {
             self.cache.remove(key);
         }
@@ -589,7 +595,7 @@ impl Authenticator {
                 (claims, true)
             }
         };
-        let now = unix_now();
+        let now = self.clock.wall();
         let entry = self.evaluate(&claims);
         let ttl = match &entry {
             Entry::Allowed(grant) => self.config.cache.active_ttl.map(|ttl| match grant.expires {
@@ -599,7 +605,7 @@ impl Authenticator {
             Entry::Denied(_) => self.config.cache.inactive_ttl,
         };
         if let Some(ttl) = ttl {
-            self.cache.insert(key, entry.clone(), ttl, Instant::now());
+            self.cache.insert(key, entry.clone(), ttl, self.clock.monotonic());
             if fresh && let Some(tier) = &self.shared {
                 tier.put(token, &claims, ttl);
             }

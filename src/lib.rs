@@ -33,6 +33,7 @@ pub mod authenticator;
 pub mod cache;
 pub mod claims;
 pub mod client_auth;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod headers;

@@ -1,0 +1,102 @@
+//! Time as the core sees it: wall-clock seconds for token claims (`exp`, `nbf`, `iat`) and a
+//! monotonic instant for cache lifetimes, timeouts and back-off. Production uses
+//! [`SystemClock`]; tests drive a [`ManualClock`] instead of sleeping.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A source of wall-clock and monotonic time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Seconds since the UNIX epoch (fractional), for NumericDate claims.
+    fn wall(&self) -> f64;
+    /// A monotonic instant, for lifetimes and deadlines.
+    fn monotonic(&self) -> Instant;
+}
+
+/// The operating system's clocks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn wall(&self) -> f64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    }
+
+    fn monotonic(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// The process clock, shared.
+pub fn system() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// A clock that moves only when told to: both readings advance together.
+#[derive(Debug)]
+pub struct ManualClock {
+    wall_start: f64,
+    instant_start: Instant,
+    elapsed_nanos: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock whose wall reading starts at `wall_start` (seconds since the epoch).
+    pub fn new(wall_start: f64) -> Self {
+        Self {
+            wall_start,
+            instant_start: Instant::now(),
+            elapsed_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// A clock starting at the system's present wall time.
+    pub fn starting_now() -> Self {
+        Self::new(SystemClock.wall())
+    }
+
+    /// Moves both readings forward.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .elapsed_nanos
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(nanos)));
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.elapsed_nanos.load(Relaxed))
+    }
+}
+
+impl Clock for ManualClock {
+    fn wall(&self) -> f64 {
+        self.wall_start + self.elapsed().as_secs_f64()
+    }
+
+    fn monotonic(&self) -> Instant {
+        self.instant_start
+            .checked_add(self.elapsed())
+            .unwrap_or(self.instant_start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_both_readings_only_when_told() {
+        let c = ManualClock::new(1_000.0);
+        let t0 = c.monotonic();
+        assert_eq!(c.wall(), 1_000.0);
+        assert_eq!(c.monotonic(), t0);
+        c.advance(Duration::from_millis(1_500));
+        assert_eq!(c.wall(), 1_001.5);
+        assert_eq!(c.monotonic() - t0, Duration::from_millis(1_500));
+    }
+}
