@@ -605,7 +605,8 @@ impl Authenticator {
             Entry::Denied(_) => self.config.cache.inactive_ttl,
         };
         if let Some(ttl) = ttl {
-            self.cache.insert(key, entry.clone(), ttl, self.clock.monotonic());
+            self.cache
+                .insert(key, entry.clone(), ttl, self.clock.monotonic());
             if fresh && let Some(tier) = &self.shared {
                 tier.put(token, &claims, ttl);
             }
