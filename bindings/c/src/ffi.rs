@@ -152,18 +152,15 @@ pub(crate) fn write_u64s_within<T>(
     if out.is_null() {
         return 0;
     }
-    let base = out.cast::<u8>();
-    for (i, value) in values[..n].iter().enumerate() {
-        // SAFETY: `out` is non-NULL and points to `struct_size` writable bytes (the caller
-        // states that size; header contract); byte range `offset + 8 * i .. offset + 8 * (i
-        // + 1)` lies within `limit <= struct_size` because `i < n <= (limit - offset) / 8`.
-        // Unaligned writes: the caller's struct may be packed differently on some ABIs.
-        unsafe {
-            base.add(offset + i * std::mem::size_of::<u64>())
-                .cast::<u64>()
-                .write_unaligned(*value)
-        };
-    }
+    // One byte copy of the whole prefix (a memcpy that AddressSanitizer and valgrind see).
+    let bytes: Vec<u8> = values[..n].iter().flat_map(|v| v.to_ne_bytes()).collect();
+    // SAFETY: `out` is non-NULL and points to `struct_size` writable bytes (the caller states
+    // that size; header contract); the byte range `offset .. offset + 8 * n` lies within
+    // `limit <= struct_size` because `n <= (limit - offset) / 8`. A byte copy needs no
+    // alignment, and Rust's buffer never overlaps the caller's struct.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.cast::<u8>().add(offset), bytes.len())
+    };
     n
 }
 
