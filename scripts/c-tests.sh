@@ -165,7 +165,7 @@ CONF
   local raw
   for raw in 'X-Roles : admin' ' X-Roles: admin' $'X-Ok: 1\nX-Roles: admin' "Authorization: Bearer $TW_TOKEN"; do
     body="$(raw_request "$port" "Authorization: Bearer $TW_TOKEN" "$raw")"
-    echo "header line ${raw%%:*}... -> $body"
+    printf 'extra header line %q -> %s\n' "${raw//"$TW_TOKEN"/TOKEN}" "$body"
     [ "$body" = "HTTP/1.1 400 Bad Request" ] || rc=1
   done
   kill "$pid" 2>/dev/null
