@@ -300,9 +300,22 @@ typedef struct tokenward_str {
 } tokenward_str;
 
 /**
- * Counters of an authenticator (a snapshot). New fields are only ever appended.
+ * Counters of an authenticator (a snapshot), in a struct whose size the caller states.
+ *
+ * Set `struct_size = sizeof(tokenward_metrics)` before calling
+ * `tokenward_authenticator_metrics`: the library writes only the counters that fit in
+ * `struct_size` bytes and reports how many it wrote. New counters are appended to this
+ * struct in later versions, so a program built against an older (smaller) struct keeps
+ * working with a newer library, and one built against a newer struct finds the counters an
+ * older library does not have left as it initialised them. Every counter, including ones
+ * newer than the struct a program was built with, can also be read by name
+ * (`tokenward_authenticator_metric`) or listed (`tokenward_authenticator_metrics_list`).
  */
 typedef struct tokenward_metrics {
+  /**
+   * Size in bytes of the caller's struct: set it to `sizeof(tokenward_metrics)`.
+   */
+  size_t struct_size;
   /**
    * Cached positive verdicts used.
    */
@@ -344,6 +357,20 @@ typedef struct tokenward_metrics {
    */
   uint64_t shared_errors;
 } tokenward_metrics;
+
+/**
+ * One counter of `tokenward_authenticator_metrics_list`.
+ */
+typedef struct tokenward_metric {
+  /**
+   * Its name, e.g. `cache_hits` (borrowed from the authenticator).
+   */
+  struct tokenward_str name;
+  /**
+   * Its value at the time of the call.
+   */
+  uint64_t value;
+} tokenward_metric;
 
 /**
  * One log record, valid only during the callback.
@@ -417,21 +444,43 @@ tokenward_result tokenward_authenticate(const struct tokenward_authenticator *au
                                         struct tokenward_verdict **out);
 
 /**
- * Stores a snapshot of the counters in `*out`.
+ * Stores a snapshot of the counters in `*out`, within the caller's `out->struct_size`.
+ *
+ * * `out->struct_size` must be set by the caller (normally `sizeof(tokenward_metrics)`);
+ *   only the counters that lie entirely within `struct_size` bytes are written, nothing
+ *   past it (`struct_size` itself is not changed). A size smaller than the `struct_size`
+ *   field gives `TOKENWARD_RESULT_INVALID_ARGUMENT` and writes nothing.
+ * * `fields_written` (may be NULL) receives the number of counters written.
  */
 tokenward_result tokenward_authenticator_metrics(const struct tokenward_authenticator *auth,
-                                                 struct tokenward_metrics *out);
+                                                 struct tokenward_metrics *out,
+                                                 size_t *fields_written);
 
 /**
- * Reads one counter by name (`cache_hits`, `cache_negative_hits`, `cache_misses`,
- * `coalesced_waits`, `introspections`, `as_errors`, `cache_entries`, `cache_evictions`,
- * `shared_hits`, `shared_errors`) into `*out`. Returns
- * `TOKENWARD_RESULT_INVALID_ARGUMENT` for another name.
+ * Reads one counter by name into `*out`: any name `tokenward_authenticator_metrics_list`
+ * lists (`cache_hits`, `cache_negative_hits`, `cache_misses`, `coalesced_waits`,
+ * `introspections`, `as_errors`, `cache_entries`, `cache_evictions`, `shared_hits`,
+ * `shared_errors`, and the counters later versions add). Returns
+ * `TOKENWARD_RESULT_INVALID_ARGUMENT` for a name this library does not have.
  */
 tokenward_result tokenward_authenticator_metric(const struct tokenward_authenticator *auth,
                                                 const char *name,
                                                 size_t name_len,
                                                 uint64_t *out);
+
+/**
+ * Lists every counter the library has, by name, from one snapshot.
+ *
+ * Writes the first `min(out_len, total)` counters to `out` (which may be NULL when
+ * `out_len` is 0) and stores `total`, the number of counters this library has, in
+ * `*n_metrics`; call it with `out_len` 0 to size the array. The names are valid until the
+ * authenticator is freed. Counters added by later versions appear here without any change
+ * to the caller.
+ */
+tokenward_result tokenward_authenticator_metrics_list(const struct tokenward_authenticator *auth,
+                                                      struct tokenward_metric *out,
+                                                      size_t out_len,
+                                                      size_t *n_metrics);
 
 /**
  * Number of start-up warnings (unknown options, weak settings such as `insecure = true`).

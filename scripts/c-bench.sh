@@ -12,8 +12,11 @@ PREFIX="$prefix" PROFILE=release scripts/c-install.sh
 cert=tests/data/x5t-vector.pem
 openssl x509 -in "$cert" -outform DER -out "$work/cert.der"
 x5t="$(openssl dgst -sha256 -binary "$work/cert.der" | openssl base64 -A | tr '+/' '-_' | tr -d '=')"
-gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -I"$prefix/include" tests/c/bench_hit.c \
-  "$prefix/lib/libtokenward.a" -lpthread -ldl -lm -lrt -lgcc_s -o "$work/bench_hit"
+# Statically linked, with the link line the installed pkg-config file gives.
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# shellcheck disable=SC2046 # word splitting of pkg-config output is intended
+gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror $(pkg-config --cflags tokenward) tests/c/bench_hit.c \
+  $(pkg-config --variable=libs_static tokenward) -o "$work/bench_hit"
 echo "$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 "$work/bench_hit" "$cert" "$work/cert.der" "$x5t" "${1:-200000}"
 # The Python door, same cases, same run.

@@ -8,9 +8,16 @@
  * allowed requests get 200 and the identity headers as a JSON object; refused ones get the
  * verdict's status, its WWW-Authenticate / Retry-After header and JSON body. Identity headers
  * sent by the client are stripped (reported in "stripped"). Listens on 127.0.0.1:PORT (0 or
- * absent: any free port) and prints `listening on PORT` once ready.
+ * absent: any free port) and prints `listening on PORT` once ready. A request with more than
+ * MAX_HEADERS header lines gets 431 and one with a malformed header line 400: every header
+ * name must be shown to tokenward, or a spoofed identity header could pass unstripped.
  *
- * Build: cc -std=c11 protected_server.c $(pkg-config --cflags --libs --static tokenward) -lpthread
+ * Build (shared library; the rpath lets it run without ldconfig):
+ *   cc -std=c11 protected_server.c $(pkg-config --cflags --libs tokenward) \
+ *     -Wl,-rpath,"$(pkg-config --variable=libdir tokenward)" -lpthread
+ * or statically linked:
+ *   cc -std=c11 protected_server.c $(pkg-config --cflags tokenward) \
+ *     $(pkg-config --variable=libs_static tokenward)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -119,6 +126,25 @@ static void write_all(int fd, const char *p, size_t n) {
   }
 }
 
+/* Answers with an empty body and closes. */
+static void refuse(int fd, const char *status) {
+  char out[256];
+  int n = snprintf(out, sizeof out, "HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status);
+  if (n > 0 && (size_t)n < sizeof out) write_all(fd, out, (size_t)n);
+}
+
+/* A header name is a non-empty RFC 9110 token (no spaces: "X-Roles : x" and folded lines
+ * are refused rather than passed on under a name that is not checked). */
+static int is_token(const char *s, size_t len) {
+  size_t i;
+  if (len == 0) return 0;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\0' || (!isalnum(c) && strchr("!#$%&'*+-.^_`|~", c) == NULL)) return 0;
+  }
+  return 1;
+}
+
 static void handle(int fd) {
   char req[MAX_REQUEST + 1];
   size_t got = 0;
@@ -139,27 +165,42 @@ static void handle(int fd) {
     req[got] = '\0';
     end = strstr(req, "\r\n\r\n");
   }
-  if (end == NULL) return;
+  if (end == NULL) { /* the header section does not fit in MAX_REQUEST bytes */
+    refuse(fd, "431 Request Header Fields Too Large");
+    return;
+  }
   *end = '\0';
-  /* Skip the request line, then split "Name: value" lines. */
+  /* Skip the request line, then split "Name: value" lines. Every header name must reach
+   * tokenward_authenticate, or a spoofed identity header could slip past the stripping: a
+   * request with more headers than we can hold, or a line we cannot parse, is refused. */
   line = strstr(req, "\r\n");
-  while (line != NULL && n_names < MAX_HEADERS) {
+  while (line != NULL) {
     char *colon, *value;
     line += 2;
     next = strstr(line, "\r\n");
     if (next != NULL) *next = '\0';
     colon = strchr(line, ':');
-    if (colon != NULL) {
-      names[n_names].data = line;
-      names[n_names].len = (size_t)(colon - line);
-      value = colon + 1;
-      while (*value == ' ' || *value == '\t') value++;
-      if (names[n_names].len == 13 && strncasecmp(line, "Authorization", 13) == 0) {
-        authz = value;
-        authz_len = strlen(value);
-      }
-      n_names++;
+    if (colon == NULL || !is_token(line, (size_t)(colon - line)) || strpbrk(line, "\r\n") != NULL) {
+      refuse(fd, "400 Bad Request"); /* no name, a folded line, or a bare CR/LF inside */
+      return;
     }
+    if (n_names == MAX_HEADERS) {
+      refuse(fd, "431 Request Header Fields Too Large");
+      return;
+    }
+    names[n_names].data = line;
+    names[n_names].len = (size_t)(colon - line);
+    value = colon + 1;
+    while (*value == ' ' || *value == '\t') value++;
+    if (names[n_names].len == 13 && strncasecmp(line, "Authorization", 13) == 0) {
+      if (authz != NULL) { /* two credentials: which one would the application see? */
+        refuse(fd, "400 Bad Request");
+        return;
+      }
+      authz = value;
+      authz_len = strlen(value);
+    }
+    n_names++;
     line = next;
   }
 

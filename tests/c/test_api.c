@@ -1,6 +1,7 @@
 /* The tokenward C API without an authorization server: building from options, every misuse
  * and its result code, verdicts decided without the AS (missing token, unreachable AS),
  * header stripping, logging and metrics. */
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tw_test.h"
@@ -129,6 +130,119 @@ static void test_builder_misuse(void) {
   }
 }
 
+/* The number of counters in this header's tokenward_metrics (all after struct_size). */
+#define TW_METRICS_COUNTERS \
+  ((sizeof(tokenward_metrics) - offsetof(tokenward_metrics, cache_hits)) / sizeof(uint64_t))
+
+/* The layout a program built against an older header has: fewer counters. */
+struct older_metrics {
+  size_t struct_size;
+  uint64_t cache_hits, cache_negative_hits, cache_misses, coalesced_waits, introspections, as_errors;
+};
+
+/* A caller whose struct is smaller (older) or larger (newer) than the library's gets no
+ * write past its struct_size; the counters that fit are written and counted. Called after
+ * one introspection that failed. */
+static void test_metrics_sizes(const tokenward_authenticator *auth) {
+  size_t n = 99;
+  /* On the heap, sized exactly: AddressSanitizer and valgrind flag any byte written past it. */
+  struct older_metrics *heap = malloc(sizeof *heap);
+  /* On the stack, followed by a canary. */
+  struct {
+    struct older_metrics m;
+    unsigned char canary[64];
+  } stack;
+  /* A newer caller: its struct has counters this library does not know yet. */
+  struct {
+    tokenward_metrics m;
+    uint64_t future[4];
+  } newer;
+  unsigned char want[64];
+  size_t i;
+
+  if (heap == NULL) return;
+  memset(heap, 0, sizeof *heap);
+  heap->struct_size = sizeof *heap;
+  CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)heap, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == 6);
+  CHECK(heap->struct_size == sizeof *heap && heap->introspections == 1 && heap->as_errors == 1);
+  free(heap);
+
+  memset(&stack, 0, sizeof stack);
+  memset(stack.canary, 0xa5, sizeof stack.canary);
+  memset(want, 0xa5, sizeof want);
+  stack.m.struct_size = sizeof stack.m;
+  CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)&stack.m, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == 6 && stack.m.introspections == 1 && stack.m.as_errors == 1);
+  CHECK(memcmp(stack.canary, want, sizeof want) == 0);
+
+  /* A size that ends inside a counter: only the whole counters before it. */
+  memset(&stack, 0, sizeof stack);
+  memset(stack.canary, 0xa5, sizeof stack.canary);
+  stack.m.struct_size = offsetof(struct older_metrics, as_errors) + 3;
+  stack.m.as_errors = 77;
+  CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)&stack.m, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == 5 && stack.m.introspections == 1 && stack.m.as_errors == 77);
+  CHECK(memcmp(stack.canary, want, sizeof want) == 0);
+
+  /* Room for struct_size only: nothing to write, still OK. Smaller, or 0 (never set): refused,
+   * nothing written. */
+  stack.m.struct_size = sizeof(size_t);
+  stack.m.cache_hits = 55;
+  CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)&stack.m, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == 0 && stack.m.cache_hits == 55);
+  n = 99;
+  stack.m.struct_size = 0;
+  CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)&stack.m, &n), TOKENWARD_RESULT_INVALID_ARGUMENT);
+  CHECK(n == 99 && stack.m.cache_hits == 55 && stack.m.struct_size == 0);
+
+  /* Newer and larger: the library fills what it knows and leaves the rest alone. */
+  memset(&newer, 0, sizeof newer);
+  for (i = 0; i < 4; i++) newer.future[i] = 0x7777;
+  newer.m.struct_size = sizeof newer;
+  CHECK_RC(tokenward_authenticator_metrics(auth, &newer.m, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == TW_METRICS_COUNTERS && newer.m.as_errors == 1);
+  for (i = 0; i < 4; i++) CHECK(newer.future[i] == 0x7777);
+}
+
+/* Every counter by name, from the core's list: names are NUL-terminated, the values agree
+ * with tokenward_authenticator_metric, and the array is never written past out_len. */
+static void test_metrics_list(const tokenward_authenticator *auth) {
+  tokenward_metric list[64];
+  size_t n = 0, total = 0, i;
+  int saw_hits = 0, saw_errors = 0;
+  uint64_t value;
+
+  CHECK_RC(tokenward_authenticator_metrics_list(auth, NULL, 0, &total), TOKENWARD_RESULT_OK);
+  CHECK(total >= TW_METRICS_COUNTERS && total <= 64);
+  if (total < 3 || total > 64) return;
+  CHECK_RC(tokenward_authenticator_metrics_list(auth, list, 64, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == total);
+  for (i = 0; i < n; i++) {
+    CHECK(list[i].name.len > 0 && list[i].name.data[list[i].name.len] == '\0');
+    CHECK_RC(tokenward_authenticator_metric(auth, list[i].name.data, list[i].name.len, &value), TOKENWARD_RESULT_OK);
+    CHECK(value == list[i].value);
+    if (tw_str_eq(list[i].name, "cache_hits")) saw_hits = (list[i].value == 0);
+    if (tw_str_eq(list[i].name, "as_errors")) saw_errors = (list[i].value == 1);
+  }
+  CHECK(saw_hits && saw_errors);
+  /* Names are stable: a second call hands out the same storage. */
+  {
+    tokenward_metric again[64];
+    CHECK_RC(tokenward_authenticator_metrics_list(auth, again, 64, &n), TOKENWARD_RESULT_OK);
+    CHECK(again[0].name.data == list[0].name.data);
+  }
+  /* A short array: only out_len entries, the total still reported. */
+  memset(list, 0xee, sizeof list);
+  CHECK_RC(tokenward_authenticator_metrics_list(auth, list, 2, &n), TOKENWARD_RESULT_OK);
+  CHECK(n == total && list[1].name.len > 0);
+  CHECK(list[2].value == 0xeeeeeeeeeeeeeeeeULL);
+  /* Misuse. */
+  CHECK_RC(tokenward_authenticator_metrics_list(NULL, list, 2, &n), TOKENWARD_RESULT_NULL_PARAMETER);
+  CHECK_RC(tokenward_authenticator_metrics_list(auth, NULL, 2, &n), TOKENWARD_RESULT_NULL_PARAMETER);
+  CHECK_RC(tokenward_authenticator_metrics_list(auth, list, 2, NULL), TOKENWARD_RESULT_NULL_PARAMETER);
+}
+
 static void test_verdicts_offline(void) {
   struct log_sink sink = {0, 0, 0};
   tokenward_config_builder *b = offline_builder();
@@ -136,6 +250,7 @@ static void test_verdicts_offline(void) {
   tokenward_verdict *v = NULL;
   tokenward_str name, value;
   tokenward_metrics m;
+  size_t n_fields = 0;
   uint64_t hits = 99;
   size_t pos = 99;
   const tokenward_str names[] = {
@@ -231,11 +346,16 @@ static void test_verdicts_offline(void) {
   tokenward_verdict_free(v);
 
   /* Metrics. */
-  CHECK_RC(tokenward_authenticator_metrics(auth, &m), TOKENWARD_RESULT_OK);
+  m.struct_size = sizeof m;
+  CHECK_RC(tokenward_authenticator_metrics(auth, &m, &n_fields), TOKENWARD_RESULT_OK);
+  CHECK(n_fields == TW_METRICS_COUNTERS && m.struct_size == sizeof m);
   CHECK(m.introspections == 1 && m.as_errors == 1 && m.cache_hits == 0);
   CHECK(m.cache_evictions == 0 && m.shared_hits == 0 && m.shared_errors == 0);
-  CHECK_RC(tokenward_authenticator_metrics(auth, NULL), TOKENWARD_RESULT_NULL_PARAMETER);
-  CHECK_RC(tokenward_authenticator_metrics(NULL, &m), TOKENWARD_RESULT_NULL_PARAMETER);
+  CHECK_RC(tokenward_authenticator_metrics(auth, &m, NULL), TOKENWARD_RESULT_OK); /* count optional */
+  CHECK_RC(tokenward_authenticator_metrics(auth, NULL, &n_fields), TOKENWARD_RESULT_NULL_PARAMETER);
+  CHECK_RC(tokenward_authenticator_metrics(NULL, &m, &n_fields), TOKENWARD_RESULT_NULL_PARAMETER);
+  test_metrics_sizes(auth);
+  test_metrics_list(auth);
   CHECK_RC(tokenward_authenticator_metric(auth, "cache_hits", 10, &hits), TOKENWARD_RESULT_OK);
   CHECK(hits == 0);
   CHECK_RC(tokenward_authenticator_metric(auth, "as_errors", 9, &hits), TOKENWARD_RESULT_OK);

@@ -47,7 +47,7 @@ static void test_plain(void) {
   const char *token = tw_env("TW_TOKEN");
   tokenward_verdict *v = check(auth, token, NULL, 0);
   tokenward_str name, value;
-  tokenward_metrics m;
+  tokenward_metrics m = {.struct_size = sizeof(tokenward_metrics)};
   const char *s;
 
   CHECK(tokenward_verdict_allowed(v));
@@ -80,7 +80,7 @@ static void test_plain(void) {
   CHECK(strstr(tokenward_verdict_body(v).data, "401") != NULL);
   tokenward_verdict_free(v);
 
-  CHECK_RC(tokenward_authenticator_metrics(auth, &m), TOKENWARD_RESULT_OK);
+  CHECK_RC(tokenward_authenticator_metrics(auth, &m, NULL), TOKENWARD_RESULT_OK);
   CHECK(m.introspections == 2 && m.cache_hits == 1 && m.as_errors == 0);
   tokenward_authenticator_free(auth);
 }
@@ -158,7 +158,7 @@ static void test_threads(void) {
   const tokenward_authenticator *auth = build(0);
   pthread_t threads[THREADS];
   struct worker workers[THREADS];
-  tokenward_metrics m;
+  tokenward_metrics m = {.struct_size = sizeof(tokenward_metrics)};
   int i, allowed = 0, denied = 0, errors = 0;
   for (i = 0; i < THREADS; i++) {
     workers[i].auth = auth;
@@ -175,7 +175,7 @@ static void test_threads(void) {
   CHECK(errors == 0);
   CHECK(allowed == THREADS * ROUNDS * 3 / 4);
   CHECK(denied == THREADS * ROUNDS / 4);
-  CHECK_RC(tokenward_authenticator_metrics(auth, &m), TOKENWARD_RESULT_OK);
+  CHECK_RC(tokenward_authenticator_metrics(auth, &m, NULL), TOKENWARD_RESULT_OK);
   /* One introspection for the good token (concurrent misses coalesce) plus one per bad token. */
   CHECK(m.introspections <= 1 + THREADS);
   CHECK(m.cache_hits >= (uint64_t)(THREADS * ROUNDS * 3 / 4 - THREADS));

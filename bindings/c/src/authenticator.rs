@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 use std::ffi::c_char;
+use std::sync::{Mutex, PoisonError};
 
-use tokenward::Authenticator;
 use tokenward::headers::is_identity_header;
+use tokenward::{Authenticator, Metrics};
 
 use crate::ffi::{self, Castable, OwnershipArc};
 use crate::panic::ffi_panic_boundary;
@@ -28,12 +29,40 @@ pub struct tokenward_authenticator {
 pub struct CAuthenticator {
     pub(crate) inner: Authenticator,
     warnings: Vec<ZString>,
+    /// NUL-terminated copies of the metric names handed to C (append-only: a view stays
+    /// valid while the authenticator lives, as each name's heap storage never moves).
+    metric_names: Mutex<Vec<ZString>>,
 }
 
 impl CAuthenticator {
     pub(crate) fn new(inner: Authenticator) -> Self {
         let warnings = inner.warnings().iter().map(|w| ZString::new(w)).collect();
-        Self { inner, warnings }
+        let metrics = inner.metrics();
+        let names = metrics
+            .pairs()
+            .iter()
+            .map(|(n, _)| ZString::new(n))
+            .collect();
+        Self {
+            inner,
+            warnings,
+            metric_names: Mutex::new(names),
+        }
+    }
+
+    /// A borrowed, NUL-terminated view of the metric `name`, stored on first use.
+    fn metric_name(&self, name: &str) -> tokenward_str {
+        let mut names = self
+            .metric_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = names.iter().find(|z| z.as_str() == name) {
+            return known.view();
+        }
+        let stored = ZString::new(name);
+        let view = stored.view();
+        names.push(stored);
+        view
     }
 }
 
@@ -112,11 +141,22 @@ pub extern "C" fn tokenward_authenticate(
     }
 }
 
-/// Counters of an authenticator (a snapshot). New fields are only ever appended.
+/// Counters of an authenticator (a snapshot), in a struct whose size the caller states.
+///
+/// Set `struct_size = sizeof(tokenward_metrics)` before calling
+/// `tokenward_authenticator_metrics`: the library writes only the counters that fit in
+/// `struct_size` bytes and reports how many it wrote. New counters are appended to this
+/// struct in later versions, so a program built against an older (smaller) struct keeps
+/// working with a newer library, and one built against a newer struct finds the counters an
+/// older library does not have left as it initialised them. Every counter, including ones
+/// newer than the struct a program was built with, can also be read by name
+/// (`tokenward_authenticator_metric`) or listed (`tokenward_authenticator_metrics_list`).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[allow(non_camel_case_types)]
 pub struct tokenward_metrics {
+    /// Size in bytes of the caller's struct: set it to `sizeof(tokenward_metrics)`.
+    pub struct_size: usize,
     /// Cached positive verdicts used.
     pub cache_hits: u64,
     /// Cached negative verdicts used.
@@ -139,40 +179,65 @@ pub struct tokenward_metrics {
     pub shared_errors: u64,
 }
 
-/// Stores a snapshot of the counters in `*out`.
+impl tokenward_metrics {
+    /// Byte offset of the first counter (the counters follow `struct_size`, 8 bytes each).
+    const FIRST_COUNTER: usize = std::mem::offset_of!(tokenward_metrics, cache_hits);
+
+    /// The counters of `m` in this struct's field order (append new ones at the end).
+    fn counters(m: &Metrics) -> [u64; 10] {
+        [
+            m.cache_hits,
+            m.cache_negative_hits,
+            m.cache_misses,
+            m.coalesced_waits,
+            m.introspections,
+            m.as_errors,
+            m.cache_entries,
+            m.cache_evictions,
+            m.shared_hits,
+            m.shared_errors,
+        ]
+    }
+}
+
+/// Stores a snapshot of the counters in `*out`, within the caller's `out->struct_size`.
+///
+/// * `out->struct_size` must be set by the caller (normally `sizeof(tokenward_metrics)`);
+///   only the counters that lie entirely within `struct_size` bytes are written, nothing
+///   past it (`struct_size` itself is not changed). A size smaller than the `struct_size`
+///   field gives `TOKENWARD_RESULT_INVALID_ARGUMENT` and writes nothing.
+/// * `fields_written` (may be NULL) receives the number of counters written.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticator_metrics(
     auth: *const tokenward_authenticator,
     out: *mut tokenward_metrics,
+    fields_written: *mut usize,
 ) -> tokenward_result {
     ffi_panic_boundary! {
-        let Some(auth) = ffi::try_ref::<tokenward_authenticator>(auth) else {
+        let (Some(auth), Some(struct_size)) = (
+            ffi::try_ref::<tokenward_authenticator>(auth),
+            ffi::read_struct_size(out),
+        ) else {
             return tokenward_result::NullParameter;
         };
-        let m = auth.inner.metrics();
-        let snapshot = tokenward_metrics {
-            cache_hits: m.cache_hits,
-            cache_negative_hits: m.cache_negative_hits,
-            cache_misses: m.cache_misses,
-            coalesced_waits: m.coalesced_waits,
-            introspections: m.introspections,
-            as_errors: m.as_errors,
-            cache_entries: m.cache_entries,
-            cache_evictions: m.cache_evictions,
-            shared_hits: m.shared_hits,
-            shared_errors: m.shared_errors,
-        };
-        if !ffi::write_out(out, snapshot) {
-            return tokenward_result::NullParameter;
+        if struct_size < tokenward_metrics::FIRST_COUNTER {
+            return tokenward_result::InvalidArgument;
+        }
+        let counters = tokenward_metrics::counters(&auth.inner.metrics());
+        let written =
+            ffi::write_u64s_within(out, struct_size, tokenward_metrics::FIRST_COUNTER, &counters);
+        if !fields_written.is_null() {
+            ffi::write_out(fields_written, written);
         }
         tokenward_result::Ok
     }
 }
 
-/// Reads one counter by name (`cache_hits`, `cache_negative_hits`, `cache_misses`,
-/// `coalesced_waits`, `introspections`, `as_errors`, `cache_entries`, `cache_evictions`,
-/// `shared_hits`, `shared_errors`) into `*out`. Returns
-/// `TOKENWARD_RESULT_INVALID_ARGUMENT` for another name.
+/// Reads one counter by name into `*out`: any name `tokenward_authenticator_metrics_list`
+/// lists (`cache_hits`, `cache_negative_hits`, `cache_misses`, `coalesced_waits`,
+/// `introspections`, `as_errors`, `cache_entries`, `cache_evictions`, `shared_hits`,
+/// `shared_errors`, and the counters later versions add). Returns
+/// `TOKENWARD_RESULT_INVALID_ARGUMENT` for a name this library does not have.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticator_metric(
     auth: *const tokenward_authenticator,
@@ -193,13 +258,63 @@ pub extern "C" fn tokenward_authenticator_metric(
         let Ok(name) = std::str::from_utf8(name) else {
             return tokenward_result::InvalidUtf8;
         };
-        match auth.inner.metrics().pairs().iter().find(|(n, _)| *n == name) {
+        let metrics = auth.inner.metrics();
+        let pairs = metrics.pairs();
+        match pairs.iter().find(|(n, _)| *n == name) {
             Some((_, v)) => {
                 ffi::write_out(out, *v);
                 tokenward_result::Ok
             }
             None => tokenward_result::InvalidArgument,
         }
+    }
+}
+
+/// One counter of `tokenward_authenticator_metrics_list`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(non_camel_case_types)]
+pub struct tokenward_metric {
+    /// Its name, e.g. `cache_hits` (borrowed from the authenticator).
+    pub name: tokenward_str,
+    /// Its value at the time of the call.
+    pub value: u64,
+}
+
+/// Lists every counter the library has, by name, from one snapshot.
+///
+/// Writes the first `min(out_len, total)` counters to `out` (which may be NULL when
+/// `out_len` is 0) and stores `total`, the number of counters this library has, in
+/// `*n_metrics`; call it with `out_len` 0 to size the array. The names are valid until the
+/// authenticator is freed. Counters added by later versions appear here without any change
+/// to the caller.
+#[unsafe(no_mangle)]
+pub extern "C" fn tokenward_authenticator_metrics_list(
+    auth: *const tokenward_authenticator,
+    out: *mut tokenward_metric,
+    out_len: usize,
+    n_metrics: *mut usize,
+) -> tokenward_result {
+    ffi_panic_boundary! {
+        let Some(auth) = ffi::try_ref::<tokenward_authenticator>(auth) else {
+            return tokenward_result::NullParameter;
+        };
+        if n_metrics.is_null() || (out.is_null() && out_len > 0) {
+            return tokenward_result::NullParameter;
+        }
+        let metrics = auth.inner.metrics();
+        let pairs = metrics.pairs();
+        let listed: Vec<tokenward_metric> = pairs
+            .iter()
+            .take(out_len)
+            .map(|(name, value)| tokenward_metric {
+                name: auth.metric_name(name),
+                value: *value,
+            })
+            .collect();
+        ffi::write_slice(out, &listed);
+        ffi::write_out(n_metrics, pairs.len());
+        tokenward_result::Ok
     }
 }
 
@@ -232,5 +347,58 @@ pub extern "C" fn tokenward_authenticator_warning(
         };
         ffi::write_out(out, w.view());
         tokenward_result::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `counters()` lists the values in the struct's field order, 8 bytes apart from
+    /// `FIRST_COUNTER`, which is what `tokenward_authenticator_metrics` relies on.
+    #[test]
+    #[allow(clippy::needless_update)] // the core may add counters this struct lacks
+    fn counters_follow_the_field_order() {
+        let m = Metrics {
+            cache_hits: 1,
+            cache_negative_hits: 2,
+            cache_misses: 3,
+            coalesced_waits: 4,
+            introspections: 5,
+            as_errors: 6,
+            cache_entries: 7,
+            cache_evictions: 8,
+            shared_hits: 9,
+            shared_errors: 10,
+            ..Metrics::default()
+        };
+        let size = std::mem::size_of::<tokenward_metrics>();
+        let mut out = tokenward_metrics {
+            struct_size: size,
+            ..tokenward_metrics::default()
+        };
+        let counters = tokenward_metrics::counters(&m);
+        assert_eq!(
+            size,
+            tokenward_metrics::FIRST_COUNTER + 8 * counters.len(),
+            "every field after struct_size is a counter"
+        );
+        let written =
+            ffi::write_u64s_within(&mut out, size, tokenward_metrics::FIRST_COUNTER, &counters);
+        assert_eq!(written, counters.len());
+        let want = tokenward_metrics {
+            struct_size: size,
+            cache_hits: m.cache_hits,
+            cache_negative_hits: m.cache_negative_hits,
+            cache_misses: m.cache_misses,
+            coalesced_waits: m.coalesced_waits,
+            introspections: m.introspections,
+            as_errors: m.as_errors,
+            cache_entries: m.cache_entries,
+            cache_evictions: m.cache_evictions,
+            shared_hits: m.shared_hits,
+            shared_errors: m.shared_errors,
+        };
+        assert_eq!(out, want);
     }
 }

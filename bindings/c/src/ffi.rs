@@ -110,6 +110,60 @@ pub(crate) fn write_out<T>(out: *mut T, value: T) -> bool {
     true
 }
 
+/// Writes `values` to the first `values.len()` elements of the array at `out`; nothing when
+/// `values` is empty. The caller has checked that `out` is non-NULL when `values` is not
+/// empty and that the array has room for them.
+pub(crate) fn write_slice<T: Copy>(out: *mut T, values: &[T]) {
+    if out.is_null() || values.is_empty() {
+        return;
+    }
+    // SAFETY: `out` is non-NULL and, by the header contract and the caller's length check,
+    // points to at least `values.len()` writable `T`s that do not overlap Rust's data.
+    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len()) };
+}
+
+/// Reads the `size_t struct_size` that a caller-sized struct starts with; NULL gives `None`.
+///
+/// Only for `#[repr(C)]` structs whose first field is a `usize` (`size_t`) the caller sets.
+pub(crate) fn read_struct_size<T>(ptr: *const T) -> Option<usize> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` is non-NULL and points to a caller's struct (header contract) whose first
+    // field, at offset 0 of a #[repr(C)] layout, is an initialised `size_t`; the caller's
+    // struct is at least that large whatever version of the header it was built with.
+    Some(unsafe { ptr.cast::<usize>().read_unaligned() })
+}
+
+/// Writes as many of `values` as fit, as consecutive `u64`s starting `offset` bytes into the
+/// caller's struct at `out`, which is `struct_size` bytes long by the caller's word. Never
+/// writes past `struct_size` nor past `size_of::<T>()`; returns how many values it wrote.
+///
+/// Only for `#[repr(C)]` structs whose fields from `offset` on are all `u64`.
+pub(crate) fn write_u64s_within<T>(
+    out: *mut T,
+    struct_size: usize,
+    offset: usize,
+    values: &[u64],
+) -> usize {
+    let limit = struct_size.min(std::mem::size_of::<T>());
+    let room = limit.saturating_sub(offset) / std::mem::size_of::<u64>();
+    let n = room.min(values.len());
+    if out.is_null() {
+        return 0;
+    }
+    // One byte copy of the whole prefix (a memcpy that AddressSanitizer and valgrind see).
+    let bytes: Vec<u8> = values[..n].iter().flat_map(|v| v.to_ne_bytes()).collect();
+    // SAFETY: `out` is non-NULL and points to `struct_size` writable bytes (the caller states
+    // that size; header contract); the byte range `offset .. offset + 8 * n` lies within
+    // `limit <= struct_size` because `n <= (limit - offset) / 8`. A byte copy needs no
+    // alignment, and Rust's buffer never overlaps the caller's struct.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.cast::<u8>().add(offset), bytes.len())
+    };
+    n
+}
+
 /// Copies `bytes` plus a NUL into `buf` of `len` bytes. `false` (nothing written) when the
 /// bytes and the NUL do not fit or `buf` is NULL.
 pub(crate) fn copy_with_nul(buf: *mut u8, len: usize, bytes: &[u8]) -> bool {
@@ -160,6 +214,63 @@ mod tests {
         let mut x = 0u32;
         assert!(write_out(&mut x, 7));
         assert_eq!(x, 7);
+    }
+
+    #[repr(C)]
+    #[derive(Debug, PartialEq)]
+    struct Sized3 {
+        struct_size: usize,
+        a: u64,
+        b: u64,
+        c: u64,
+    }
+
+    #[test]
+    fn caller_sized_struct_is_written_only_within_its_size() {
+        let offset = std::mem::offset_of!(Sized3, a);
+        let fresh = |size| Sized3 {
+            struct_size: size,
+            a: 0xaa,
+            b: 0xbb,
+            c: 0xcc,
+        };
+        // An older caller whose struct ends after `a`: `b` and `c` stand for its neighbours.
+        let mut s = fresh(offset + 8);
+        assert_eq!(read_struct_size(&s), Some(offset + 8));
+        assert_eq!(
+            write_u64s_within(&mut s, s.struct_size, offset, &[1, 2, 3]),
+            1
+        );
+        assert_eq!(
+            s,
+            Sized3 {
+                a: 1,
+                ..fresh(offset + 8)
+            }
+        );
+        // A size that cuts a field in two writes only the whole fields before it.
+        let mut s = fresh(offset + 8 + 7);
+        assert_eq!(
+            write_u64s_within(&mut s, s.struct_size, offset, &[1, 2, 3]),
+            1
+        );
+        assert_eq!(s.b, 0xbb);
+        // A newer, larger caller struct: never written past what this side knows.
+        let mut s = fresh(4096);
+        assert_eq!(
+            write_u64s_within(&mut s, s.struct_size, offset, &[1, 2, 3, 4, 5]),
+            3
+        );
+        assert_eq!((s.a, s.b, s.c), (1, 2, 3));
+        // Too small for any field; NULL.
+        let mut s = fresh(offset);
+        assert_eq!(write_u64s_within(&mut s, s.struct_size, offset, &[1]), 0);
+        assert_eq!(s, fresh(offset));
+        assert_eq!(
+            write_u64s_within::<Sized3>(std::ptr::null_mut(), 64, offset, &[1]),
+            0
+        );
+        assert_eq!(read_struct_size::<Sized3>(std::ptr::null()), None);
     }
 
     #[test]
