@@ -339,7 +339,7 @@ impl AssertionSigner {
             "aud": audience,
             "jti": jti,
             "iat": iat,
-            "exp": iat + lifetime.as_secs(),
+            "exp": iat.saturating_add(lifetime.as_secs()),
         });
         let mut jws = String::with_capacity(512);
         jws.push_str(&self.encoded_header);

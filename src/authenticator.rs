@@ -481,7 +481,11 @@ impl Authenticator {
             return v;
         }
         self.counters.misses.fetch_add(1, Relaxed);
-        let wait = self.config.client.timeout + Duration::from_secs(1);
+        let wait = self
+            .config
+            .client
+            .timeout
+            .saturating_add(Duration::from_secs(1));
         let entry = match self
             .cache
             .get_or_compute(key, wait, || self.fetch(token, key))
@@ -599,7 +603,7 @@ impl Authenticator {
         let entry = self.evaluate(&claims);
         let ttl = match &entry {
             Entry::Allowed(grant) => self.config.cache.active_ttl.map(|ttl| match grant.expires {
-                Some(exp) => ttl.min(Duration::from_secs_f64((exp - now).max(0.0))),
+                Some(exp) => ttl.min(clock::lifetime_until(now, exp)),
                 None => ttl,
             }),
             Entry::Denied(_) => self.config.cache.inactive_ttl,

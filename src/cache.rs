@@ -139,7 +139,7 @@ impl<V: Clone> VerdictCache<V> {
                 key,
                 Slot {
                     value,
-                    until: now + ttl,
+                    until: crate::clock::instant_after(now, ttl),
                 },
             );
         }
@@ -202,7 +202,7 @@ impl<V: Clone> VerdictCache<V> {
             guard.finish(result.clone().map_err(|e| e.to_string()));
             return Fetched::Computed(result);
         }
-        let deadline = Instant::now() + wait;
+        let deadline = crate::clock::instant_after(Instant::now(), wait);
         let mut slot = flight.result.lock().unwrap_or_else(PoisonError::into_inner);
         while slot.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -32,6 +32,36 @@ impl Clock for SystemClock {
     }
 }
 
+/// The longest lifetime tokenward derives from a time it is sent (an AS's `exp` or
+/// `expires_in`, a cached answer): 100 years. Anything later counts as this far away.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `secs` seconds as a [`Duration`], saturating: NaN, zero and negative values give zero;
+/// `+inf` and anything beyond [`MAX_LIFETIME`] give [`MAX_LIFETIME`]. Never panics.
+pub fn saturating_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    if secs >= MAX_LIFETIME.as_secs_f64() {
+        return MAX_LIFETIME;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(MAX_LIFETIME)
+}
+
+/// The time left from `now` until `deadline` (both seconds since the epoch, as in `exp`):
+/// zero once it has passed (or when either is NaN), at most [`MAX_LIFETIME`].
+pub fn lifetime_until(now: f64, deadline: f64) -> Duration {
+    saturating_secs(deadline - now)
+}
+
+/// `at + by` without the panic of `Instant + Duration` on overflow: a later instant the
+/// platform cannot represent becomes [`MAX_LIFETIME`] from `at`, or `at` itself.
+pub fn instant_after(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(MAX_LIFETIME))
+        .unwrap_or(at)
+}
+
 /// The process clock, shared.
 pub fn system() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
@@ -98,5 +128,25 @@ mod tests {
         c.advance(Duration::from_millis(1_500));
         assert_eq!(c.wall(), 1_001.5);
         assert_eq!(c.monotonic() - t0, Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn conversions_saturate_instead_of_panicking() {
+        for far in [1e20, 1.797e308, 1e30, f64::INFINITY, f64::MAX] {
+            assert_eq!(saturating_secs(far), MAX_LIFETIME, "{far}");
+            assert_eq!(lifetime_until(1_700_000_000.0, far), MAX_LIFETIME, "{far}");
+        }
+        for none in [0.0, -0.0, -1.0, -1e308, f64::NEG_INFINITY, f64::NAN] {
+            assert_eq!(saturating_secs(none), Duration::ZERO, "{none}");
+        }
+        assert_eq!(lifetime_until(f64::NAN, 5.0), Duration::ZERO);
+        assert_eq!(lifetime_until(100.0, 99.0), Duration::ZERO);
+        assert_eq!(lifetime_until(100.0, 130.5), Duration::from_millis(30_500));
+        let now = Instant::now();
+        assert_eq!(
+            instant_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(instant_after(now, Duration::MAX) >= now);
     }
 }

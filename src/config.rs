@@ -94,12 +94,12 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("client_secret", OptionKind::Secret, None, Ksm, "client secret (client_secret_basic, client_secret_post, client_secret_jwt)"),
     opt("jwt_key_file", Str, None, Ksm, "PEM private key for private_key_jwt (PKCS#1, PKCS#8 or SEC1); read once at start-up"),
     opt("jwt_algorithm", Str, None, Ksm, "assertion algorithm: HS256/384/512 (client_secret_jwt); RS/PS256-512, ES256/384/512, EdDSA (private_key_jwt)"),
-    opt("jwt_bearer_time_out", Int, Some("3600"), Ksm, "client assertion lifetime in seconds"),
+    opt("jwt_bearer_time_out", Int, Some("3600"), Ksm, "client assertion lifetime in seconds, at most 86400"),
     opt("certfile", Str, None, Ksm, "client certificate for TLS to the AS (may also hold the key)"),
     opt("keyfile", Str, None, Ksm, "private key for certfile"),
     opt("cafile", Str, None, Ksm, "CA bundle that verifies the AS; unset means the system roots"),
     opt("insecure", Bool, Some("false"), Ksm, "do not verify the AS certificate (testing only)"),
-    opt("http_connect_timeout", Int, Some("10"), Ksm, "seconds for one whole request to the AS (connect and read)"),
+    opt("http_connect_timeout", Int, Some("10"), Ksm, "seconds for one whole request to the AS (connect and read), at most 3600"),
     opt("thumbprint_verify", Bool, Some("false"), Ksm, "require RFC 8705 `cnf.x5t#S256` to match the caller's certificate"),
     opt("mapping_project_id", Str, None, Ksm, "claim path of the project id; a value makes the token project-scoped"),
     opt("mapping_project_name", Str, None, Ksm, "claim path of the project name"),
@@ -112,16 +112,16 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("mapping_roles", Str, None, Ksm, "claim path of the roles: a comma-separated string or a JSON array of strings (required)"),
     opt("mapping_system_scope", Str, None, Ksm, "claim path of a boolean; true makes the token system-scoped"),
     opt("mapping_expires_at", Str, None, Ksm, "claim path of an extra expiry time (NumericDate), checked like `exp`"),
-    opt("token_cache_time", Int, Some("300"), Ksm, "seconds an active token is cached, capped by its `exp`; 0 or less disables caching"),
+    opt("token_cache_time", Int, Some("300"), Ksm, "seconds an active token is cached, capped by its `exp`, at most 2592000 (30 days); 0 or less disables caching"),
     opt("memcached_servers", List, None, Ksm, "memcached servers (`host:port`) for a shared cache tier behind the in-process one"),
     opt("memcache_servers", List, None, Ksm, "deprecated name of memcached_servers"),
     opt("memcache_security_strategy", Choice(&["None", "MAC", "ENCRYPT"]), Some("None"), Ksm, "protection of shared cache entries (any case)"),
     opt("memcache_secret_key", OptionKind::Secret, None, Ksm, "secret for MAC/ENCRYPT"),
-    opt("memcache_pool_dead_retry", Int, Some("300"), Ksm, "seconds a failing memcached or Redis server is left alone"),
+    opt("memcache_pool_dead_retry", Int, Some("300"), Ksm, "seconds a failing memcached or Redis server is left alone, at most 86400"),
     opt("memcache_pool_maxsize", Int, Some("10"), Ksm, "connections kept per memcached server or Redis URL"),
-    opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached or Redis operation"),
-    opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "accepted for compatibility; idle connections are kept up to memcache_pool_maxsize"),
-    opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "accepted for compatibility; a request opens a connection when none is idle"),
+    opt("memcache_pool_socket_timeout", Int, Some("3"), Ksm, "seconds for one memcached or Redis operation, at most 600"),
+    opt("memcache_pool_unused_timeout", Int, Some("60"), Ksm, "accepted for compatibility (at most 86400); idle connections are kept up to memcache_pool_maxsize"),
+    opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "accepted for compatibility (at most 600); a request opens a connection when none is idle"),
     opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool kind"),
     opt("memcache_secret_key_fallback", OptionKind::Secret, None, Tw, "previous memcache_secret_key, still read during a key rollover"),
     opt("redis_url", Str, None, Tw, "Redis (`redis://host:port/db`) for a shared cache tier, instead of memcached"),
@@ -130,16 +130,43 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
     opt("scope", Str, None, Tacker, "scope requested by the outbound client"),
     opt("use_ext_oauth2_auth", Bool, Some("false"), Tacker, "Tacker's switch for the outbound client; read by Tacker"),
-    opt("token_expiry_margin", Int, None, Tw, "outbound client: refresh a token this many seconds before it expires (default min(30, lifetime/2))"),
+    opt("token_expiry_margin", Int, None, Tw, "outbound client: refresh a token this many seconds before it expires (default min(30, lifetime/2)), at most 86400"),
     opt("token_cache_size", Int, Some("10000"), Tw, "most tokens held in the in-process cache"),
-    opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached; 0 disables"),
-    opt("token_time_leeway", Int, Some("5"), Tw, "seconds of clock skew allowed when checking `exp` and `nbf`"),
+    opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached, at most 86400; 0 disables"),
+    opt("token_time_leeway", Int, Some("5"), Tw, "seconds of clock skew allowed when checking `exp` and `nbf`, at most 3600"),
     opt("token_audience", List, None, Tw, "if set, the token's `aud` must contain one of these"),
     opt("token_issuer", Str, None, Tw, "if set, the token's `iss` must equal this"),
     opt("token_required_scope", List, None, Tw, "if set, the token's `scope` must contain all of these"),
-    opt("retry_after", Int, Some("5"), Tw, "seconds sent in `Retry-After` when the AS cannot answer (503)"),
+    opt("retry_after", Int, Some("5"), Tw, "seconds sent in `Retry-After` when the AS cannot answer (503), at most 86400"),
     opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
 ];
+
+/// The largest value of every option that is a number of seconds (each help text says it).
+/// A larger value is a start-up error naming the option: lifetimes and timeouts built from
+/// these stay far from the limits of `Instant` and `Duration` arithmetic.
+#[rustfmt::skip]
+pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
+    ("jwt_bearer_time_out", 86_400),
+    ("http_connect_timeout", 3_600),
+    // memcached's longest relative expiry.
+    ("token_cache_time", 2_592_000),
+    ("memcache_pool_dead_retry", 86_400),
+    ("memcache_pool_socket_timeout", 600),
+    ("memcache_pool_unused_timeout", 86_400),
+    ("memcache_pool_conn_get_timeout", 600),
+    ("token_expiry_margin", 86_400),
+    ("token_cache_inactive_time", 86_400),
+    ("token_time_leeway", 3_600),
+    ("retry_after", 86_400),
+];
+
+/// The upper bound of a seconds option (see [`SECONDS_BOUNDS`]).
+pub fn seconds_bound(name: &str) -> Option<i64> {
+    SECONDS_BOUNDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bound)| *bound)
+}
 
 /// Keys a paste or oslo.config source passes that are not options and are silently skipped.
 pub const IGNORED_KEYS: &[&str] = &[
@@ -261,8 +288,22 @@ impl RawOptions {
             .transpose()
     }
 
+    /// A seconds option, checked against its bound in [`SECONDS_BOUNDS`] (negative values
+    /// are left to the caller, which knows what they mean).
+    pub(crate) fn secs(&self, name: &'static str) -> Result<Option<i64>, ConfigError> {
+        let bound = seconds_bound(name);
+        debug_assert!(bound.is_some(), "{name} is not in SECONDS_BOUNDS");
+        match (self.int(name)?, bound) {
+            (Some(n), Some(bound)) if n > bound => Err(ConfigError::new(
+                name,
+                format!("must be at most {bound} seconds, not {n}"),
+            )),
+            (n, _) => Ok(n),
+        }
+    }
+
     pub(crate) fn positive_secs(&self, name: &'static str) -> Result<u64, ConfigError> {
-        match self.int(name)? {
+        match self.secs(name)? {
             Some(n) if n > 0 => Ok(n.unsigned_abs()),
             Some(n) => Err(ConfigError::new(
                 name,
@@ -475,6 +516,8 @@ impl ClientConfig {
             jwt_lifetime: Duration::from_secs(if jwt {
                 raw.positive_secs("jwt_bearer_time_out")?
             } else {
+                // Unused by this method, but a value out of bounds is still a typo.
+                raw.secs("jwt_bearer_time_out")?;
                 3600
             }),
             tls,
@@ -614,7 +657,7 @@ impl FilterConfig {
         let mapping = MappingConfig::from_raw(raw)?;
         let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
             Ok(raw
-                .int(name)?
+                .secs(name)?
                 .filter(|n| *n > 0)
                 .map(|n| Duration::from_secs(n.unsigned_abs())))
         };
@@ -633,7 +676,7 @@ impl FilterConfig {
             active_ttl: secs("token_cache_time")?,
             inactive_ttl: secs("token_cache_inactive_time")?,
         };
-        let leeway = raw.int("token_time_leeway")?.unwrap_or(0);
+        let leeway = raw.secs("token_time_leeway")?.unwrap_or(0);
         if leeway < 0 {
             return Err(ConfigError::new(
                 "token_time_leeway",
@@ -647,7 +690,7 @@ impl FilterConfig {
             leeway: Duration::from_secs(leeway.unsigned_abs()),
             thumbprint_verify: raw.bool("thumbprint_verify")?,
         };
-        let retry_after = match raw.int("retry_after")? {
+        let retry_after = match raw.secs("retry_after")? {
             Some(n) if (0..=86_400).contains(&n) => u32::try_from(n).unwrap_or(5),
             Some(n) => {
                 return Err(ConfigError::new(
@@ -710,8 +753,8 @@ mod tests {
         FilterConfig::from_raw(&RawOptions::from_pairs(pairs.iter().copied()))
     }
 
-    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-        let mut v = base();
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut v: Vec<(&str, &str)> = base();
         for (k, val) in extra {
             v.retain(|(kk, _)| kk != k);
             v.push((k, val));
@@ -854,6 +897,53 @@ mod tests {
         assert_eq!(c.client.auth_method, AuthMethod::ClientSecretPost);
         let c = parse(&with(&[("token_cache_time", "0")])).unwrap();
         assert_eq!(c.cache.active_ttl, None);
+    }
+
+    #[test]
+    fn every_seconds_option_has_a_stated_bound_and_beyond_it_fails_naming_it() {
+        for &(name, bound) in SECONDS_BOUNDS {
+            let spec = option(name).unwrap_or_else(|| panic!("{name} is not an option"));
+            assert_eq!(spec.kind, OptionKind::Int, "{name}");
+            assert!(
+                spec.help.contains(&format!("at most {bound}")),
+                "the help of {name} must state its bound: {}",
+                spec.help
+            );
+            let at_bound = bound.to_string();
+            let beyond = (bound + 1).to_string();
+            for (value, ok) in [
+                (at_bound.as_str(), true),
+                (beyond.as_str(), false),
+                ("9223372036854775807", false),
+            ] {
+                // token_expiry_margin belongs to the outbound client.
+                let result = if name == "token_expiry_margin" {
+                    let raw = RawOptions::from_pairs(with(&[
+                        ("token_endpoint", "https://as.example/token"),
+                        (name, value),
+                    ]));
+                    crate::token_client::TokenClientConfig::from_raw(&raw).map(drop)
+                } else {
+                    parse(&with(&[
+                        ("auth_method", "client_secret_jwt"),
+                        ("jwt_algorithm", "HS256"),
+                        (name, value),
+                    ]))
+                    .map(drop)
+                };
+                match result {
+                    Ok(()) => assert!(ok, "{name} = {value} must be refused"),
+                    Err(e) => {
+                        assert!(!ok, "{name} = {value} must be accepted: {e}");
+                        assert_eq!(e.option(), name, "{e}");
+                        assert!(e.message().contains(&at_bound), "{e}");
+                    }
+                }
+            }
+        }
+        // Also when the option is unused by the method in force.
+        let e = parse(&with(&[("jwt_bearer_time_out", "9223372036854775807")])).unwrap_err();
+        assert_eq!(e.option(), "jwt_bearer_time_out");
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl SharedTierConfig {
             ));
         }
         let secs = |name: &'static str, default: i64| -> Result<Duration, ConfigError> {
-            let n = raw.int(name)?.unwrap_or(default);
+            let n = raw.secs(name)?.unwrap_or(default);
             if n < 0 {
                 return Err(ConfigError::new(name, "must not be negative"));
             }

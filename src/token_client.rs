@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client_auth::ClientAuthenticator;
+use crate::clock;
 use crate::config::{ClientConfig, RawOptions, check_url};
 use crate::error::{AsError, ConfigError};
 use crate::http::{ReqwestTransport, Transport};
@@ -41,7 +42,7 @@ impl TokenClientConfig {
     pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
         let token_endpoint = raw.required("token_endpoint", "for the Client Credentials grant")?;
         check_url("token_endpoint", &token_endpoint)?;
-        let expiry_margin = match raw.int("token_expiry_margin")? {
+        let expiry_margin = match raw.secs("token_expiry_margin")? {
             None => None,
             Some(n) if n >= 0 => Some(Duration::from_secs(n.unsigned_abs())),
             Some(n) => {
@@ -228,8 +229,12 @@ impl TokenClient {
     /// While one thread refreshes a token that is still valid, others keep using it; when
     /// there is none, they wait for that one request and share its result.
     pub fn token(&self) -> Result<AccessToken, AsError> {
-        let wait = self.config.client.timeout + Duration::from_secs(1);
-        let deadline = Instant::now() + wait;
+        let wait = self
+            .config
+            .client
+            .timeout
+            .saturating_add(Duration::from_secs(1));
+        let deadline = clock::instant_after(Instant::now(), wait);
         let mut state = self.lock();
         loop {
             let now = Instant::now();
@@ -316,12 +321,12 @@ impl TokenClient {
             _ => None,
         }
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs_f64(s.min(1e9)));
+        .map_or(DEFAULT_LIFETIME, clock::saturating_secs);
         let margin = self
             .config
             .expiry_margin
             .unwrap_or_else(|| (lifetime / 2).min(Duration::from_secs(30)));
-        let expires_at = sent_at + lifetime;
+        let expires_at = clock::instant_after(sent_at, lifetime);
         Ok(AccessToken {
             value,
             expires_at,
@@ -545,6 +550,40 @@ mod tests {
         assert_eq!(c.token().unwrap().secret(), "tok3");
         assert_eq!(t.calls.load(Ordering::SeqCst), 4);
         assert!(!format!("{c:?} {:?}", c.token().unwrap()).contains("tok3"));
+    }
+
+    #[test]
+    fn any_expires_in_gives_a_token_with_a_sane_lifetime() {
+        for (i, (expires_in, far)) in [
+            ("1e20", true),
+            ("1.797e308", true),
+            ("1000000000000000000000000000000", true),
+            ("\"1e400\"", false),
+            ("\"NaN\"", false),
+            ("\"inf\"", false),
+            ("-1", false),
+            ("\"-5\"", false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let endpoint = format!("https://as.test/token/far/{i}");
+            let (c, _) = client(&endpoint, move |n, _| ok(n, expires_in));
+            let t = c.token().unwrap_or_else(|e| panic!("{expires_in}: {e}"));
+            let left = t.expires_in();
+            if far {
+                assert!(
+                    left > Duration::from_secs(50 * 365 * 86_400),
+                    "{expires_in}"
+                );
+                assert!(left <= crate::clock::MAX_LIFETIME, "{expires_in}");
+            } else {
+                assert!(
+                    left <= DEFAULT_LIFETIME,
+                    "{expires_in}: the default lifetime"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! The core's decisions, driven through the transport seam with a manual clock: no network,
+//! no sleeps. Each test names the behaviour it pins down and fails if that behaviour breaks.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokenward::clock::{Clock, ManualClock};
+use tokenward::http::{HttpResponse, Transport};
+use tokenward::log::{Level, LogSink};
+use tokenward::{AsError, Authenticator, DenyReason, FilterConfig, RawOptions, Verdict};
+
+const NOW: f64 = 1_800_000_000.0;
+const TOKEN: &str = "tok-7f3a9c-must-never-be-logged";
+const SECRET: &str = "client-s3cret-must-never-be-logged";
+
+type Answer = Box<dyn Fn(&str) -> HttpResponse + Send + Sync>;
+
+/// An AS whose answers a closure scripts; counts calls and keeps the request bodies.
+struct ScriptedAs {
+    answer: Answer,
+    calls: AtomicUsize,
+    bodies: Mutex<Vec<String>>,
+}
+
+impl Transport for ScriptedAs {
+    fn post_form(
+        &self,
+        _url: &str,
+        _authorization: Option<&str>,
+        body: String,
+    ) -> Result<HttpResponse, AsError> {
+        self.calls.fetch_add(1, SeqCst);
+        let answer = (self.answer)(&body);
+        self.bodies.lock().unwrap().push(body);
+        Ok(answer)
+    }
+}
+
+/// Keeps every log line.
+#[derive(Default)]
+struct Lines(Mutex<Vec<(Level, String)>>);
+
+impl LogSink for Lines {
+    fn enabled(&self, _: Level) -> bool {
+        true
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.0.lock().unwrap().push((level, message.to_owned()));
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+struct Rig {
+    auth: Authenticator,
+    as_: Arc<ScriptedAs>,
+    clock: Arc<ManualClock>,
+    log: Arc<Lines>,
+}
+
+impl Rig {
+    fn check(&self) -> Verdict {
+        self.auth
+            .authenticate(Some(&format!("Bearer {TOKEN}")), None)
+    }
+
+    fn calls(&self) -> usize {
+        self.as_.calls.load(SeqCst)
+    }
+
+    fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+}
+
+fn options<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![
+        ("introspect_endpoint", "https://as.example/introspect"),
+        ("audience", "https://as.example"),
+        ("client_id", "rs"),
+        ("client_secret", SECRET),
+        ("mapping_project_id", "project.id"),
+        ("mapping_project_name", "project.name"),
+        ("mapping_project_domain_id", "project.domain.id"),
+        ("mapping_project_domain_name", "project.domain.name"),
+        ("mapping_user_domain_id", "user_domain.id"),
+        ("mapping_user_domain_name", "user_domain.name"),
+        ("mapping_roles", "roles"),
+    ];
+    for (k, v) in extra {
+        pairs.retain(|(name, _)| name != k);
+        pairs.push((k, v));
+    }
+    pairs
+}
+
+fn rig_with(
+    extra: &[(&str, &str)],
+    answer: impl Fn(&str) -> HttpResponse + Send + Sync + 'static,
+) -> Rig {
+    let config = FilterConfig::from_raw(&RawOptions::from_pairs(options(extra))).unwrap();
+    let as_ = Arc::new(ScriptedAs {
+        answer: Box::new(answer),
+        calls: AtomicUsize::new(0),
+        bodies: Mutex::new(Vec::new()),
+    });
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = Arc::new(Lines::default());
+    let auth = Authenticator::with_parts(config, as_.clone(), log.clone(), clock.clone()).unwrap();
+    Rig {
+        auth,
+        as_,
+        clock,
+        log,
+    }
+}
+
+/// A rig whose AS always answers 200 with `body`.
+fn rig(extra: &[(&str, &str)], body: &str) -> Rig {
+    let body = body.to_owned();
+    rig_with(extra, move |_| json(200, &body))
+}
+
+fn json(status: u16, body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// An active answer that maps with [`options`]; `extra` is spliced in as JSON members.
+fn active(extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(",{extra}")
+    };
+    format!(
+        r#"{{"active":true,"client_id":"svc","username":"alice","user_domain":{{"id":"default","name":"Default"}},"project":{{"id":"p1","name":"demo","domain":{{"id":"default","name":"Default"}}}},"roles":"member"{extra}}}"#
+    )
+}
+
+fn denied(v: &Verdict) -> Option<&DenyReason> {
+    match v {
+        Verdict::Deny(d) => Some(&d.reason),
+        Verdict::Allow(_) => None,
+    }
+}
+
+fn allowed(v: &Verdict) -> bool {
+    matches!(v, Verdict::Allow(_))
+}
+
+// ------------------------------------------------------------------ far-future times (issue 9.1)
+
+const FAR_FUTURE: &[&str] = &[
+    "1e20",
+    "1.797e308",
+    "1000000000000000000000000000000",
+    "18446744073709551616",
+];
+
+#[test]
+fn a_far_future_exp_is_allowed_and_cached_for_token_cache_time() {
+    for exp in FAR_FUTURE {
+        let r = rig(&[], &active(&format!(r#""exp":{exp}"#)));
+        assert!(allowed(&r.check()), "exp {exp}");
+        r.advance(299);
+        assert!(allowed(&r.check()), "exp {exp}: a hit");
+        assert_eq!(r.calls(), 1, "exp {exp}: cached");
+        r.advance(2);
+        assert!(allowed(&r.check()), "exp {exp}");
+        assert_eq!(
+            r.calls(),
+            2,
+            "exp {exp}: the entry lives token_cache_time, not 'until exp'"
+        );
+    }
+}
+
+#[test]
+fn a_far_future_mapping_expires_at_is_allowed() {
+    for at in FAR_FUTURE {
+        let r = rig(
+            &[("mapping_expires_at", "ext.until")],
+            &active(&format!(r#""ext":{{"until":{at}}}"#)),
+        );
+        assert!(allowed(&r.check()), "mapping_expires_at {at}");
+        r.advance(301);
+        assert!(allowed(&r.check()), "mapping_expires_at {at}");
+        assert_eq!(
+            r.calls(),
+            2,
+            "mapping_expires_at {at}: cached token_cache_time"
+        );
+    }
+}
+
+#[test]
+fn a_past_or_negative_exp_is_expired_and_not_cached() {
+    for exp in ["-1", "-1.797e308", "0", "1799999990"] {
+        let r = rig(&[], &active(&format!(r#""exp":{exp}"#)));
+        assert_eq!(denied(&r.check()), Some(&DenyReason::Expired), "exp {exp}");
+        r.check();
+        assert_eq!(r.calls(), 2, "exp {exp}: an expired grant is not cached");
+        let log = r.log.text();
+        assert!(log.contains("(expired)") && !log.contains(TOKEN), "{log}");
+    }
+    let r = rig(
+        &[("mapping_expires_at", "until")],
+        &active(r#""exp":1e300,"until":-1"#),
+    );
+    assert_eq!(denied(&r.check()), Some(&DenyReason::Expired));
+}
+
+#[test]
+fn a_number_beyond_f64_is_a_malformed_answer_not_a_crash() {
+    let r = rig(&[], &active(r#""exp":1e400"#));
+    assert!(matches!(
+        denied(&r.check()),
+        Some(DenyReason::Unavailable(AsError::Malformed(_)))
+    ));
+}
+
+// ------------------------------------------------------------------ option bounds (issue 9.2)
+
+#[test]
+fn duration_options_at_their_bounds_work_on_requests() {
+    let r = rig(
+        &[
+            ("token_cache_time", "2592000"),
+            ("token_cache_inactive_time", "86400"),
+            ("http_connect_timeout", "3600"),
+            ("token_time_leeway", "3600"),
+        ],
+        &active(r#""exp":1e20"#),
+    );
+    assert!(allowed(&r.check()));
+    r.advance(2_591_999);
+    assert!(allowed(&r.check()));
+    assert_eq!(r.calls(), 1);
+    r.advance(2);
+    assert!(allowed(&r.check()));
+    assert_eq!(r.calls(), 2);
+    assert_eq!(r.clock.wall(), NOW + 2_592_001.0);
+}
+
+#[test]
+fn huge_duration_options_are_refused_at_start_up() {
+    for name in [
+        "token_cache_time",
+        "token_cache_inactive_time",
+        "http_connect_timeout",
+        "token_time_leeway",
+        "retry_after",
+        "jwt_bearer_time_out",
+        "memcache_pool_dead_retry",
+        "memcache_pool_socket_timeout",
+        "memcache_pool_unused_timeout",
+        "memcache_pool_conn_get_timeout",
+    ] {
+        let e = FilterConfig::from_raw(&RawOptions::from_pairs(options(&[(
+            name,
+            "9223372036854775807",
+        )])))
+        .unwrap_err();
+        assert_eq!(e.option(), name, "{e}");
+    }
+}
