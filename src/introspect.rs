@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use crate::client_auth::ClientAuthenticator;
 use crate::error::AsError;
 use crate::http::{HttpResponse, Transport};
+use crate::strict_json::{self, Refusal};
 
 /// Asks the AS about a token; returns the answer's JSON object.
 pub fn introspect(
@@ -28,11 +29,12 @@ pub fn introspect(
 /// The JSON object of a 200 answer, or the typed error for anything else. Shared by
 /// introspection and the token endpoint.
 pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError> {
-    let parsed: Option<Value> = serde_json::from_slice(&response.body).ok();
+    let parsed = strict_json::from_slice(&response.body);
     if response.status != 200 {
         let field = |name: &str| {
             parsed
                 .as_ref()
+                .ok()
                 .and_then(|v| v.get(name))
                 .and_then(Value::as_str)
                 .map(sanitize)
@@ -53,11 +55,14 @@ pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError
         });
     }
     match parsed {
-        Some(Value::Object(map)) => Ok(map),
-        Some(_) => Err(AsError::Malformed(
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AsError::Malformed(
             "the answer is JSON but not an object".into(),
         )),
-        None => Err(AsError::Malformed("the answer is not JSON".into())),
+        Err(Refusal::DuplicateName) => Err(AsError::Malformed(
+            "the answer repeats a member name in an object".into(),
+        )),
+        Err(Refusal::NotJson) => Err(AsError::Malformed("the answer is not JSON".into())),
     }
 }
 

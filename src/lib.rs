@@ -42,6 +42,7 @@ pub mod introspect;
 pub mod log;
 pub mod secret;
 pub mod shared_cache;
+pub mod strict_json;
 pub mod thumbprint;
 pub mod tls;
 pub mod token_client;

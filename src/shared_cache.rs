@@ -331,7 +331,7 @@ impl SharedTier {
                 plain.to_vec()
             }
         };
-        match serde_json::from_slice(&json).ok()? {
+        match crate::strict_json::from_slice(&json).ok()? {
             Value::Object(map) => Some(map),
             _ => None,
         }

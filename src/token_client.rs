@@ -539,6 +539,10 @@ mod tests {
                 status: 200,
                 body: br#"{"access_token":"x","token_type":"mac"}"#.to_vec(),
             },
+            3 => HttpResponse {
+                status: 200,
+                body: br#"{"access_token":"a","token_type":"bearer","access_token":"b"}"#.to_vec(),
+            },
             _ => ok(n, "60"),
         });
         assert!(matches!(
@@ -547,9 +551,12 @@ mod tests {
         ));
         assert!(matches!(c.token(), Err(AsError::Malformed(_))));
         assert!(matches!(c.token(), Err(AsError::Malformed(_))));
-        assert_eq!(c.token().unwrap().secret(), "tok3");
-        assert_eq!(t.calls.load(Ordering::SeqCst), 4);
-        assert!(!format!("{c:?} {:?}", c.token().unwrap()).contains("tok3"));
+        assert!(
+            matches!(c.token(), Err(AsError::Malformed(m)) if m.contains("repeats a member name"))
+        );
+        assert_eq!(c.token().unwrap().secret(), "tok4");
+        assert_eq!(t.calls.load(Ordering::SeqCst), 5);
+        assert!(!format!("{c:?} {:?}", c.token().unwrap()).contains("tok4"));
     }
 
     #[test]

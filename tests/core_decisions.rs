@@ -277,3 +277,37 @@ fn huge_duration_options_are_refused_at_start_up() {
         assert_eq!(e.option(), name, "{e}");
     }
 }
+
+// ------------------------------------------------------------------ duplicate names (issue 9.6)
+
+#[test]
+fn an_answer_with_a_duplicate_name_at_any_depth_is_503_and_logged() {
+    for body in [
+        r#"{"active":false,"active":true}"#.to_owned(),
+        active(r#""active":true"#),
+        active(r#""ext":{"deep":[{"k":1,"k":2}]}"#),
+        r#"{"active":true,"client_id":"svc","username":"alice","user_domain":{"id":"default","name":"Default"},"project":{"id":"p1","id":"p2","name":"demo","domain":{"id":"default","name":"Default"}},"roles":"member"}"#.to_owned(),
+    ] {
+        let r = rig(&[], &body);
+        let v = r.check();
+        assert!(
+            matches!(denied(&v), Some(DenyReason::Unavailable(AsError::Malformed(m))) if m.contains("repeats a member name")),
+            "{body}: {v:?}"
+        );
+        assert_eq!(denied(&v).map(DenyReason::status), Some(503));
+        let lines = r.log.0.lock().unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|(level, l)| *level == Level::Error && l.contains("repeats a member name")),
+            "{lines:?}"
+        );
+        drop(lines);
+        r.check();
+        assert_eq!(r.calls(), 2, "a refused answer is not cached");
+    }
+    // The same members without the repetition are accepted.
+    assert!(allowed(
+        &rig(&[], &active(r#""ext":{"deep":[{"k":1},{"k":2}]}"#)).check()
+    ));
+}
