@@ -23,6 +23,9 @@ pub struct ClientAuthenticator {
     signer: Option<AssertionSigner>,
     audience: String,
     lifetime: Duration,
+    /// Forms of the credential an AS could echo: the secret raw and form-encoded, and the
+    /// Basic credential's base64.
+    echoes: Vec<Secret>,
 }
 
 impl std::fmt::Debug for ClientAuthenticator {
@@ -42,6 +45,8 @@ pub struct EncodedRequest {
     pub authorization: Option<Secret>,
     /// The form body.
     pub body: Secret,
+    /// The client assertion in the body, if any.
+    pub assertion: Option<Secret>,
 }
 
 /// The `Authorization: Basic` value for an id and secret.
@@ -107,9 +112,23 @@ impl ClientAuthenticator {
             )),
             _ => None,
         };
+        let mut echoes = Vec::new();
+        if let Some(secret) = &cfg.client_secret {
+            echoes.push(secret.clone());
+            echoes.push(Secret::new(
+                form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect::<String>(),
+            ));
+        }
+        if let Some(credential) = basic_header
+            .as_ref()
+            .and_then(|h| h.expose().strip_prefix("Basic "))
+        {
+            echoes.push(Secret::new(credential));
+        }
         Ok(Self {
             client_id: cfg.client_id.clone(),
             method: cfg.auth_method,
+            echoes,
             basic_header,
             secret: cfg.client_secret.clone(),
             signer,
@@ -132,6 +151,16 @@ impl ClientAuthenticator {
         }
     }
 
+    /// Every secret `request` and this client's credential consist of, in the forms an AS
+    /// could echo back: scrub them from AS text with [`crate::error::sanitize`].
+    pub fn secrets<'a>(&'a self, request: &'a EncodedRequest) -> Vec<&'a str> {
+        self.echoes
+            .iter()
+            .chain(&request.assertion)
+            .map(Secret::expose)
+            .collect()
+    }
+
     /// The client id.
     pub fn client_id(&self) -> &str {
         &self.client_id
@@ -141,6 +170,7 @@ impl ClientAuthenticator {
     /// signs a fresh assertion (new `jti`) for every call.
     pub fn encode(&self, params: &[(&str, &str)]) -> Result<EncodedRequest, AsError> {
         let mut form = form_urlencoded::Serializer::new(String::with_capacity(256));
+        let mut signed = None;
         match self.method {
             AuthMethod::ClientSecretBasic => {}
             AuthMethod::ClientSecretPost => {
@@ -162,6 +192,7 @@ impl ClientAuthenticator {
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_assertion_type", ASSERTION_TYPE);
                 form.append_pair("client_assertion", assertion.expose());
+                signed = Some(assertion);
             }
         }
         for (k, v) in params {
@@ -170,6 +201,7 @@ impl ClientAuthenticator {
         Ok(EncodedRequest {
             authorization: self.basic_header.clone(),
             body: Secret::new(form.finish()),
+            assertion: signed,
         })
     }
 }

@@ -1,7 +1,10 @@
 //! Typed errors. No variant carries a token, secret, assertion or key: messages are built from
-//! option names, HTTP statuses, the AS's `error`/`error_description` and transport summaries.
+//! option names, HTTP statuses, transport summaries and the AS's `error`/`error_description`
+//! passed through [`sanitize`].
 
 use std::fmt;
+
+use zeroize::Zeroizing;
 
 /// A configuration that can never work, reported at start-up with the option's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +85,41 @@ fn describe(error: &Option<String>, description: &Option<String>) -> String {
     }
 }
 
+/// Longest AS-provided text kept in an error or a log line, in characters.
+pub const MAX_AS_TEXT: usize = 200;
+
+/// Makes text an AS sent (`error`, `error_description`, `token_type`) safe to log: control
+/// characters removed, every occurrence of each of `secrets` (the request's token, client
+/// secret, assertion...) replaced by `***`, then cut to [`MAX_AS_TEXT`] characters. If a
+/// secret could still be found, nothing of the text is kept.
+pub fn sanitize(text: &str, secrets: &[&str]) -> String {
+    // Copies that may hold a secret are wiped when dropped.
+    let printable = |s: &str| Zeroizing::new(s.chars().filter(|c| !c.is_control()).collect());
+    let mut clean: Zeroizing<String> = printable(text);
+    let secrets: Vec<Zeroizing<String>> = secrets
+        .iter()
+        .map(|s| printable(s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    for secret in &secrets {
+        if clean.contains(secret.as_str()) {
+            clean = Zeroizing::new(clean.replace(secret.as_str(), "***"));
+        }
+    }
+    if secrets.iter().any(|s| clean.contains(s.as_str())) {
+        return "(withheld: it held a secret)".into();
+    }
+    let mut clean = std::mem::take(&mut *clean);
+    match clean.char_indices().nth(MAX_AS_TEXT) {
+        Some((cut, _)) => {
+            clean.truncate(cut);
+            clean.push('…');
+            clean
+        }
+        None => clean,
+    }
+}
+
 impl AsError {
     /// A short stable code for logs, metrics and the C door.
     pub fn code(&self) -> &'static str {
@@ -92,5 +130,34 @@ impl AsError {
             Self::Malformed(_) => "malformed",
             Self::Assertion(_) => "assertion",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_strips_scrubs_then_cuts() {
+        assert_eq!(sanitize("bad\r\nsecret\u{1b}[31m", &[]), "badsecret[31m");
+        assert_eq!(
+            sanitize(
+                "token tok-1 and secret s3c\nret, again tok-1",
+                &["tok-1", "s3cret", ""]
+            ),
+            "token *** and secret ***, again ***"
+        );
+        // A secret at the cut is removed before cutting, not left half-shown.
+        let text = format!("{}SECRETVALUE", "x".repeat(195));
+        assert_eq!(
+            sanitize(&text, &["SECRETVALUE"]),
+            format!("{}***", "x".repeat(195))
+        );
+        let long = "é".repeat(1000);
+        let cut = sanitize(&long, &[]);
+        assert_eq!(cut.chars().count(), MAX_AS_TEXT + 1);
+        assert!(cut.ends_with('…'));
+        // A secret that survives the replacement (it contains the mask) withholds the text.
+        assert_eq!(sanitize("a**b", &["*"]), "(withheld: it held a secret)");
     }
 }

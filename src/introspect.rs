@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::client_auth::ClientAuthenticator;
-use crate::error::AsError;
+use crate::error::{AsError, sanitize};
 use crate::http::{HttpResponse, Transport};
 use crate::strict_json::{self, Refusal};
 
@@ -23,12 +23,18 @@ pub fn introspect(
             .map(crate::secret::Secret::expose),
         request.body.expose().to_owned(),
     )?;
-    json_object(response)
+    let mut secrets = client.secrets(&request);
+    secrets.push(token);
+    json_object(response, &secrets)
 }
 
 /// The JSON object of a 200 answer, or the typed error for anything else. Shared by
-/// introspection and the token endpoint.
-pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError> {
+/// introspection and the token endpoint. AS text kept in the error is sanitized, with every
+/// one of `secrets` (what the request carried) scrubbed from it.
+pub fn json_object(
+    response: HttpResponse,
+    secrets: &[&str],
+) -> Result<Map<String, Value>, AsError> {
     let parsed = strict_json::from_slice(&response.body);
     if response.status != 200 {
         let field = |name: &str| {
@@ -37,7 +43,7 @@ pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError
                 .ok()
                 .and_then(|v| v.get(name))
                 .and_then(Value::as_str)
-                .map(sanitize)
+                .map(|text| sanitize(text, secrets))
         };
         let (error, description) = (field("error"), field("error_description"));
         let status = response.status;
@@ -66,11 +72,6 @@ pub fn json_object(response: HttpResponse) -> Result<Map<String, Value>, AsError
     }
 }
 
-/// Keeps AS-provided text short and printable before it reaches logs.
-fn sanitize(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,29 +85,29 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        assert!(json_object(resp(200, r#"{"active":true}"#)).is_ok());
+        assert!(json_object(resp(200, r#"{"active":true}"#), &[]).is_ok());
         assert!(matches!(
-            json_object(resp(200, "[1]")),
+            json_object(resp(200, "[1]"), &[]),
             Err(AsError::Malformed(_))
         ));
         assert!(matches!(
-            json_object(resp(200, "<html>")),
+            json_object(resp(200, "<html>"), &[]),
             Err(AsError::Malformed(_))
         ));
         assert!(matches!(
-            json_object(resp(400, r#"{"error":"invalid_client","error_description":"bad\nsecret"}"#)),
+            json_object(resp(400, r#"{"error":"invalid_client","error_description":"bad\nsecret"}"#), &[]),
             Err(AsError::CredentialsRejected { status: 400, error: Some(ref e), description: Some(ref d) }) if e == "invalid_client" && d == "badsecret"
         ));
         assert!(matches!(
-            json_object(resp(401, "")),
+            json_object(resp(401, ""), &[]),
             Err(AsError::CredentialsRejected { .. })
         ));
         assert!(matches!(
-            json_object(resp(500, "oops")),
+            json_object(resp(500, "oops"), &[]),
             Err(AsError::Status { status: 500, .. })
         ));
         assert!(matches!(
-            json_object(resp(302, "")),
+            json_object(resp(302, ""), &[]),
             Err(AsError::Status { status: 302, .. })
         ));
     }

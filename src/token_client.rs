@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::client_auth::ClientAuthenticator;
 use crate::clock;
 use crate::config::{ClientConfig, RawOptions, check_url};
-use crate::error::{AsError, ConfigError};
+use crate::error::{AsError, ConfigError, sanitize};
 use crate::http::{ReqwestTransport, Transport};
 use crate::introspect::json_object;
 use crate::secret::Secret;
@@ -296,7 +296,7 @@ impl TokenClient {
             request.authorization.as_ref().map(Secret::expose),
             request.body.expose().to_owned(),
         )?;
-        let body = json_object(response)?;
+        let body = json_object(response, &self.auth.secrets(&request))?;
         let value = match body.get("access_token") {
             Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => {
                 Secret::new(t.clone())
@@ -310,7 +310,8 @@ impl TokenClient {
         match body.get("token_type").and_then(Value::as_str) {
             Some(t) if !t.eq_ignore_ascii_case("bearer") => {
                 return Err(AsError::Malformed(format!(
-                    "token_type {t:?} is not Bearer"
+                    "token_type {:?} is not Bearer",
+                    sanitize(t, &self.auth.secrets(&request))
                 )));
             }
             _ => {}
@@ -591,6 +592,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed_from_errors() {
+        let (c, _) = client("https://as.test/token/echo", |n, _| match n {
+            0 => HttpResponse {
+                status: 400,
+                body: br#"{"error":"invalid_request","error_description":"your secret\nis wrong"}"#
+                    .to_vec(),
+            },
+            _ => HttpResponse {
+                status: 200,
+                body: br#"{"access_token":"x","token_type":"secret"}"#.to_vec(),
+            },
+        });
+        let e = c.token().unwrap_err().to_string();
+        assert!(e.ends_with("(invalid_request: your ***is wrong)"), "{e}");
+        let e = c.token().unwrap_err().to_string();
+        assert!(e.contains(r#"token_type "***""#), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokenward::{AsError, Authenticator, DenyReason, FilterConfig, RawOptions, Ve
 
 const NOW: f64 = 1_800_000_000.0;
 const TOKEN: &str = "tok-7f3a9c-must-never-be-logged";
-const SECRET: &str = "client-s3cret-must-never-be-logged";
+const SECRET: &str = "client-s3cret:must/never+be logged";
 
 type Answer = Box<dyn Fn(&str) -> HttpResponse + Send + Sync>;
 
@@ -310,4 +310,92 @@ fn an_answer_with_a_duplicate_name_at_any_depth_is_503_and_logged() {
     assert!(allowed(
         &rig(&[], &active(r#""ext":{"deep":[{"k":1},{"k":2}]}"#)).check()
     ));
+}
+
+// ------------------------------------------------------------------ AS text is scrubbed (issue 9.4)
+
+/// An error body echoing everything the request carried, with control characters.
+fn echoing(status: u16, error: &'static str) -> impl Fn(&str) -> HttpResponse + Send + Sync {
+    move |body: &str| {
+        let values: Vec<String> = form_urlencoded::parse(body.as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        let description = format!(
+            "you sent {}\r\n; secret {SECRET}; token {TOKEN}\u{1b}[2J; body {body}; {}",
+            values.join(" "),
+            "padding ".repeat(40)
+        );
+        json(
+            status,
+            &serde_json::json!({"error": error, "error_description": description}).to_string(),
+        )
+    }
+}
+
+#[test]
+fn echoed_token_secret_and_assertion_reach_neither_errors_nor_logs() {
+    for method in [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+    ] {
+        for (status, error) in [
+            (400, "invalid_request"),
+            (400, "invalid_client"),
+            (401, "invalid_client"),
+            (500, "server_error"),
+        ] {
+            let r = rig_with(
+                &[("auth_method", method), ("jwt_algorithm", "HS256")],
+                echoing(status, error),
+            );
+            let v = r.check();
+            let Some(reason @ DenyReason::Unavailable(_)) = denied(&v) else {
+                panic!("{method} {status}: {v:?}");
+            };
+            let shown = format!("{reason} {reason:?}");
+            let logged = r.log.text();
+            assert!(
+                logged.contains("you sent"),
+                "the AS's text is kept: {logged}"
+            );
+            let bodies = r.as_.bodies.lock().unwrap();
+            let mut secrets = vec![TOKEN.to_owned(), SECRET.to_owned()];
+            for (k, v) in form_urlencoded::parse(bodies[0].as_bytes()) {
+                if k != "client_id" && k != "client_assertion_type" && k != "token_type_hint" {
+                    secrets.push(v.into_owned());
+                }
+            }
+            secrets.push(form_urlencoded::byte_serialize(SECRET.as_bytes()).collect());
+            secrets.push(form_urlencoded::byte_serialize(TOKEN.as_bytes()).collect());
+            for secret in &secrets {
+                // A cut secret would still show its start.
+                let start: String = secret.chars().take(24).collect();
+                assert!(
+                    !shown.contains(&start),
+                    "{method} {status}: {start} in {shown}"
+                );
+                assert!(
+                    !logged.contains(&start),
+                    "{method} {status}: {start} in {logged}"
+                );
+                assert!(
+                    !shown.contains(secret.as_str()),
+                    "{method} {status}: {secret} in {shown}"
+                );
+                assert!(
+                    !logged.contains(secret.as_str()),
+                    "{method} {status}: {secret} in {logged}"
+                );
+            }
+            let lines = r.log.0.lock().unwrap().clone();
+            for text in std::iter::once(&shown).chain(lines.iter().map(|(_, l)| l)) {
+                assert!(
+                    !text.contains(['\r', '\n', '\u{1b}']),
+                    "{method}: control characters: {text:?}"
+                );
+                assert!(text.len() < 1_000, "{method}: AS text is cut: {text}");
+            }
+        }
+    }
 }
