@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::cache::{CacheKey, Fetched, KeyDeriver, VerdictCache};
+use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
 use crate::clock::{self, Clock};
@@ -259,13 +259,14 @@ pub struct Authenticator {
     client: ClientAuthenticator,
     transport: Arc<dyn Transport>,
     keys: KeyDeriver,
-    cache: VerdictCache<Entry>,
+    cache: VerdictCache<Entry, AsError>,
     shared: Option<SharedTier>,
     log: Arc<dyn LogSink>,
     clock: Arc<dyn Clock>,
     counters: Counters,
     challenge: String,
     warnings: Vec<String>,
+    flight_wait: Duration,
 }
 
 impl fmt::Debug for Authenticator {
@@ -396,6 +397,7 @@ impl Authenticator {
             config.audience.replace('"', "%22")
         );
         Ok(Self {
+            flight_wait: flight_wait(&config),
             cache: VerdictCache::new(config.cache.capacity),
             keys: KeyDeriver::new(&seed, &policy),
             shared,
@@ -481,14 +483,9 @@ impl Authenticator {
             return v;
         }
         self.counters.misses.fetch_add(1, Relaxed);
-        let wait = self
-            .config
-            .client
-            .timeout
-            .saturating_add(Duration::from_secs(1));
         let entry = match self
             .cache
-            .get_or_compute(key, wait, || self.fetch(token, key))
+            .get_or_compute(key, self.flight_wait, || self.fetch(token, key))
         {
             Fetched::Computed(r) => r,
             Fetched::Shared(r) => {
@@ -744,14 +741,32 @@ impl Authenticator {
     }
 }
 
+/// How long a waiter of a coalesced miss waits for the leader: the leader's worst case (a
+/// shared-tier read with the current and the fallback key, the introspection, a shared-tier
+/// write; each shared operation a connect and an I/O timeout) and a second to spare.
+fn flight_wait(config: &FilterConfig) -> Duration {
+    let shared = config
+        .shared
+        .as_ref()
+        .map_or(Duration::ZERO, |tier| tier.socket_timeout.saturating_mul(6));
+    config
+        .client
+        .timeout
+        .saturating_add(shared)
+        .saturating_add(Duration::from_secs(1))
+}
+
 /// A short, non-reversible label of a token for logs (part of its keyed cache hash).
 pub fn fingerprint(key: CacheKey) -> String {
     format!("fp:{:012x}", key >> 80)
 }
 
-impl From<String> for AsError {
-    fn from(message: String) -> Self {
-        AsError::Unreachable(message)
+impl From<FlightError> for AsError {
+    fn from(e: FlightError) -> Self {
+        match e {
+            FlightError::TimedOut => AsError::Unreachable(e.to_string()),
+            FlightError::LeaderPanicked => AsError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -782,6 +797,41 @@ mod tests {
         assert_eq!(bearer_token(Some("abc")), Err(DenyReason::MalformedToken));
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
         assert_eq!(bearer_token(Some(&long)), Err(DenyReason::MalformedToken));
+    }
+
+    #[test]
+    fn the_flight_wait_covers_the_shared_tier_and_the_as() {
+        let base = [
+            ("introspect_endpoint", "https://as.example/introspect"),
+            ("audience", "https://as.example"),
+            ("client_id", "rs"),
+            ("client_secret", "s"),
+            ("mapping_project_id", "project.id"),
+            ("mapping_project_name", "project.name"),
+            ("mapping_project_domain_id", "project.domain.id"),
+            ("mapping_project_domain_name", "project.domain.name"),
+            ("mapping_user_domain_id", "user_domain.id"),
+            ("mapping_user_domain_name", "user_domain.name"),
+            ("mapping_roles", "roles"),
+            ("http_connect_timeout", "10"),
+        ];
+        let config = |extra: &[(&'static str, &'static str)]| {
+            FilterConfig::from_raw(&RawOptions::from_pairs(base.iter().chain(extra).copied()))
+                .unwrap()
+        };
+        assert_eq!(flight_wait(&config(&[])), Duration::from_secs(11));
+        let shared = config(&[
+            ("memcached_servers", "127.0.0.1:1"),
+            ("memcache_pool_socket_timeout", "3"),
+        ]);
+        // Two reads, one write, each a connect and an I/O timeout; then the AS; then 1 s.
+        assert_eq!(flight_wait(&shared), Duration::from_secs(3 * 6 + 10 + 1));
+        let worst = config(&[
+            ("memcached_servers", "127.0.0.1:1"),
+            ("memcache_pool_socket_timeout", "600"),
+            ("http_connect_timeout", "3600"),
+        ]);
+        assert_eq!(flight_wait(&worst), Duration::from_secs(600 * 6 + 3600 + 1));
     }
 
     #[test]

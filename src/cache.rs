@@ -70,14 +70,15 @@ type Store<V> = quick_cache::sync::Cache<
     CountEvictions,
 >;
 
-/// A bounded map of verdicts with per-entry lifetimes.
-pub struct VerdictCache<V: Clone> {
+/// A bounded map of verdicts with per-entry lifetimes; concurrent misses share one
+/// computation whose result or error `E` every waiter receives as the leader got it.
+pub struct VerdictCache<V: Clone, E: Clone = FlightError> {
     entries: Store<V>,
     evictions: CountEvictions,
-    flights: Mutex<HashMap<CacheKey, Arc<Flight<V>>>>,
+    flights: Mutex<HashMap<CacheKey, Arc<Flight<V, E>>>>,
 }
 
-impl<V: Clone> std::fmt::Debug for VerdictCache<V> {
+impl<V: Clone, E: Clone> std::fmt::Debug for VerdictCache<V, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerdictCache")
             .field("len", &self.entries.len())
@@ -93,12 +94,30 @@ pub enum Fetched<V, E> {
     Shared(Result<V, E>),
 }
 
-struct Flight<V> {
-    result: Mutex<Option<Result<V, String>>>,
+/// Why a waiter of a flight got no result from its leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlightError {
+    /// The leader took longer than the wait budget.
+    TimedOut,
+    /// The leader's computation panicked.
+    LeaderPanicked,
+}
+
+impl std::fmt::Display for FlightError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TimedOut => "timed out waiting for a concurrent introspection",
+            Self::LeaderPanicked => "the concurrent introspection failed internally",
+        })
+    }
+}
+
+struct Flight<V, E> {
+    result: Mutex<Option<Result<V, E>>>,
     done: Condvar,
 }
 
-impl<V: Clone> VerdictCache<V> {
+impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
     /// A cache sized for `capacity` entries. The store is sharded and each shard evicts on
     /// its own, so it gets 10 % slack: `capacity` random tokens then fit without early
     /// evictions, and the bound is about `capacity * 1.1 + 16`.
@@ -169,15 +188,12 @@ impl<V: Clone> VerdictCache<V> {
     /// arrive while a flight is under way wait (at most `wait`) and share its result, success
     /// or failure; a thread that arrives after it ended starts a new one, so a failure is never
     /// handed to later requests. `compute` is expected to insert what should be cached.
-    pub fn get_or_compute<E>(
+    pub fn get_or_compute(
         &self,
         key: CacheKey,
         wait: Duration,
         compute: impl FnOnce() -> Result<V, E>,
-    ) -> Fetched<V, E>
-    where
-        E: Clone + From<String> + std::fmt::Display,
-    {
+    ) -> Fetched<V, E> {
         let (flight, leader) = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
             match flights.get(&key) {
@@ -199,7 +215,7 @@ impl<V: Clone> VerdictCache<V> {
                 flight: &flight,
             };
             let result = compute();
-            guard.finish(result.clone().map_err(|e| e.to_string()));
+            guard.finish(result.clone());
             return Fetched::Computed(result);
         }
         let deadline = crate::clock::instant_after(Instant::now(), wait);
@@ -207,9 +223,7 @@ impl<V: Clone> VerdictCache<V> {
         while slot.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Fetched::Shared(Err(E::from(
-                    "timed out waiting for a concurrent introspection".into(),
-                )));
+                return Fetched::Shared(Err(FlightError::TimedOut.into()));
             }
             slot = flight
                 .done
@@ -217,22 +231,32 @@ impl<V: Clone> VerdictCache<V> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let shared = slot.as_ref().map(|r| r.clone().map_err(E::from));
         Fetched::Shared(
-            shared.unwrap_or_else(|| Err(E::from("flight ended without a result".into()))),
+            slot.clone()
+                .unwrap_or(Err(FlightError::LeaderPanicked.into())),
         )
+    }
+
+    /// Holders of the flight for `key` (the map, the leader, each waiter); 0 when none.
+    #[cfg(test)]
+    fn flight_holders(&self, key: CacheKey) -> usize {
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map_or(0, Arc::strong_count)
     }
 }
 
 /// Ends a flight even when `compute` panics, so waiters never hang.
-struct FlightGuard<'a, V: Clone> {
-    cache: &'a VerdictCache<V>,
+struct FlightGuard<'a, V: Clone, E: Clone + From<FlightError>> {
+    cache: &'a VerdictCache<V, E>,
     key: CacheKey,
-    flight: &'a Arc<Flight<V>>,
+    flight: &'a Arc<Flight<V, E>>,
 }
 
-impl<V: Clone> FlightGuard<'_, V> {
-    fn finish(self, result: Result<V, String>) {
+impl<V: Clone, E: Clone + From<FlightError>> FlightGuard<'_, V, E> {
+    fn finish(self, result: Result<V, E>) {
         *self
             .flight
             .result
@@ -242,7 +266,7 @@ impl<V: Clone> FlightGuard<'_, V> {
     }
 }
 
-impl<V: Clone> Drop for FlightGuard<'_, V> {
+impl<V: Clone, E: Clone + From<FlightError>> Drop for FlightGuard<'_, V, E> {
     fn drop(&mut self) {
         self.cache
             .flights
@@ -255,7 +279,7 @@ impl<V: Clone> Drop for FlightGuard<'_, V> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            *slot = Some(Err("introspection failed internally".into()));
+            *slot = Some(Err(FlightError::LeaderPanicked.into()));
         }
         self.flight.done.notify_all();
     }
@@ -315,57 +339,135 @@ mod tests {
         assert_eq!(held, 10_000);
     }
 
+    /// A typed error, as the authenticator's `AsError`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum TestError {
+        Refused { status: u16, detail: String },
+        Flight(FlightError),
+    }
+
+    impl From<FlightError> for TestError {
+        fn from(e: FlightError) -> Self {
+            Self::Flight(e)
+        }
+    }
+
+    type Cache = VerdictCache<u32, TestError>;
+
+    fn result(f: Fetched<u32, TestError>) -> (bool, Result<u32, TestError>) {
+        match f {
+            Fetched::Computed(r) => (true, r),
+            Fetched::Shared(r) => (false, r),
+        }
+    }
+
+    /// Blocks until `n` holders share the flight for `key` (the map, the leader, waiters).
+    fn until_holders(c: &Cache, key: CacheKey, n: usize) {
+        while c.flight_holders(key) < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// 16 threads miss one key; the leader finishes only once all 15 others wait on its
+    /// flight, so the test needs no timing: exactly one computation, one leader, and every
+    /// waiter gets the leader's exact result (here a typed error).
     #[test]
     fn concurrent_misses_make_one_call_and_share_it() {
-        let c: Arc<VerdictCache<u32>> = Arc::new(VerdictCache::new(10));
-        let calls = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..16)
-            .map(|_| {
-                let (c, calls) = (Arc::clone(&c), Arc::clone(&calls));
-                std::thread::spawn(move || {
-                    match c.get_or_compute::<String>(7, Duration::from_secs(5), || {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(200));
-                        Ok(42)
-                    }) {
-                        Fetched::Computed(r) | Fetched::Shared(r) => r.unwrap(),
-                    }
+        for outcome in [
+            Ok(42),
+            Err(TestError::Refused {
+                status: 401,
+                detail: "bad client".into(),
+            }),
+        ] {
+            let c: Arc<Cache> = Arc::new(VerdictCache::new(10));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    let (c, calls, outcome) = (Arc::clone(&c), Arc::clone(&calls), outcome.clone());
+                    std::thread::spawn(move || {
+                        result(c.get_or_compute(7, Duration::from_secs(600), || {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            until_holders(&c, 7, 17);
+                            outcome
+                        }))
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            assert_eq!(t.join().unwrap(), 42);
+                .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            assert_eq!(results.iter().filter(|(led, _)| *led).count(), 1);
+            for (_, r) in results {
+                assert_eq!(r, outcome, "every waiter sees the leader's own result");
+            }
+            assert_eq!(c.flight_holders(7), 0, "the flight is gone");
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn a_failure_is_not_handed_to_later_requests() {
-        let c: VerdictCache<u32> = VerdictCache::new(10);
-        let r = c.get_or_compute::<String>(1, Duration::from_secs(1), || Err("down".into()));
-        assert!(matches!(r, Fetched::Computed(Err(_))));
-        let r = c.get_or_compute::<String>(1, Duration::from_secs(1), || Ok(5));
+        let c: Cache = VerdictCache::new(10);
+        let down = TestError::Refused {
+            status: 503,
+            detail: "down".into(),
+        };
+        let r = c.get_or_compute(1, Duration::from_secs(1), || Err(down.clone()));
+        assert!(matches!(r, Fetched::Computed(Err(ref e)) if *e == down));
+        let r = c.get_or_compute(1, Duration::from_secs(1), || Ok(5));
         assert!(matches!(r, Fetched::Computed(Ok(5))));
     }
 
+    /// The waiter joins the flight before the leader panics (no timing), and must get
+    /// `LeaderPanicked` at once: a guard that failed to publish would leave it waiting out its
+    /// 30 s budget, and then it would see `TimedOut`.
     #[test]
     fn a_panicking_leader_releases_waiters() {
-        let c: Arc<VerdictCache<u32>> = Arc::new(VerdictCache::new(10));
+        let c: Arc<Cache> = Arc::new(VerdictCache::new(10));
         let c2 = Arc::clone(&c);
         let leader = std::thread::spawn(move || {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                c2.get_or_compute::<String>(3, Duration::from_secs(5), || {
-                    std::thread::sleep(Duration::from_millis(100));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c2.get_or_compute(3, Duration::from_secs(600), || {
+                    until_holders(&c2, 3, 3);
                     panic!("boom")
                 })
-            }));
+            }))
+            .is_err()
         });
-        std::thread::sleep(Duration::from_millis(20));
-        let r = c.get_or_compute::<String>(3, Duration::from_secs(5), || Ok(1));
-        leader.join().unwrap();
-        match r {
-            Fetched::Shared(Err(_)) | Fetched::Computed(Ok(1)) => {}
-            _ => panic!("waiter must be released with an error or lead a new flight"),
-        }
+        until_holders(&c, 3, 2);
+        let r = c.get_or_compute(3, Duration::from_secs(30), || Ok(1));
+        assert!(leader.join().unwrap(), "the leader panicked");
+        assert!(
+            matches!(
+                r,
+                Fetched::Shared(Err(TestError::Flight(FlightError::LeaderPanicked)))
+            ),
+            "the waiter must see the leader's panic"
+        );
+        // The next miss leads a fresh flight.
+        assert!(matches!(
+            c.get_or_compute(3, Duration::from_secs(1), || Ok(2)),
+            Fetched::Computed(Ok(2))
+        ));
+    }
+
+    #[test]
+    fn a_slow_leader_times_the_waiter_out_with_a_typed_error() {
+        let c: Arc<Cache> = Arc::new(VerdictCache::new(10));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let c2 = Arc::clone(&c);
+        let leader = std::thread::spawn(move || {
+            result(c2.get_or_compute(4, Duration::from_secs(600), || {
+                released.recv().unwrap();
+                Ok(9)
+            }))
+        });
+        until_holders(&c, 4, 2);
+        let r = c.get_or_compute(4, Duration::ZERO, || Ok(1));
+        assert!(matches!(
+            r,
+            Fetched::Shared(Err(TestError::Flight(FlightError::TimedOut)))
+        ));
+        release.send(()).unwrap();
+        assert_eq!(leader.join().unwrap(), (true, Ok(9)));
     }
 }

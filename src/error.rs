@@ -74,6 +74,9 @@ pub enum AsError {
     /// A client assertion could not be signed.
     #[error("client assertion could not be built: {0}")]
     Assertion(String),
+    /// tokenward failed internally while asking (a panic, caught and reported here).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 fn describe(error: &Option<String>, description: &Option<String>) -> String {
@@ -129,6 +132,7 @@ impl AsError {
             Self::Status { .. } => "bad_status",
             Self::Malformed(_) => "malformed",
             Self::Assertion(_) => "assertion",
+            Self::Internal(_) => "internal",
         }
     }
 }
