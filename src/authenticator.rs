@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
 use serde_json::{Map, Value};
 
 use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
@@ -22,6 +23,7 @@ use crate::headers::IdentityHeader;
 use crate::http::{ReqwestTransport, Transport};
 use crate::introspect::introspect;
 use crate::log::{Level, LogSink, NoLog};
+use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
 use crate::thumbprint::{self, CertDigest};
 
@@ -267,6 +269,7 @@ pub struct Authenticator {
     challenge: String,
     warnings: Vec<String>,
     flight_wait: Duration,
+    fingerprints: hmac::Key,
 }
 
 impl fmt::Debug for Authenticator {
@@ -370,16 +373,7 @@ impl Authenticator {
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| {
             ConfigError::new("token_cache_size", "no random source for the cache key")
         })?;
-        let p = &config.policy;
-        let policy = format!(
-            "{}\n{}\n{}\n{:?}\n{:?}\n{:?}",
-            config.introspect_endpoint,
-            config.client.client_id,
-            config.client.auth_method.as_str(),
-            p.audience,
-            p.issuer,
-            p.required_scope
-        );
+        let policy = policy_string(&config);
         let shared = match &config.shared {
             Some(tier) => {
                 if tier.protection == Protection::None {
@@ -396,7 +390,9 @@ impl Authenticator {
             "Authorization OAuth 2.0 uri=\"{}\"",
             config.audience.replace('"', "%22")
         );
+        let fingerprints = fingerprint_key(&policy, &client, &config);
         Ok(Self {
+            fingerprints,
             flight_wait: flight_wait(&config),
             cache: VerdictCache::new(config.cache.capacity),
             keys: KeyDeriver::new(&seed, &policy),
@@ -498,7 +494,7 @@ impl Authenticator {
             Err(e) => Verdict::deny(DenyReason::Unavailable(e)),
         };
         if let Verdict::Deny(d) = &verdict {
-            self.log_denial(key, d);
+            self.log_denial(token, d);
         }
         verdict
     }
@@ -714,7 +710,7 @@ impl Authenticator {
         Verdict::Allow(Arc::clone(grant))
     }
 
-    fn log_denial(&self, key: CacheKey, denial: &Denial) {
+    fn log_denial(&self, token: &str, denial: &Denial) {
         let level = match denial.reason {
             DenyReason::Unavailable(_) => Level::Error,
             DenyReason::Unmappable(_) | DenyReason::MalformedClaims(_) => Level::Warning,
@@ -733,7 +729,7 @@ impl Authenticator {
                     "{} {}: token {} ({}){hint}",
                     denial.status(),
                     denial.status_line().split_once(' ').map_or("", |(_, t)| t),
-                    fingerprint(key),
+                    self.fingerprint(token),
                     denial.reason
                 ),
             );
@@ -756,9 +752,67 @@ fn flight_wait(config: &FilterConfig) -> Duration {
         .saturating_add(Duration::from_secs(1))
 }
 
-/// A short, non-reversible label of a token for logs (part of its keyed cache hash).
-pub fn fingerprint(key: CacheKey) -> String {
-    format!("fp:{:012x}", key >> 80)
+impl Authenticator {
+    /// A short, non-reversible label of a token for logs (`fp:` and 12 hex digits): the
+    /// first 48 bits of an HMAC-SHA256 of the token under a key derived from this
+    /// deployment's configuration, so every worker of one deployment labels a token alike.
+    pub fn fingerprint(&self, token: &str) -> String {
+        let tag = hmac::sign(&self.fingerprints, token.as_bytes());
+        let hex: String = tag.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("fp:{hex}")
+    }
+}
+
+/// The fingerprint key: the policy inputs and the deployment's secret material (a digest of
+/// the client credential, the shared-tier secret), same in every process of a deployment.
+fn fingerprint_key(policy: &str, client: &ClientAuthenticator, config: &FilterConfig) -> hmac::Key {
+    let mut material = blake3::Hasher::new_derive_key("tokenward 2026 log fingerprint key");
+    material.update(&client.credential_digest());
+    let shared_secret = config
+        .shared
+        .as_ref()
+        .and_then(|t| t.secret.as_ref())
+        .map_or("", Secret::expose);
+    for part in [policy, shared_secret] {
+        material.update(&(part.len() as u64).to_le_bytes());
+        material.update(part.as_bytes());
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, material.finalize().as_bytes())
+}
+
+/// The policy inputs that a cache key and a shared-tier key bind: each field length-prefixed
+/// (lists as a count, then each item), so no two configurations give the same string.
+fn policy_string(config: &FilterConfig) -> String {
+    fn field(out: &mut String, value: &str) {
+        out.push_str(&value.len().to_string());
+        out.push(':');
+        out.push_str(value);
+    }
+    fn list(out: &mut String, items: &[String]) {
+        out.push_str(&items.len().to_string());
+        out.push('#');
+        for item in items {
+            field(out, item);
+        }
+    }
+    let p = &config.policy;
+    let mut out = String::with_capacity(256);
+    field(&mut out, &config.introspect_endpoint);
+    field(&mut out, &config.client.client_id);
+    field(&mut out, config.client.auth_method.as_str());
+    list(&mut out, &p.audience);
+    match &p.issuer {
+        Some(issuer) => {
+            out.push('+');
+            field(&mut out, issuer);
+        }
+        None => out.push('-'),
+    }
+    list(&mut out, &p.required_scope);
+    out
 }
 
 impl From<FlightError> for AsError {
@@ -832,6 +886,49 @@ mod tests {
             ("http_connect_timeout", "3600"),
         ]);
         assert_eq!(flight_wait(&worst), Duration::from_secs(600 * 6 + 3600 + 1));
+    }
+
+    #[test]
+    fn policy_strings_are_unambiguous() {
+        let base = FilterConfig::from_raw(&RawOptions::from_pairs([
+            ("introspect_endpoint", "https://as.example/introspect"),
+            ("audience", "https://as.example"),
+            ("client_id", "rs"),
+            ("client_secret", "s"),
+            ("mapping_project_id", "project.id"),
+            ("mapping_project_name", "project.name"),
+            ("mapping_project_domain_id", "project.domain.id"),
+            ("mapping_project_domain_name", "project.domain.name"),
+            ("mapping_user_domain_id", "user_domain.id"),
+            ("mapping_user_domain_name", "user_domain.name"),
+            ("mapping_roles", "roles"),
+        ]))
+        .unwrap();
+        let with = |f: &dyn Fn(&mut FilterConfig)| {
+            let mut c = base.clone();
+            f(&mut c);
+            policy_string(&c)
+        };
+        let strings = [
+            with(&|_| {}),
+            with(&|c| c.policy.audience = vec!["a".into(), "b".into()]),
+            with(&|c| c.policy.audience = vec!["a".into()]),
+            with(&|c| {
+                c.policy.audience = vec!["a".into()];
+                c.policy.required_scope = vec!["b".into()];
+            }),
+            with(&|c| c.policy.required_scope = vec!["a".into(), "b".into()]),
+            with(&|c| c.policy.audience = vec!["a\", \"b".into()]),
+            with(&|c| c.policy.issuer = Some(String::new())),
+            with(&|c| c.policy.issuer = Some("x".into())),
+            with(&|c| c.client.client_id = "rs\nclient_secret_basic".into()),
+            with(&|c| c.client.client_id = "rs1".into()),
+        ];
+        for (i, a) in strings.iter().enumerate() {
+            for b in &strings[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]

@@ -399,3 +399,41 @@ fn echoed_token_secret_and_assertion_reach_neither_errors_nor_logs() {
         }
     }
 }
+
+// ------------------------------------------------------------------ log fingerprints (issue 9.10)
+
+#[test]
+fn fingerprints_are_stable_per_deployment_and_do_not_show_the_token() {
+    let body = active(r#""exp":1"#);
+    let a = rig(&[], &body);
+    let b = rig(&[], &body);
+    let fp = a.auth.fingerprint(TOKEN);
+    assert_eq!(
+        fp,
+        b.auth.fingerprint(TOKEN),
+        "two workers of one deployment agree"
+    );
+    assert!(fp.starts_with("fp:") && fp.len() == 15, "{fp}");
+    assert!(fp[3..].bytes().all(|c| c.is_ascii_hexdigit()), "{fp}");
+    assert!(!fp.contains(&TOKEN[..6]), "{fp}");
+    assert_ne!(fp, a.auth.fingerprint("another-token"));
+    for other in [
+        &[("client_secret", "another secret")][..],
+        &[("introspect_endpoint", "https://as2.example/introspect")],
+        &[("client_id", "rs2")],
+        &[
+            ("memcached_servers", "127.0.0.1:1"),
+            ("memcache_security_strategy", "MAC"),
+            ("memcache_secret_key", "k"),
+        ],
+    ] {
+        assert_ne!(fp, rig(other, &body).auth.fingerprint(TOKEN), "{other:?}");
+    }
+    // The refusal's log line carries it.
+    a.check();
+    assert!(
+        a.log.text().contains(&format!("token {fp} (expired)")),
+        "{}",
+        a.log.text()
+    );
+}
