@@ -382,7 +382,7 @@ impl Authenticator {
                             .into(),
                     );
                 }
-                Some(SharedTier::new(tier, &policy)?)
+                Some(SharedTier::new(tier, &policy, clock.clone())?)
             }
             None => None,
         };
