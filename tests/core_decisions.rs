@@ -437,3 +437,255 @@ fn fingerprints_are_stable_per_deployment_and_do_not_show_the_token() {
         a.log.text()
     );
 }
+
+// ------------------------------------------------------------------ token checks (issue 9.15)
+
+fn reason(extra: &[(&str, &str)], body: &str) -> Option<DenyReason> {
+    denied(&rig(extra, body).check()).cloned()
+}
+
+#[test]
+fn token_audience_needs_one_of_the_configured_audiences() {
+    let want = [("token_audience", "api-a, api-b")];
+    assert_eq!(reason(&want, &active(r#""aud":"api-b""#)), None);
+    assert_eq!(reason(&want, &active(r#""aud":["x","api-a"]"#)), None);
+    for aud in [
+        r#""aud":"api-c""#,
+        r#""aud":["x","y"]"#,
+        r#""aud":"api-a, api-b""#,
+        r#""aud":7"#,
+        "",
+    ] {
+        assert_eq!(
+            reason(&want, &active(aud)),
+            Some(DenyReason::AudienceMismatch),
+            "{aud}"
+        );
+    }
+    assert_eq!(DenyReason::AudienceMismatch.status(), 401);
+    // Unset: any audience (or none) passes.
+    assert_eq!(reason(&[], &active(r#""aud":"whatever""#)), None);
+}
+
+#[test]
+fn token_issuer_must_match_exactly() {
+    let want = [("token_issuer", "https://as.example")];
+    assert_eq!(
+        reason(&want, &active(r#""iss":"https://as.example""#)),
+        None
+    );
+    for iss in [
+        r#""iss":"https://as.example/""#,
+        r#""iss":"https://evil.example""#,
+        r#""iss":["https://as.example"]"#,
+        "",
+    ] {
+        assert_eq!(
+            reason(&want, &active(iss)),
+            Some(DenyReason::IssuerMismatch),
+            "{iss}"
+        );
+    }
+    assert_eq!(
+        reason(&[], &active(r#""iss":"https://evil.example""#)),
+        None
+    );
+}
+
+#[test]
+fn token_required_scope_needs_every_scope_and_is_403() {
+    let want = [("token_required_scope", "read,write")];
+    assert_eq!(
+        reason(&want, &active(r#""scope":"openid write read""#)),
+        None
+    );
+    for scope in [
+        r#""scope":"read""#,
+        r#""scope":"readwrite""#,
+        r#""scope":"read  writer""#,
+        r#""scope":["read","write"]"#,
+        "",
+    ] {
+        let r = reason(&want, &active(scope));
+        assert_eq!(r, Some(DenyReason::InsufficientScope), "{scope}");
+        assert_eq!(r.map(|r| r.status()), Some(403));
+    }
+    assert_eq!(reason(&[], &active("")), None);
+}
+
+#[test]
+fn token_time_leeway_bounds_the_skew_allowed_for_exp_and_nbf() {
+    let at = |offset: f64| NOW + offset;
+    // Default leeway: 5 s.
+    assert_eq!(
+        reason(&[], &active(&format!(r#""exp":{}"#, at(-4.0)))),
+        None
+    );
+    assert_eq!(
+        reason(&[], &active(&format!(r#""exp":{}"#, at(-6.0)))),
+        Some(DenyReason::Expired)
+    );
+    assert_eq!(reason(&[], &active(&format!(r#""nbf":{}"#, at(4.0)))), None);
+    assert_eq!(
+        reason(&[], &active(&format!(r#""nbf":{}"#, at(6.0)))),
+        Some(DenyReason::NotYetValid)
+    );
+    let none = [("token_time_leeway", "0")];
+    assert_eq!(
+        reason(&none, &active(&format!(r#""exp":{}"#, at(-1.0)))),
+        Some(DenyReason::Expired)
+    );
+    assert_eq!(
+        reason(&none, &active(&format!(r#""nbf":{}"#, at(1.0)))),
+        Some(DenyReason::NotYetValid)
+    );
+    let wide = [("token_time_leeway", "60")];
+    assert_eq!(
+        reason(&wide, &active(&format!(r#""exp":{}"#, at(-59.0)))),
+        None
+    );
+    assert_eq!(
+        reason(&wide, &active(&format!(r#""nbf":{}"#, at(59.0)))),
+        None
+    );
+    assert_eq!(
+        reason(&wide, &active(&format!(r#""exp":{}"#, at(-61.0)))),
+        Some(DenyReason::Expired)
+    );
+}
+
+#[test]
+fn answers_map_to_the_documented_reasons() {
+    for (body, want) in [
+        (r#"{"active":false}"#.to_owned(), DenyReason::Inactive),
+        (r#"{"active":"true"}"#.to_owned(), DenyReason::Inactive),
+        (r#"{}"#.to_owned(), DenyReason::Inactive),
+        (
+            active(r#""exp":"soon""#),
+            DenyReason::MalformedClaims("exp"),
+        ),
+        (active(r#""nbf":[1]"#), DenyReason::MalformedClaims("nbf")),
+    ] {
+        let r = reason(&[], &body);
+        assert_eq!(r, Some(want.clone()), "{body}");
+        assert_eq!(r.map(|r| r.status()), Some(401));
+    }
+    let unmappable = r#"{"active":true,"user_domain":{"id":"d","name":"D"},"project":{"id":"p","name":"n","domain":{"id":"d","name":"D"}}}"#;
+    let r = reason(&[], unmappable);
+    assert!(
+        matches!(&r, Some(DenyReason::Unmappable(e)) if e.option == "mapping_roles"),
+        "{r:?}"
+    );
+    assert_eq!(r.map(|r| r.status()), Some(403));
+    let v = rig(&[], &active("")).check();
+    let Verdict::Allow(grant) = v else {
+        panic!("{v:?}")
+    };
+    assert!(
+        grant
+            .headers()
+            .iter()
+            .any(|(h, value)| h.name == "X-Project-Id" && value == "p1")
+    );
+}
+
+#[test]
+fn refusals_are_cached_for_token_cache_inactive_time_and_failures_not_at_all() {
+    let r = rig(
+        &[("token_cache_inactive_time", "30")],
+        r#"{"active":false}"#,
+    );
+    r.check();
+    r.advance(29);
+    assert_eq!(denied(&r.check()), Some(&DenyReason::Inactive));
+    assert_eq!(r.calls(), 1);
+    assert_eq!(r.auth.metrics().cache_negative_hits, 1);
+    r.advance(2);
+    r.check();
+    assert_eq!(r.calls(), 2);
+
+    let r = rig_with(&[], |_| json(500, "{}"));
+    assert!(matches!(
+        denied(&r.check()),
+        Some(DenyReason::Unavailable(AsError::Status { status: 500, .. }))
+    ));
+    r.check();
+    assert_eq!(r.calls(), 2, "an AS failure is never cached");
+}
+
+#[test]
+fn an_entry_lives_until_exp_when_that_comes_before_token_cache_time() {
+    let r = rig(
+        &[("token_time_leeway", "0")],
+        &active(&format!(r#""exp":{}"#, NOW + 10.0)),
+    );
+    assert!(allowed(&r.check()));
+    r.advance(9);
+    assert!(allowed(&r.check()));
+    assert_eq!(r.calls(), 1);
+    r.advance(2);
+    assert_eq!(denied(&r.check()), Some(&DenyReason::Expired));
+    assert_eq!(
+        r.calls(),
+        2,
+        "the entry ended at exp, so the AS was asked again"
+    );
+}
+
+/// A clock whose wall reading can jump while the monotonic one stands still (an NTP step).
+#[derive(Debug)]
+struct SteppedClock {
+    wall: Mutex<f64>,
+    start: std::time::Instant,
+}
+
+impl Clock for SteppedClock {
+    fn wall(&self) -> f64 {
+        *self.wall.lock().unwrap()
+    }
+    fn monotonic(&self) -> std::time::Instant {
+        self.start
+    }
+}
+
+#[test]
+fn a_cached_grant_past_its_exp_is_refused_on_a_hit_and_dropped() {
+    let config = FilterConfig::from_raw(&RawOptions::from_pairs(options(&[]))).unwrap();
+    let body = active(&format!(r#""exp":{}"#, NOW + 100.0));
+    let as_ = Arc::new(ScriptedAs {
+        answer: Box::new(move |_| json(200, &body)),
+        calls: AtomicUsize::new(0),
+        bodies: Mutex::new(Vec::new()),
+    });
+    let clock = Arc::new(SteppedClock {
+        wall: Mutex::new(NOW),
+        start: std::time::Instant::now(),
+    });
+    let auth = Authenticator::with_parts(
+        config,
+        as_.clone(),
+        Arc::new(Lines::default()),
+        clock.clone(),
+    )
+    .unwrap();
+    let check = || auth.authenticate(Some(&format!("Bearer {TOKEN}")), None);
+    assert!(allowed(&check()));
+    assert!(allowed(&check()));
+    assert_eq!(auth.metrics().cache_hits, 1);
+    *clock.wall.lock().unwrap() = NOW + 200.0;
+    assert_eq!(denied(&check()), Some(&DenyReason::Expired));
+    assert_eq!(auth.metrics().cache_hits, 2, "decided on the hit");
+    assert_eq!(as_.calls.load(SeqCst), 1);
+    assert_eq!(
+        auth.metrics().cache_entries,
+        0,
+        "the expired entry is dropped"
+    );
+    *clock.wall.lock().unwrap() = NOW;
+    assert!(allowed(&check()));
+    assert_eq!(
+        as_.calls.load(SeqCst),
+        2,
+        "so the next request asks the AS again"
+    );
+}
