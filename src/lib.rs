@@ -36,6 +36,8 @@ pub mod client_auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod headers;
 pub mod http;
 pub mod introspect;

@@ -1,0 +1,406 @@
+//! Entry points for the coverage-guided fuzz targets in `tests/fuzz` (cargo feature `fuzzing`,
+//! off by default). Each takes arbitrary bytes, drives the real code as a door would, and
+//! panics only when a promise of the core is broken: any input must end in a verdict or a
+//! typed error, and what comes out must be well formed (header values without control
+//! characters, JSON bodies that parse, errors that name an option and hold no secret).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::authenticator::{Authenticator, Verdict};
+use crate::claims::{ClaimPath, map_identity};
+use crate::clock::ManualClock;
+use crate::config::{FilterConfig, OPTIONS, RawOptions};
+use crate::error::AsError;
+use crate::http::{HttpResponse, Transport};
+use crate::log::{Level, LogSink};
+use crate::thumbprint;
+use crate::token_client::TokenClientConfig;
+
+/// Wall-clock time every fuzzed check runs at (claims in the seeds are relative to it).
+pub const NOW: f64 = 1_750_000_000.0;
+
+/// The client secret of the fuzzed authenticators; it must never reach a log line.
+const CLIENT_SECRET: &str = "fuzz-client-secret-0123456789";
+
+/// Answers every introspection with the bytes of the current input.
+struct ScriptedAs {
+    answer: Mutex<HttpResponse>,
+}
+
+impl Transport for ScriptedAs {
+    fn post_form(&self, _: &str, _: Option<&str>, body: String) -> Result<HttpResponse, AsError> {
+        assert!(!body.is_empty(), "an introspection request has a body");
+        Ok(self
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
+    }
+}
+
+/// A sink that formats every message and checks it holds no secret and no token.
+struct CheckingLog;
+
+/// The bearer token the fuzzed requests present.
+const TOKEN: &str = "fuzz-token-abcdef0123456789";
+
+impl LogSink for CheckingLog {
+    fn enabled(&self, _: Level) -> bool {
+        true
+    }
+    fn log(&self, _: Level, message: &str) {
+        assert!(
+            !message.contains(CLIENT_SECRET),
+            "client secret in a log line"
+        );
+        assert!(!message.contains(TOKEN), "bearer token in a log line");
+    }
+}
+
+/// A filter configuration shape the introspection target is checked under.
+const PROFILES: &[&[(&str, &str)]] = &[
+    // Project-scoped, the reference's documented mapping.
+    &[
+        ("mapping_project_id", "project.id"),
+        ("mapping_project_name", "project.name"),
+        ("mapping_project_domain_id", "project.domain.id"),
+        ("mapping_project_domain_name", "project.domain.name"),
+    ],
+    // Domain scope with the optional checks on.
+    &[
+        ("mapping_project_domain_id", "domain.id"),
+        ("mapping_project_domain_name", "domain.name"),
+        ("token_audience", "https://rs.example, api"),
+        ("token_issuer", "https://as.example"),
+        ("token_required_scope", "openstack, compute"),
+    ],
+    // System scope and an extra expiry claim.
+    &[
+        ("mapping_system_scope", "system"),
+        ("mapping_expires_at", "ext.expires_at"),
+        ("mapping_user_id", "sub"),
+    ],
+    // RFC 8705 binding to the certificate in tests/data/x5t-vector.pem.
+    &[
+        ("mapping_project_id", "project.id"),
+        ("mapping_project_name", "project.name"),
+        ("mapping_project_domain_id", "project.domain.id"),
+        ("mapping_project_domain_name", "project.domain.name"),
+        ("thumbprint_verify", "true"),
+    ],
+];
+
+const BASE: &[(&str, &str)] = &[
+    ("introspect_endpoint", "https://as.example/introspect"),
+    ("audience", "https://as.example"),
+    ("client_id", "rs"),
+    ("client_secret", CLIENT_SECRET),
+    ("mapping_user_domain_id", "user_domain.id"),
+    ("mapping_user_domain_name", "user_domain.name"),
+    ("mapping_roles", "roles"),
+    // Caching of active answers stays off: a far-future `exp` makes the cache lifetime
+    // overflow (a known defect, fixed elsewhere); negative answers are cached and forgotten.
+    ("token_cache_time", "0"),
+];
+
+/// The certificate the thumbprint profile's requests present.
+const CLIENT_CERT: &str = include_str!("../tests/data/x5t-vector.pem");
+
+struct Harness {
+    answer: Arc<ScriptedAs>,
+    filters: Vec<Authenticator>,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let answer = Arc::new(ScriptedAs {
+            answer: Mutex::new(HttpResponse {
+                status: 200,
+                body: Vec::new(),
+            }),
+        });
+        let filters = PROFILES
+            .iter()
+            .map(|profile| {
+                let raw = RawOptions::from_pairs(BASE.iter().chain(profile.iter()).copied());
+                let config = FilterConfig::from_raw(&raw).expect("fuzz profile parses");
+                Authenticator::with_parts(
+                    config,
+                    answer.clone(),
+                    Arc::new(CheckingLog),
+                    Arc::new(ManualClock::new(NOW)),
+                )
+                .expect("fuzz profile builds")
+            })
+            .collect();
+        Harness { answer, filters }
+    })
+}
+
+/// Statuses an AS may answer with, picked by the first input byte.
+const STATUSES: &[u16] = &[200, 200, 200, 200, 200, 400, 401, 500];
+
+/// Introspection answer → verdict. Byte 0 picks the filter profile (low two bits) and the
+/// HTTP status (next three bits); the rest is the AS's answer body. Checks that the verdict
+/// agrees with the answer and that an accepted identity is well formed.
+pub fn introspection_answer(data: &[u8]) {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let h = harness();
+    let profile = usize::from(selector & 3);
+    let status = STATUSES[usize::from(selector >> 2) & 7];
+    let filter = &h.filters[profile];
+    *h.answer.answer.lock().unwrap_or_else(PoisonError::into_inner) = HttpResponse {
+        status,
+        body: body.to_vec(),
+    };
+    let authorization = format!("Bearer {TOKEN}");
+    let cert = (profile == 3).then_some(CLIENT_CERT.as_bytes());
+    let verdict = filter.authenticate(Some(&authorization), cert);
+    filter.forget(Some(&authorization));
+
+    let answer: Option<Value> = serde_json::from_slice(body).ok();
+    match verdict {
+        Verdict::Allow(grant) => {
+            assert_eq!(status, 200, "accepted on an HTTP {status} answer");
+            let answer = answer.expect("accepted an answer that is not JSON");
+            assert_eq!(
+                answer.get("active"),
+                Some(&Value::Bool(true)),
+                "accepted an inactive token"
+            );
+            check_headers(grant.headers().iter().map(|(h, v)| (h.name, v.as_str())));
+            let info: Value =
+                serde_json::from_str(grant.token_info_json()).expect("token_info is JSON");
+            assert!(info.is_object(), "token_info is an object");
+            if profile == 3 {
+                let der = thumbprint::cert_der(CLIENT_CERT.as_bytes()).expect("test cert");
+                assert_eq!(
+                    answer.pointer("/cnf/x5t#S256").and_then(Value::as_str),
+                    Some(thumbprint::x5t_s256(&der).as_str()),
+                    "accepted a token not bound to the presented certificate"
+                );
+            }
+        }
+        Verdict::Deny(denial) => {
+            let code = denial.status();
+            assert!(matches!(code, 401 | 403 | 503), "status {code}");
+            if status != 200 {
+                assert_eq!(code, 503, "an HTTP {status} answer is an outage");
+            }
+            serde_json::from_str::<Value>(denial.body()).expect("denial body is JSON");
+            let headers = filter.denial_headers(&denial);
+            let wanted = match code {
+                401 => Some("WWW-Authenticate"),
+                503 => Some("Retry-After"),
+                _ => None,
+            };
+            assert_eq!(headers.first().map(|(n, _)| *n), wanted);
+            check_headers(headers.iter().map(|(n, v)| (*n, v.as_str())));
+            let text = denial.reason.to_string();
+            assert!(!text.contains(CLIENT_SECRET), "secret in a denial");
+        }
+    }
+}
+
+fn check_headers<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (name, value) in headers {
+        assert!(
+            !value.chars().any(char::is_control),
+            "header {name} carries a control character: {value:?}"
+        );
+    }
+}
+
+/// Claim paths and the mapping: the input is `option=path` lines for `mapping_*` options, an
+/// empty line, then the claims as JSON. Checks that paths print back to themselves and that
+/// a mapped identity is well formed.
+pub fn claim_mapping(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (head, claims) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let mut pairs: Vec<(String, String)> = BASE
+        .iter()
+        .chain(PROFILES[0].iter())
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for line in head.lines() {
+        let Some((name, path)) = line.split_once('=') else {
+            continue;
+        };
+        if let Ok(parsed) = ClaimPath::parse(path) {
+            let printed = parsed.to_string();
+            assert_eq!(printed, path, "a claim path prints as given");
+            assert_eq!(ClaimPath::parse(&printed), Ok(parsed));
+        }
+        let name = name.trim();
+        if name.starts_with("mapping_") {
+            pairs.retain(|(k, _)| k != name);
+            pairs.push((name.to_owned(), path.to_owned()));
+        }
+    }
+    let Ok(config) = FilterConfig::from_raw(&RawOptions::from_pairs(pairs)) else {
+        return;
+    };
+    let Ok(claims) = serde_json::from_str::<Map<String, Value>>(claims) else {
+        return;
+    };
+    let Ok(identity) = map_identity(&config.mapping, &claims) else {
+        return;
+    };
+    check_headers(identity.headers.iter().map(|(h, v)| (h.name, v.as_str())));
+    let info: Map<String, Value> =
+        serde_json::from_str(&identity.token_info_json).expect("token_info is a JSON object");
+    // Keys only: serde_json's default float parsing may differ by one ULP on a round trip.
+    let kept = info.get("origin_token_metadata").and_then(Value::as_object);
+    assert!(
+        kept.is_some_and(|kept| kept.keys().eq(claims.keys())),
+        "token_info carries every claim of the answer"
+    );
+}
+
+/// PEM/DER/URL-encoded certificate decoding and thumbprints. Checks that a decoded
+/// certificate's digest is the SHA-256 of its DER, that re-encoding it as PEM (with line
+/// breaks, with spaces, URL-encoded) decodes to the same bytes, and that `x5t#S256`
+/// decoding is strict (only the canonical text of a digest decodes).
+pub fn certificate(data: &[u8]) {
+    if let Some(der) = thumbprint::cert_der(data) {
+        assert_eq!(der.first(), Some(&0x30), "DER starts with a SEQUENCE");
+        let digest: [u8; 32] = Sha256::digest(&der).into();
+        assert_eq!(thumbprint::cert_digest(data), Some(digest));
+        assert_eq!(
+            thumbprint::x5t_s256(&der),
+            thumbprint::x5t_s256_of_digest(&digest)
+        );
+        let pem = pem_of(&der);
+        assert_eq!(thumbprint::cert_der(pem.as_bytes()).as_ref(), Some(&der));
+        let spaced = pem.replace('\n', " ");
+        assert_eq!(thumbprint::cert_der(spaced.as_bytes()).as_ref(), Some(&der));
+        let escaped: String = pem
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => char::from(b).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        assert_eq!(
+            thumbprint::cert_der(escaped.as_bytes()).as_ref(),
+            Some(&der)
+        );
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(digest) = thumbprint::decode_x5t(text)
+    {
+        assert_eq!(thumbprint::x5t_s256_of_digest(&digest), text);
+    }
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// Options whose value is a file name: the fuzzer writes their contents instead.
+const FILE_OPTIONS: &[&str] = &["certfile", "keyfile", "cafile", "jwt_key_file"];
+
+/// Secret options: the fuzzed value is prefixed with a marker that no error may show.
+const SECRET_OPTIONS: &[&str] = &[
+    "client_secret",
+    "memcache_secret_key",
+    "memcache_secret_key_fallback",
+];
+const SECRET_MARK: &str = "Zq7-secret-";
+
+fn scratch_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tokenward-fuzz-{}-{name}", std::process::id()))
+}
+
+/// The config map: `name=value` lines, then (after NUL bytes) the contents of `certfile`,
+/// `keyfile`, `cafile` and `jwt_key_file` in that order. Everything a door would do at
+/// start-up runs: the filter and token-client parsers, TLS and key loading, building the
+/// authenticator. Checks that a refusal names a real option and shows no secret.
+pub fn config_map(data: &[u8]) {
+    let mut sections = data.split(|b| *b == 0);
+    let text = String::from_utf8_lossy(sections.next().unwrap_or_default());
+    let files: Vec<&[u8]> = sections.take(FILE_OPTIONS.len()).collect();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let (name, value) = line.split_once('=').unwrap_or((line, ""));
+        let name = name.trim();
+        let value = if let Some(i) = FILE_OPTIONS.iter().position(|o| *o == name) {
+            // A file option names a scratch file holding the next section, or a missing file.
+            match files.get(i) {
+                Some(contents) => {
+                    let path = scratch_file(name);
+                    if std::fs::write(&path, contents).is_err() {
+                        return;
+                    }
+                    path.display().to_string()
+                }
+                None => "/nonexistent/tokenward-fuzz".to_owned(),
+            }
+        } else if SECRET_OPTIONS.contains(&name) && !value.trim().is_empty() {
+            format!("{SECRET_MARK}{}", value.trim())
+        } else {
+            if value.contains(SECRET_MARK) {
+                return;
+            }
+            value.to_owned()
+        };
+        pairs.push((name.to_owned(), value));
+    }
+    let raw = RawOptions::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let check = |e: &crate::ConfigError| {
+        assert!(
+            OPTIONS.iter().any(|o| o.name == e.option()),
+            "error names an unknown option: {e}"
+        );
+        assert!(!e.to_string().contains(SECRET_MARK), "secret in error: {e}");
+    };
+    if let Err(e) = TokenClientConfig::from_raw(&raw) {
+        check(&e);
+    }
+    let config = match FilterConfig::from_raw(&raw) {
+        Ok(config) => config,
+        Err(e) => return check(&e),
+    };
+    for result in [
+        crate::tls::load_identity(&config.client.tls).map(|_| ()),
+        crate::tls::load_ca_bundle(&config.client.tls).map(|_| ()),
+    ] {
+        if let Err(e) = result {
+            check(&e);
+        }
+    }
+    let answer = Arc::new(ScriptedAs {
+        answer: Mutex::new(HttpResponse {
+            status: 200,
+            body: b"{\"active\":false}".to_vec(),
+        }),
+    });
+    match Authenticator::with_parts(
+        config,
+        answer,
+        Arc::new(CheckingLog),
+        Arc::new(ManualClock::new(NOW)),
+    ) {
+        Ok(auth) => {
+            for warning in auth.warnings() {
+                assert!(!warning.contains(SECRET_MARK), "secret in a warning");
+            }
+        }
+        Err(e) => check(&e),
+    }
+}
