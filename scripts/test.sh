@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: Rust (fmt, clippy, unit and integration), Python (ruff, pytest against the real
-# AS, gunicorn, eventlet), the C door (header check, ASan, valgrind). Installs what it needs.
+# AS, gunicorn, eventlet), the C door (header check, ASan, valgrind), a fuzz smoke.
+# Installs what it needs.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -8,6 +9,7 @@ cd "$ROOT"
 echo "== rust: fmt, clippy, tests"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p tokenward --features fuzzing --locked -- -D warnings
 cargo test --workspace --exclude tokenward-python --locked
 
 echo "== python: ruff"
@@ -28,4 +30,6 @@ if [ -x scripts/c-tests.sh ]; then
   bash scripts/c-header.sh --check
   bash scripts/c-tests.sh
 fi
+echo "== fuzz smoke: every target, 3000 executions, fixed seed (cargo-fuzz on stable)"
+FUZZ_SEED=1 bash scripts/fuzz.sh 3000
 echo "== all tests passed"

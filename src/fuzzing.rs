@@ -102,9 +102,6 @@ const BASE: &[(&str, &str)] = &[
     ("mapping_user_domain_id", "user_domain.id"),
     ("mapping_user_domain_name", "user_domain.name"),
     ("mapping_roles", "roles"),
-    // Caching of active answers stays off: a far-future `exp` makes the cache lifetime
-    // overflow (a known defect, fixed elsewhere); negative answers are cached and forgotten.
-    ("token_cache_time", "0"),
 ];
 
 /// The certificate the thumbprint profile's requests present.
@@ -156,7 +153,10 @@ pub fn introspection_answer(data: &[u8]) {
     let profile = usize::from(selector & 3);
     let status = STATUSES[usize::from(selector >> 2) & 7];
     let filter = &h.filters[profile];
-    *h.answer.answer.lock().unwrap_or_else(PoisonError::into_inner) = HttpResponse {
+    *h.answer
+        .answer
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = HttpResponse {
         status,
         body: body.to_vec(),
     };
@@ -165,11 +165,12 @@ pub fn introspection_answer(data: &[u8]) {
     let verdict = filter.authenticate(Some(&authorization), cert);
     filter.forget(Some(&authorization));
 
-    let answer: Option<Value> = serde_json::from_slice(body).ok();
+    let answer = crate::strict_json::from_slice(body).ok();
     match verdict {
         Verdict::Allow(grant) => {
             assert_eq!(status, 200, "accepted on an HTTP {status} answer");
-            let answer = answer.expect("accepted an answer that is not JSON");
+            let answer =
+                answer.expect("accepted an answer that is not JSON or repeats a member name");
             assert_eq!(
                 answer.get("active"),
                 Some(&Value::Bool(true)),
@@ -384,6 +385,8 @@ pub fn config_map(data: &[u8]) {
             check(&e);
         }
     }
+    // A shared tier would reach for the network at the first miss: build it, ask nothing.
+    let offline = config.shared.is_none();
     let answer = Arc::new(ScriptedAs {
         answer: Mutex::new(HttpResponse {
             status: 200,
@@ -392,14 +395,31 @@ pub fn config_map(data: &[u8]) {
     });
     match Authenticator::with_parts(
         config,
-        answer,
+        answer.clone(),
         Arc::new(CheckingLog),
         Arc::new(ManualClock::new(NOW)),
     ) {
+        Ok(auth) if !offline => {
+            for warning in auth.warnings() {
+                assert!(!warning.contains(SECRET_MARK), "secret in a warning");
+            }
+        }
         Ok(auth) => {
             for warning in auth.warnings() {
                 assert!(!warning.contains(SECRET_MARK), "secret in a warning");
             }
+            // One check under the fuzzed options (lifetimes, leeway, policy): a verdict.
+            let active = format!(
+                "{{\"active\":true,\"exp\":{},\"client_id\":\"u\",\"username\":\"u\"}}",
+                NOW + 60.0
+            );
+            *answer.answer.lock().unwrap_or_else(PoisonError::into_inner) = HttpResponse {
+                status: 200,
+                body: active.into_bytes(),
+            };
+            let authorization = format!("Bearer {TOKEN}");
+            let _ = auth.authenticate(Some(&authorization), None);
+            let _ = auth.authenticate(Some(&authorization), None);
         }
         Err(e) => check(&e),
     }
