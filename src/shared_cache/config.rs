@@ -1,0 +1,102 @@
+//! The shared tier's options, read from the one parser.
+
+use std::time::Duration;
+
+use super::Protection;
+use crate::config::RawOptions;
+use crate::error::ConfigError;
+use crate::secret::Secret;
+
+/// Settings of the shared tier, from the one parser.
+#[derive(Debug, Clone)]
+pub struct SharedTierConfig {
+    /// memcached servers (`host:port`).
+    pub memcached_servers: Vec<String>,
+    /// Redis URL.
+    pub redis_url: Option<String>,
+    /// Entry protection.
+    pub protection: Protection,
+    /// Current secret.
+    pub secret: Option<Secret>,
+    /// Previous secret, still read.
+    pub fallback_secret: Option<Secret>,
+    /// Socket timeout for one operation.
+    pub socket_timeout: Duration,
+    /// How long a failing server is skipped.
+    pub dead_retry: Duration,
+    /// Connections kept per server.
+    pub pool_size: u32,
+}
+
+impl SharedTierConfig {
+    /// Reads the memcache options and `redis_url`; `None` when no shared tier is configured.
+    pub fn from_raw(raw: &RawOptions) -> Result<Option<Self>, ConfigError> {
+        let mut memcached_servers = raw.list("memcached_servers");
+        if memcached_servers.is_empty() {
+            memcached_servers = raw.list("memcache_servers");
+        }
+        for server in &memcached_servers {
+            let ok = server
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(ConfigError::new(
+                    "memcached_servers",
+                    format!("entry {server:?} is not host:port"),
+                ));
+            }
+        }
+        let redis_url = raw.string("redis_url");
+        if let Some(url) = &redis_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| ConfigError::new("redis_url", format!("is not a URL ({e})")))?;
+            if !matches!(parsed.scheme(), "redis" | "redis+unix" | "unix") {
+                return Err(ConfigError::new("redis_url", "must be a redis:// URL"));
+            }
+        }
+        let protection = match raw.choice("memcache_security_strategy")?.unwrap_or("None") {
+            "MAC" => Protection::Mac,
+            "ENCRYPT" => Protection::Encrypt,
+            _ => Protection::None,
+        };
+        let secret = raw.secret("memcache_secret_key");
+        if protection != Protection::None && secret.is_none() {
+            return Err(ConfigError::new(
+                "memcache_secret_key",
+                "is required by memcache_security_strategy = MAC or ENCRYPT",
+            ));
+        }
+        if !memcached_servers.is_empty() && redis_url.is_some() {
+            return Err(ConfigError::new(
+                "redis_url",
+                "and memcached_servers cannot both be set",
+            ));
+        }
+        let secs = |name: &'static str, default: i64| -> Result<Duration, ConfigError> {
+            let n = raw.secs(name)?.unwrap_or(default);
+            if n < 0 {
+                return Err(ConfigError::new(name, "must not be negative"));
+            }
+            Ok(Duration::from_secs(n.unsigned_abs()))
+        };
+        let pool_size = raw
+            .int("memcache_pool_maxsize")?
+            .unwrap_or(10)
+            .clamp(1, 1024);
+        let config = Self {
+            memcached_servers,
+            redis_url,
+            protection,
+            secret,
+            fallback_secret: raw.secret("memcache_secret_key_fallback"),
+            socket_timeout: secs("memcache_pool_socket_timeout", 3)?.max(Duration::from_millis(50)),
+            dead_retry: secs("memcache_pool_dead_retry", 300)?,
+            pool_size: u32::try_from(pool_size).unwrap_or(10),
+        };
+        raw.bool("memcache_use_advanced_pool")?;
+        secs("memcache_pool_conn_get_timeout", 10)?;
+        secs("memcache_pool_unused_timeout", 60)?;
+        // Every value is checked even without a shared tier: a typo fails at start-up.
+        Ok((!config.memcached_servers.is_empty() || config.redis_url.is_some()).then_some(config))
+    }
+}

@@ -1,0 +1,106 @@
+//! The Redis store through the `redis` crate.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::pool::{PerProcess, ServerHealth};
+use super::{SharedStore, SharedTierConfig};
+use crate::clock::Clock;
+use crate::error::ConfigError;
+
+/// Redis through the `redis` crate, a small pool of connections per process.
+pub struct RedisStore {
+    client: redis::Client,
+    timeout: Duration,
+    pool_size: usize,
+    connections: Mutex<PerProcess<redis::Connection>>,
+    health: ServerHealth,
+    dead_retry: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl RedisStore {
+    pub(super) fn new(
+        url: &str,
+        config: &SharedTierConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| ConfigError::new("redis_url", format!("is not usable ({e})")))?;
+        Ok(Self {
+            client,
+            timeout: config.socket_timeout,
+            pool_size: config.pool_size as usize,
+            connections: Mutex::new(PerProcess::new()),
+            health: ServerHealth::new(),
+            dead_retry: config.dead_retry,
+            clock,
+        })
+    }
+
+    fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        if !self.health.is_available(self.clock.monotonic()) {
+            return Err("redis is left alone after a failure".into());
+        }
+        let result = self.run(f);
+        if result.is_err() {
+            self.health
+                .mark_failed(self.clock.monotonic(), self.dead_retry);
+        }
+        result
+    }
+
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        let pooled = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .client
+                    .get_connection_with_timeout(self.timeout)
+                    .map_err(|e| e.to_string())?;
+                c.set_read_timeout(Some(self.timeout))
+                    .map_err(|e| e.to_string())?;
+                c.set_write_timeout(Some(self.timeout))
+                    .map_err(|e| e.to_string())?;
+                c
+            }
+        };
+        let result = f(&mut conn).map_err(|e| e.to_string());
+        if result.is_ok() {
+            self.connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .give(conn, self.pool_size);
+        }
+        result
+    }
+}
+
+impl SharedStore for RedisStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.with_connection(|c| redis::cmd("GET").arg(key).query(c))
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        let ms = u64::try_from(ttl.as_millis().max(1)).unwrap_or(u64::MAX);
+        self.with_connection(|c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query(c)
+        })
+    }
+}
