@@ -4,12 +4,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use tokenward::authenticator::Verdict;
 use tokenward::log::{Level, LogSink};
@@ -145,11 +145,19 @@ impl LogSink for PythonLogger {
     }
 }
 
-/// Python objects made once per grant.
+/// Python objects made once per grant: the environ pairs (immutable, shared by every request)
+/// and the parsed `token_data`, which is only ever handed out as a deep copy.
 struct PyGrant {
     environ: Py<PyTuple>,
     token_info: Py<PyDict>,
 }
+
+/// The grant's slot for [`PyGrant`]. The slot is attached to the grant by pure Rust code, and
+/// the objects are built with no lock held and then offered to it: a thread holding the GIL
+/// never waits for a build that may itself need the GIL (the build runs Python code, which
+/// may let other threads run at any bytecode).
+#[derive(Default)]
+struct PyGrantSlot(OnceLock<PyGrant>);
 
 static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -178,6 +186,47 @@ fn build_py_grant(py: Python<'_>, grant: &tokenward::Grant) -> PyResult<PyGrant>
         environ: PyTuple::new(py, items)?.unbind(),
         token_info: token_info.unbind(),
     })
+}
+
+/// The grant's Python objects: those already stored, or new ones. Two threads may build at
+/// once; the first to store wins and the other's objects are dropped. A failed build is not
+/// stored, so the next request with the token tries again.
+fn py_grant<'g>(py: Python<'_>, grant: &'g tokenward::Grant) -> PyResult<&'g PyGrant> {
+    let slot = grant
+        .attachment(PyGrantSlot::default)
+        .ok_or_else(internal_error)?;
+    if let Some(objects) = slot.0.get() {
+        return Ok(objects);
+    }
+    let built = build_py_grant(py, grant).map_err(|cause| {
+        let err = TokenwardError::new_err("could not build the identity objects: request refused");
+        err.set_cause(py, Some(cause));
+        err
+    })?;
+    // `set` only moves the value in (no Python code), so a wait in it is short.
+    let _lost_the_race = slot.0.set(built);
+    slot.0.get().ok_or_else(internal_error)
+}
+
+/// A copy of JSON data (dicts, lists, immutable scalars) that shares no dict or list with
+/// `value`.
+fn deep_copy<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = value.py();
+    if let Ok(dict) = value.cast::<PyDict>() {
+        let copy = PyDict::new(py);
+        for (k, v) in dict.iter() {
+            copy.set_item(k, deep_copy(&v)?)?;
+        }
+        Ok(copy.into_any())
+    } else if let Ok(list) = value.cast::<PyList>() {
+        let items = list
+            .iter()
+            .map(|v| deep_copy(&v))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PyList::new(py, items)?.into_any())
+    } else {
+        Ok(value.clone())
+    }
 }
 
 /// The result of a check, ready for a WSGI response.
@@ -212,12 +261,13 @@ struct Outcome {
 
 #[pymethods]
 impl Outcome {
-    /// Allowed: a fresh copy of keystonemiddleware's `token_data` dict.
+    /// Allowed: keystonemiddleware's `token_data` dict, a new one at each read that shares no
+    /// dict or list with any other request's.
     #[getter]
-    fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.token_info
             .as_ref()
-            .map(|d| d.bind(py).copy())
+            .map(|d| deep_copy(d.bind(py).as_any()))
             .transpose()
     }
 
@@ -252,10 +302,7 @@ impl Authenticator {
     fn outcome(&self, py: Python<'_>, verdict: Verdict) -> PyResult<Outcome> {
         match verdict {
             Verdict::Allow(grant) => {
-                let objects = match grant.attachment(|| build_py_grant(py, &grant).ok()) {
-                    Some(Some(o)) => o,
-                    _ => return Err(internal_error()),
-                };
+                let objects = py_grant(py, &grant)?;
                 Ok(Outcome {
                     allowed: true,
                     status: 200,
