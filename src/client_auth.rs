@@ -10,6 +10,7 @@ use crate::assertion::AssertionSigner;
 use crate::config::{AuthMethod, BasicEncoding, ClientConfig};
 use crate::error::{AsError, ConfigError};
 use crate::secret::Secret;
+use zeroize::Zeroizing;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -51,15 +52,19 @@ pub struct EncodedRequest {
 
 /// The `Authorization: Basic` value for an id and secret.
 pub fn basic_authorization(client_id: &str, secret: &str, encoding: BasicEncoding) -> String {
-    let pair = match encoding {
+    // Intermediate forms of the secret are wiped when dropped.
+    let pair = Zeroizing::new(match encoding {
         BasicEncoding::Rfc6749 => {
             let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-            let secret: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-            format!("{id}:{secret}")
+            let secret = Zeroizing::new(
+                form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+            );
+            format!("{id}:{}", *secret)
         }
         BasicEncoding::Raw => format!("{client_id}:{secret}"),
-    };
-    format!("Basic {}", STANDARD.encode(pair))
+    });
+    let encoded = Zeroizing::new(STANDARD.encode(pair.as_bytes()));
+    format!("Basic {}", *encoded)
 }
 
 impl ClientAuthenticator {
@@ -151,12 +156,12 @@ impl ClientAuthenticator {
         }
     }
 
-    /// Every secret `request` and this client's credential consist of, in the forms an AS
+    /// Every secret a request (its `assertion`) and this client's credential consist of, in the forms an AS
     /// could echo back: scrub them from AS text with [`crate::error::sanitize`].
-    pub fn secrets<'a>(&'a self, request: &'a EncodedRequest) -> Vec<&'a str> {
+    pub fn secrets<'a>(&'a self, assertion: Option<&'a Secret>) -> Vec<&'a str> {
         self.echoes
             .iter()
-            .chain(&request.assertion)
+            .chain(assertion)
             .map(Secret::expose)
             .collect()
     }
@@ -169,38 +174,49 @@ impl ClientAuthenticator {
     /// Encodes a request: this client's credential fields first, then `params`. A JWT method
     /// signs a fresh assertion (new `jti`) for every call.
     pub fn encode(&self, params: &[(&str, &str)]) -> Result<EncodedRequest, AsError> {
-        let mut form = form_urlencoded::Serializer::new(String::with_capacity(256));
-        let mut signed = None;
-        match self.method {
-            AuthMethod::ClientSecretBasic => {}
-            AuthMethod::ClientSecretPost => {
-                form.append_pair("client_id", &self.client_id);
-                form.append_pair(
-                    "client_secret",
-                    self.secret.as_ref().map(Secret::expose).unwrap_or_default(),
-                );
-            }
-            AuthMethod::TlsClientAuth => {
-                form.append_pair("client_id", &self.client_id);
-            }
+        let signed = match self.method {
             AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
                 let signer = self
                     .signer
                     .as_ref()
                     .ok_or_else(|| AsError::Assertion("no signing key".into()))?;
-                let assertion = signer.assertion(&self.client_id, &self.audience, self.lifetime)?;
-                form.append_pair("client_id", &self.client_id);
-                form.append_pair("client_assertion_type", ASSERTION_TYPE);
-                form.append_pair("client_assertion", assertion.expose());
-                signed = Some(assertion);
+                Some(signer.assertion(&self.client_id, &self.audience, self.lifetime)?)
+            }
+            _ => None,
+        };
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 3);
+        match self.method {
+            AuthMethod::ClientSecretBasic => {}
+            AuthMethod::ClientSecretPost => {
+                pairs.push(("client_id", &self.client_id));
+                pairs.push((
+                    "client_secret",
+                    self.secret.as_ref().map(Secret::expose).unwrap_or_default(),
+                ));
+            }
+            AuthMethod::TlsClientAuth => pairs.push(("client_id", &self.client_id)),
+            AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
+                pairs.push(("client_id", &self.client_id));
+                pairs.push(("client_assertion_type", ASSERTION_TYPE));
+                pairs.push((
+                    "client_assertion",
+                    signed.as_ref().map(Secret::expose).unwrap_or_default(),
+                ));
             }
         }
-        for (k, v) in params {
-            form.append_pair(k, v);
+        pairs.extend_from_slice(params);
+        // Room for the worst case (every byte percent-encoded), so the buffer never grows:
+        // a reallocation would free a copy of the credentials without wiping it.
+        let room = pairs.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
+        let mut body = Secret::new(String::with_capacity(room));
+        {
+            let mut form = form_urlencoded::Serializer::new(body.expose_mut());
+            form.extend_pairs(pairs);
+            form.finish();
         }
         Ok(EncodedRequest {
             authorization: self.basic_header.clone(),
-            body: Secret::new(form.finish()),
+            body,
             assertion: signed,
         })
     }
@@ -303,6 +319,41 @@ mod tests {
             "assertions are never reused"
         );
         assert!(r1.authorization.is_none());
+    }
+
+    #[test]
+    fn the_body_buffer_is_sized_once_and_never_reallocated() {
+        let token = "t%".repeat(8 * 1024);
+        for method in [
+            "client_secret_post",
+            "client_secret_jwt",
+            "client_secret_basic",
+        ] {
+            let a = auth(method, &[("jwt_algorithm", "HS512")]);
+            let mut r = a
+                .encode(&[("token", &token), ("token_type_hint", "access_token")])
+                .unwrap();
+            let assertion = r.assertion.as_ref().map_or(0, |s| s.expose().len());
+            let pairs: usize = match method {
+                "client_secret_post" => 3 * ("client_id".len() + 3 + "client_secret".len() + 7) + 4,
+                "client_secret_jwt" => {
+                    3 * ("client_id".len()
+                        + 3
+                        + "client_assertion_type".len()
+                        + ASSERTION_TYPE.len())
+                        + 3 * ("client_assertion".len() + assertion)
+                        + 6
+                }
+                _ => 0,
+            };
+            let room = pairs + 3 * ("token".len() + token.len() + "token_type_hint".len() + 12) + 4;
+            assert_eq!(
+                r.body.expose_mut().capacity(),
+                room,
+                "{method}: one allocation, never grown"
+            );
+            assert!(r.body.expose().ends_with("&token_type_hint=access_token"));
+        }
     }
 
     #[test]

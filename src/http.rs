@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::config::ClientConfig;
 use crate::error::{AsError, ConfigError};
+use crate::secret::Secret;
 use crate::tls::{self, ClientIdentity};
 
 /// Largest AS answer read; more is a malformed answer.
@@ -27,12 +28,26 @@ pub struct HttpResponse {
 /// Sends form POSTs to the AS. A seam for fault-injection tests.
 pub trait Transport: Send + Sync {
     /// POSTs `body` (`application/x-www-form-urlencoded`) with an optional `Authorization`.
+    /// Both hold credentials: they stay [`Secret`]s, wiped when the request is done.
     fn post_form(
         &self,
         url: &str,
-        authorization: Option<&str>,
-        body: String,
+        authorization: Option<Secret>,
+        body: Secret,
     ) -> Result<HttpResponse, AsError>;
+}
+
+/// A secret's buffer lent to the HTTP client as `Bytes` without a copy; wiped on drop.
+struct Wiped(Secret);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        self.0.expose().as_bytes()
+    }
+}
+
+fn wiped_bytes(secret: Secret) -> bytes::Bytes {
+    bytes::Bytes::from_owner(Wiped(secret))
 }
 
 struct Settings {
@@ -176,8 +191,8 @@ impl ReqwestTransport {
         &self,
         client: &reqwest::Client,
         url: &str,
-        authorization: Option<&str>,
-        body: String,
+        authorization: Option<Secret>,
+        body: Secret,
     ) -> Result<HttpResponse, AsError> {
         let mut request = client
             .post(url)
@@ -186,11 +201,13 @@ impl ReqwestTransport {
                 "application/x-www-form-urlencoded",
             )
             .header(reqwest::header::ACCEPT, "application/json")
-            .body(body);
+            .body(wiped_bytes(body));
         if let Some(value) = authorization {
-            let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                AsError::Assertion("credentials are not a valid header value".into())
-            })?;
+            let value = wiped_bytes(value);
+            let mut value =
+                reqwest::header::HeaderValue::from_maybe_shared(value).map_err(|_| {
+                    AsError::Assertion("credentials are not a valid header value".into())
+                })?;
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
@@ -222,8 +239,8 @@ impl Transport for ReqwestTransport {
     fn post_form(
         &self,
         url: &str,
-        authorization: Option<&str>,
-        body: String,
+        authorization: Option<Secret>,
+        body: Secret,
     ) -> Result<HttpResponse, AsError> {
         let engine = self.take_engine()?;
         let result = engine
@@ -293,19 +310,19 @@ mod tests {
         );
         let t = transport("5");
         let r = t
-            .post_form(&url, Some("Basic abc"), "token=t".into())
+            .post_form(&url, Some(Secret::new("Basic abc")), Secret::new("token=t"))
             .unwrap();
         assert_eq!(
             (r.status, r.body.as_slice()),
             (200, br#"{"active":true}"#.as_slice())
         );
         assert_eq!(
-            t.post_form(&url, None, String::new()).unwrap().status,
+            t.post_form(&url, None, Secret::new("")).unwrap().status,
             302,
             "redirects are not followed"
         );
         assert!(matches!(
-            t.post_form(&url, None, String::new()),
+            t.post_form(&url, None, Secret::new("")),
             Err(AsError::Malformed(_))
         ));
     }
@@ -315,7 +332,7 @@ mod tests {
         let url = serve(vec![http("200 OK", "", "{}")], Duration::from_secs(3));
         let started = std::time::Instant::now();
         let e = transport("1")
-            .post_form(&url, None, String::new())
+            .post_form(&url, None, Secret::new(""))
             .unwrap_err();
         assert!(
             matches!(&e, AsError::Unreachable(m) if m.contains("timed out")),
@@ -327,7 +344,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let e = transport("1")
-            .post_form(&format!("http://{closed}/x"), None, String::new())
+            .post_form(&format!("http://{closed}/x"), None, Secret::new(""))
             .unwrap_err();
         assert!(matches!(e, AsError::Unreachable(_)));
     }
@@ -339,8 +356,8 @@ mod tests {
             Duration::ZERO,
         );
         let t = transport("5");
-        t.post_form(&url, None, String::new()).unwrap();
-        t.post_form(&url, None, String::new()).unwrap();
+        t.post_form(&url, None, Secret::new("")).unwrap();
+        t.post_form(&url, None, Secret::new("")).unwrap();
         assert_eq!(t.engines.lock().unwrap().idle.len(), 1);
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::client_auth::ClientAuthenticator;
+use crate::client_auth::{ClientAuthenticator, EncodedRequest};
 use crate::error::{AsError, sanitize};
 use crate::http::{HttpResponse, Transport};
 use crate::strict_json::{self, Refusal};
@@ -15,24 +15,22 @@ pub fn introspect(
     token: &str,
 ) -> Result<Map<String, Value>, AsError> {
     let request = client.encode(&[("token", token), ("token_type_hint", "access_token")])?;
-    let response = transport.post_form(
-        endpoint,
-        request
-            .authorization
-            .as_ref()
-            .map(crate::secret::Secret::expose),
-        request.body.expose().to_owned(),
-    )?;
-    let mut secrets = client.secrets(&request);
+    let EncodedRequest {
+        authorization,
+        body,
+        assertion,
+    } = request;
+    let response = transport.post_form(endpoint, authorization, body)?;
+    let mut secrets = client.secrets(assertion.as_ref());
     secrets.push(token);
-    json_object(response, &secrets)
+    json_object(&response, &secrets)
 }
 
 /// The JSON object of a 200 answer, or the typed error for anything else. Shared by
 /// introspection and the token endpoint. AS text kept in the error is sanitized, with every
 /// one of `secrets` (what the request carried) scrubbed from it.
 pub fn json_object(
-    response: HttpResponse,
+    response: &HttpResponse,
     secrets: &[&str],
 ) -> Result<Map<String, Value>, AsError> {
     let parsed = strict_json::from_slice(&response.body);
@@ -85,29 +83,29 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        assert!(json_object(resp(200, r#"{"active":true}"#), &[]).is_ok());
+        assert!(json_object(&resp(200, r#"{"active":true}"#), &[]).is_ok());
         assert!(matches!(
-            json_object(resp(200, "[1]"), &[]),
+            json_object(&resp(200, "[1]"), &[]),
             Err(AsError::Malformed(_))
         ));
         assert!(matches!(
-            json_object(resp(200, "<html>"), &[]),
+            json_object(&resp(200, "<html>"), &[]),
             Err(AsError::Malformed(_))
         ));
         assert!(matches!(
-            json_object(resp(400, r#"{"error":"invalid_client","error_description":"bad\nsecret"}"#), &[]),
+            json_object(&resp(400, r#"{"error":"invalid_client","error_description":"bad\nsecret"}"#), &[]),
             Err(AsError::CredentialsRejected { status: 400, error: Some(ref e), description: Some(ref d) }) if e == "invalid_client" && d == "badsecret"
         ));
         assert!(matches!(
-            json_object(resp(401, ""), &[]),
+            json_object(&resp(401, ""), &[]),
             Err(AsError::CredentialsRejected { .. })
         ));
         assert!(matches!(
-            json_object(resp(500, "oops"), &[]),
+            json_object(&resp(500, "oops"), &[]),
             Err(AsError::Status { status: 500, .. })
         ));
         assert!(matches!(
-            json_object(resp(302, ""), &[]),
+            json_object(&resp(302, ""), &[]),
             Err(AsError::Status { status: 302, .. })
         ));
     }

@@ -12,8 +12,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use zeroize::Zeroize;
 
-use crate::client_auth::ClientAuthenticator;
+use crate::client_auth::{ClientAuthenticator, EncodedRequest};
 use crate::clock;
 use crate::config::{ClientConfig, RawOptions, check_url};
 use crate::error::{AsError, ConfigError, sanitize};
@@ -291,27 +292,33 @@ impl TokenClient {
         params.push(("grant_type", "client_credentials"));
         let request = self.auth.encode(&params)?;
         let sent_at = Instant::now();
-        let response = self.transport.post_form(
-            &self.config.token_endpoint,
-            request.authorization.as_ref().map(Secret::expose),
-            request.body.expose().to_owned(),
-        )?;
-        let body = json_object(response, &self.auth.secrets(&request))?;
-        let value = match body.get("access_token") {
-            Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => {
-                Secret::new(t.clone())
-            }
-            _ => {
-                return Err(AsError::Malformed(
-                    "no usable access_token in the token response".into(),
-                ));
-            }
+        let EncodedRequest {
+            authorization,
+            body,
+            assertion,
+        } = request;
+        let mut response =
+            self.transport
+                .post_form(&self.config.token_endpoint, authorization, body)?;
+        let parsed = json_object(&response, &self.auth.secrets(assertion.as_ref()));
+        // The answer holds the access token: wipe it once parsed.
+        response.body.zeroize();
+        let mut body = parsed?;
+        let value = match body.remove("access_token") {
+            Some(Value::String(t)) => Secret::new(t),
+            _ => Secret::new(""),
         };
+        let token = value.expose();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AsError::Malformed(
+                "no usable access_token in the token response".into(),
+            ));
+        }
         match body.get("token_type").and_then(Value::as_str) {
             Some(t) if !t.eq_ignore_ascii_case("bearer") => {
                 return Err(AsError::Malformed(format!(
                     "token_type {:?} is not Bearer",
-                    sanitize(t, &self.auth.secrets(&request))
+                    sanitize(t, &self.auth.secrets(assertion.as_ref()))
                 )));
             }
             _ => {}
@@ -426,12 +433,12 @@ mod tests {
         fn post_form(
             &self,
             _: &str,
-            _: Option<&str>,
-            body: String,
+            _: Option<Secret>,
+            body: Secret,
         ) -> Result<HttpResponse, AsError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(self.delay);
-            Ok((self.answer)(n, &body))
+            Ok((self.answer)(n, body.expose()))
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokenward::clock::{Clock, ManualClock};
 use tokenward::http::{HttpResponse, Transport};
 use tokenward::log::{Level, LogSink};
-use tokenward::{AsError, Authenticator, DenyReason, FilterConfig, RawOptions, Verdict};
+use tokenward::{AsError, Authenticator, DenyReason, FilterConfig, RawOptions, Secret, Verdict};
 
 const NOW: f64 = 1_800_000_000.0;
 const TOKEN: &str = "tok-7f3a9c-must-never-be-logged";
@@ -27,12 +27,12 @@ impl Transport for ScriptedAs {
     fn post_form(
         &self,
         _url: &str,
-        _authorization: Option<&str>,
-        body: String,
+        _authorization: Option<Secret>,
+        body: Secret,
     ) -> Result<HttpResponse, AsError> {
         self.calls.fetch_add(1, SeqCst);
-        let answer = (self.answer)(&body);
-        self.bodies.lock().unwrap().push(body);
+        let answer = (self.answer)(body.expose());
+        self.bodies.lock().unwrap().push(body.expose().to_owned());
         Ok(answer)
     }
 }
