@@ -32,8 +32,16 @@ struct ScriptedAs {
 }
 
 impl Transport for ScriptedAs {
-    fn post_form(&self, _: &str, _: Option<&str>, body: String) -> Result<HttpResponse, AsError> {
-        assert!(!body.is_empty(), "an introspection request has a body");
+    fn post_form(
+        &self,
+        _: &str,
+        _: Option<crate::secret::Secret>,
+        body: crate::secret::Secret,
+    ) -> Result<HttpResponse, AsError> {
+        assert!(
+            !body.expose().is_empty(),
+            "an introspection request has a body"
+        );
         Ok(self
             .answer
             .lock()
