@@ -173,10 +173,6 @@ CONF
   return $rc
 }
 
-if [ -n "${C_DEMO:-}" ]; then # scripts/c-demo.sh: just the example server, output shown
-  example "$bin/protected_server"
-  exit $?
-fi
 version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)"
 lib="$prefix/lib"
 soname_check() { # the installed library names itself libtokenward.so.MAJOR; the symlinks lead to it
