@@ -853,9 +853,9 @@ mod tests {
         assert_eq!(bearer_token(Some(&long)), Err(DenyReason::MalformedToken));
     }
 
-    #[test]
-    fn the_flight_wait_covers_the_shared_tier_and_the_as() {
-        let base = [
+    /// The fewest options a filter starts with.
+    fn minimal_options() -> Vec<(&'static str, &'static str)> {
+        vec![
             ("introspect_endpoint", "https://as.example/introspect"),
             ("audience", "https://as.example"),
             ("client_id", "rs"),
@@ -867,11 +867,16 @@ mod tests {
             ("mapping_user_domain_id", "user_domain.id"),
             ("mapping_user_domain_name", "user_domain.name"),
             ("mapping_roles", "roles"),
-            ("http_connect_timeout", "10"),
-        ];
+        ]
+    }
+
+    #[test]
+    fn the_flight_wait_covers_the_shared_tier_and_the_as() {
         let config = |extra: &[(&'static str, &'static str)]| {
-            FilterConfig::from_raw(&RawOptions::from_pairs(base.iter().chain(extra).copied()))
-                .unwrap()
+            let mut pairs = minimal_options();
+            pairs.push(("http_connect_timeout", "10"));
+            pairs.extend_from_slice(extra);
+            FilterConfig::from_raw(&RawOptions::from_pairs(pairs)).unwrap()
         };
         assert_eq!(flight_wait(&config(&[])), Duration::from_secs(11));
         let shared = config(&[
@@ -890,20 +895,7 @@ mod tests {
 
     #[test]
     fn policy_strings_are_unambiguous() {
-        let base = FilterConfig::from_raw(&RawOptions::from_pairs([
-            ("introspect_endpoint", "https://as.example/introspect"),
-            ("audience", "https://as.example"),
-            ("client_id", "rs"),
-            ("client_secret", "s"),
-            ("mapping_project_id", "project.id"),
-            ("mapping_project_name", "project.name"),
-            ("mapping_project_domain_id", "project.domain.id"),
-            ("mapping_project_domain_name", "project.domain.name"),
-            ("mapping_user_domain_id", "user_domain.id"),
-            ("mapping_user_domain_name", "user_domain.name"),
-            ("mapping_roles", "roles"),
-        ]))
-        .unwrap();
+        let base = FilterConfig::from_raw(&RawOptions::from_pairs(minimal_options())).unwrap();
         let with = |f: &dyn Fn(&mut FilterConfig)| {
             let mut c = base.clone();
             f(&mut c);
