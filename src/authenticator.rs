@@ -17,11 +17,13 @@ use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
 use crate::clock::{self, Clock};
-use crate::config::{FilterConfig, RawOptions};
+use crate::config::{FilterConfig, RawOptions, Validation};
 use crate::error::{AsError, ConfigError};
 use crate::headers::IdentityHeader;
 use crate::http::{ReqwestTransport, Transport};
 use crate::introspect::introspect;
+use crate::jwks::{Candidates, KeyCounters, KeyStore, Lookup};
+use crate::jwt::{self, JwtRefusal, Shape};
 use crate::log::{Level, LogSink, NoLog};
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
@@ -58,6 +60,8 @@ pub enum DenyReason {
     CertificateMismatch,
     /// The identity claims do not map (403).
     Unmappable(MappingError),
+    /// A JWT refused by the offline checks before its claims (header, key, signature).
+    InvalidJwt(JwtRefusal),
     /// The AS could not answer (503).
     Unavailable(AsError),
 }
@@ -87,6 +91,7 @@ impl DenyReason {
             Self::CertificateRequired => "certificate_required",
             Self::CertificateMismatch => "certificate_mismatch",
             Self::Unmappable(_) => "unmappable_claims",
+            Self::InvalidJwt(_) => "invalid_jwt",
             Self::Unavailable(_) => "as_unavailable",
         }
     }
@@ -97,6 +102,7 @@ impl fmt::Display for DenyReason {
         match self {
             Self::MalformedClaims(what) => write!(f, "malformed claims: {what}"),
             Self::Unmappable(e) => write!(f, "unmappable claims: {e}"),
+            Self::InvalidJwt(e) => write!(f, "{e}"),
             Self::Unavailable(e) => write!(f, "{e}"),
             other => f.write_str(&other.code().replace('_', " ")),
         }
@@ -195,6 +201,15 @@ impl Verdict {
     }
 }
 
+/// Where a token's claims come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// An RFC 7662 answer (must say `active`).
+    Introspection,
+    /// A verified JWT's payload (must have `exp`).
+    Jwt,
+}
+
 #[derive(Clone)]
 enum Entry {
     Allowed(Arc<Grant>),
@@ -210,6 +225,8 @@ struct Counters {
     coalesced: AtomicU64,
     introspections: AtomicU64,
     as_errors: AtomicU64,
+    jwt_verifications: AtomicU64,
+    jwt_refusals: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -235,11 +252,21 @@ pub struct Metrics {
     pub shared_hits: u64,
     /// Shared-tier operations that failed (down, slow, forged entries).
     pub shared_errors: u64,
+    /// JWTs whose signature verified locally.
+    pub jwt_verifications: u64,
+    /// JWTs refused locally (header, key, signature or claims).
+    pub jwt_refusals: u64,
+    /// Key-set fetch attempts (AS metadata and JWK Set).
+    pub jwks_fetches: u64,
+    /// Key-set fetch attempts that failed.
+    pub jwks_fetch_errors: u64,
+    /// Key-set fetches caused by a token with an unknown `kid`.
+    pub jwks_unknown_kid_refetches: u64,
 }
 
 impl Metrics {
     /// Name/value pairs, for dicts and C arrays.
-    pub fn pairs(&self) -> [(&'static str, u64); 10] {
+    pub fn pairs(&self) -> [(&'static str, u64); 15] {
         [
             ("cache_hits", self.cache_hits),
             ("cache_negative_hits", self.cache_negative_hits),
@@ -251,6 +278,14 @@ impl Metrics {
             ("cache_evictions", self.cache_evictions),
             ("shared_hits", self.shared_hits),
             ("shared_errors", self.shared_errors),
+            ("jwt_verifications", self.jwt_verifications),
+            ("jwt_refusals", self.jwt_refusals),
+            ("jwks_fetches", self.jwks_fetches),
+            ("jwks_fetch_errors", self.jwks_fetch_errors),
+            (
+                "jwks_unknown_kid_refetches",
+                self.jwks_unknown_kid_refetches,
+            ),
         ]
     }
 }
@@ -260,9 +295,10 @@ pub struct Authenticator {
     config: FilterConfig,
     client: ClientAuthenticator,
     transport: Arc<dyn Transport>,
-    keys: KeyDeriver,
+    cache_keys: KeyDeriver,
     cache: VerdictCache<Entry, AsError>,
     shared: Option<SharedTier>,
+    keys: Option<KeyStore>,
     log: Arc<dyn LogSink>,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -395,7 +431,16 @@ impl Authenticator {
             fingerprints,
             flight_wait: flight_wait(&config),
             cache: VerdictCache::new(config.cache.capacity),
-            keys: KeyDeriver::new(&seed, &policy),
+            cache_keys: KeyDeriver::new(&seed, &policy),
+            keys: config.jwt.as_ref().map(|jwt| {
+                KeyStore::new(
+                    jwt.keys.clone(),
+                    jwt.header.algorithms.clone(),
+                    Arc::clone(&transport),
+                    Arc::clone(&clock),
+                    Arc::clone(&log),
+                )
+            }),
             shared,
             client,
             transport,
@@ -440,6 +485,11 @@ impl Authenticator {
     /// Counters and cache size.
     pub fn metrics(&self) -> Metrics {
         let c = &self.counters;
+        let key_counter = |pick: fn(&KeyCounters) -> &AtomicU64| {
+            self.keys
+                .as_ref()
+                .map_or(0, |store| pick(&store.counters).load(Relaxed))
+        };
         Metrics {
             cache_hits: c.hits.load(Relaxed),
             cache_negative_hits: c.negative_hits.load(Relaxed),
@@ -451,6 +501,11 @@ impl Authenticator {
             cache_evictions: self.cache.evictions(),
             shared_hits: self.shared.as_ref().map_or(0, |t| t.hits.load(Relaxed)),
             shared_errors: self.shared.as_ref().map_or(0, |t| t.errors.load(Relaxed)),
+            jwt_verifications: c.jwt_verifications.load(Relaxed),
+            jwt_refusals: c.jwt_refusals.load(Relaxed),
+            jwks_fetches: key_counter(|k| &k.fetches),
+            jwks_fetch_errors: key_counter(|k| &k.fetch_errors),
+            jwks_unknown_kid_refetches: key_counter(|k| &k.unknown_kid_refetches),
         }
     }
 
@@ -508,7 +563,7 @@ impl Authenticator {
         count: usize,
         claims: &Map<String, Value>,
     ) -> usize {
-        let entry = self.evaluate(claims);
+        let entry = self.evaluate(claims, Origin::Introspection);
         let ttl = self
             .config
             .cache
@@ -517,7 +572,7 @@ impl Authenticator {
         let now = self.clock.monotonic();
         for i in 0..count {
             self.cache.insert(
-                self.keys.key(&format!("{prefix}{i}")),
+                self.cache_keys.key(&format!("{prefix}{i}")),
                 entry.clone(),
                 ttl,
                 now,
@@ -529,7 +584,7 @@ impl Authenticator {
     /// Forgets a token's cached verdict.
     pub fn forget(&self, authorization: Option<&str>) {
         if let Ok(token) = bearer_token(authorization) {
-            self.cache.remove(self.keys.key(token));
+            self.cache.remove(self.cache_keys.key(token));
         }
     }
 
@@ -556,7 +611,7 @@ impl Authenticator {
         };
         Prepared::Check {
             token,
-            key: self.keys.key(token),
+            key: self.cache_keys.key(token),
             cert,
         }
     }
@@ -576,6 +631,14 @@ impl Authenticator {
     }
 
     fn fetch(&self, token: &str, key: CacheKey) -> Result<Entry, AsError> {
+        let local = match self.config.validation {
+            Validation::Introspection => false,
+            Validation::Jwt => true,
+            Validation::JwtOrIntrospection => jwt::shape(token) == Shape::Jws,
+        };
+        if local {
+            return self.verify_locally(token, key);
+        }
         let (claims, fresh) = match self.shared.as_ref().and_then(|tier| tier.get(token)) {
             Some(claims) => (claims, false),
             None => {
@@ -593,7 +656,7 @@ impl Authenticator {
             }
         };
         let now = self.clock.wall();
-        let entry = self.evaluate(&claims);
+        let entry = self.evaluate(&claims, Origin::Introspection);
         let ttl = match &entry {
             Entry::Allowed(grant) => self.config.cache.active_ttl.map(|ttl| match grant.expires {
                 Some(exp) => ttl.min(clock::lifetime_until(now, exp)),
@@ -611,15 +674,79 @@ impl Authenticator {
         Ok(entry)
     }
 
-    fn evaluate(&self, claims: &Map<String, Value>) -> Entry {
-        match self.evaluate_inner(claims) {
+    /// A JWT checked offline: header, key, signature, then its claims as an introspection
+    /// answer's (without `active`). Only an unavailable key set is an error (503).
+    fn verify_locally(&self, token: &str, key: CacheKey) -> Result<Entry, AsError> {
+        let store = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| AsError::Internal("no key store in a jwt mode".into()))?;
+        let checked = match &self.config.jwt {
+            Some(jwt) => jwt::parse(token, &jwt.header),
+            None => Err(JwtRefusal::Algorithm),
+        };
+        let entry = match checked {
+            Err(refusal) => Entry::Denied(DenyReason::InvalidJwt(refusal)),
+            Ok(jws) => match store.lookup(jws.kid.as_deref()) {
+                Lookup::Unavailable(e) => return Err(e),
+                Lookup::Keys(keys) => {
+                    let verified = match keys.candidates(jws.kid.as_deref(), jws.algorithm) {
+                        Candidates::UnknownKid => Err(JwtRefusal::UnknownKey),
+                        Candidates::WrongType => Err(JwtRefusal::Signature),
+                        Candidates::Keys(list) => {
+                            if list.iter().any(|k| jws.verified_by(k)) {
+                                self.counters.jwt_verifications.fetch_add(1, Relaxed);
+                                jws.claims()
+                            } else {
+                                Err(JwtRefusal::Signature)
+                            }
+                        }
+                    };
+                    match verified {
+                        Ok(claims) => self.evaluate(&claims, Origin::Jwt),
+                        Err(refusal) => Entry::Denied(DenyReason::InvalidJwt(refusal)),
+                    }
+                }
+            },
+        };
+        let ttl = match &entry {
+            // Offline, the verdict cannot change before `exp` (which a JWT must have).
+            Entry::Allowed(grant) => self.config.cache.active_ttl.and(
+                grant
+                    .expires
+                    .map(|exp| clock::lifetime_until(self.clock.wall(), exp)),
+            ),
+            // An unknown `kid` may become known at the next key fetch: not remembered.
+            Entry::Denied(DenyReason::InvalidJwt(JwtRefusal::UnknownKey)) => None,
+            Entry::Denied(_) => self.config.cache.inactive_ttl,
+        };
+        let refused = match &entry {
+            Entry::Denied(_) => true,
+            Entry::Allowed(grant) => self.out_of_time(grant, self.clock.wall()).is_some(),
+        };
+        if refused {
+            self.counters.jwt_refusals.fetch_add(1, Relaxed);
+        }
+        if let Some(ttl) = ttl {
+            self.cache
+                .insert(key, entry.clone(), ttl, self.clock.monotonic());
+        }
+        Ok(entry)
+    }
+
+    fn evaluate(&self, claims: &Map<String, Value>, origin: Origin) -> Entry {
+        match self.evaluate_inner(claims, origin) {
             Ok(grant) => Entry::Allowed(Arc::new(grant)),
             Err(reason) => Entry::Denied(reason),
         }
     }
 
-    fn evaluate_inner(&self, claims: &Map<String, Value>) -> Result<Grant, DenyReason> {
-        if claims.get("active") != Some(&Value::Bool(true)) {
+    fn evaluate_inner(
+        &self,
+        claims: &Map<String, Value>,
+        origin: Origin,
+    ) -> Result<Grant, DenyReason> {
+        if origin == Origin::Introspection && claims.get("active") != Some(&Value::Bool(true)) {
             return Err(DenyReason::Inactive);
         }
         let time = |name: &'static str| match claims.get(name) {
@@ -628,7 +755,16 @@ impl Authenticator {
             Some(_) => Err(DenyReason::MalformedClaims(name)),
         };
         let exp = time("exp")?;
-        let nbf = time("nbf")?;
+        let mut nbf = time("nbf")?;
+        if origin == Origin::Jwt {
+            // RFC 9068 §2.2: `exp` is required; a token issued in the future is not valid yet.
+            if exp.is_none() {
+                return Err(DenyReason::MalformedClaims("exp"));
+            }
+            if let Some(iat) = time("iat")? {
+                nbf = Some(nbf.map_or(iat, |n| n.max(iat)));
+            }
+        }
         let policy = &self.config.policy;
         if let Some(issuer) = &policy.issuer
             && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
@@ -647,12 +783,16 @@ impl Authenticator {
             }
         }
         if !policy.required_scope.is_empty() {
-            let granted: Vec<&str> = claims
+            // `scope` is a space-separated string (RFC 7662, RFC 9068); `scp` an array.
+            let mut granted: Vec<&str> = claims
                 .get("scope")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .split(' ')
                 .collect();
+            if let Some(Value::Array(scp)) = claims.get("scp") {
+                granted.extend(scp.iter().filter_map(Value::as_str));
+            }
             if !policy
                 .required_scope
                 .iter()
@@ -694,12 +834,8 @@ impl Authenticator {
             Entry::Denied(reason) => return Verdict::deny(reason.clone()),
             Entry::Allowed(grant) => grant,
         };
-        let leeway = self.config.policy.leeway.as_secs_f64();
-        if grant.expires.is_some_and(|exp| now > exp + leeway) {
-            return Verdict::deny(DenyReason::Expired);
-        }
-        if grant.not_before.is_some_and(|nbf| now + leeway < nbf) {
-            return Verdict::deny(DenyReason::NotYetValid);
+        if let Some(reason) = self.out_of_time(grant, now) {
+            return Verdict::deny(reason);
         }
         if self.config.policy.thumbprint_verify {
             match (grant.bound_to.as_ref(), cert) {
@@ -708,6 +844,18 @@ impl Authenticator {
             }
         }
         Verdict::Allow(Arc::clone(grant))
+    }
+
+    /// Whether `now` lies outside the grant's validity (`exp`, `nbf`, with leeway).
+    fn out_of_time(&self, grant: &Grant, now: f64) -> Option<DenyReason> {
+        let leeway = self.config.policy.leeway.as_secs_f64();
+        if grant.expires.is_some_and(|exp| now > exp + leeway) {
+            return Some(DenyReason::Expired);
+        }
+        if grant.not_before.is_some_and(|nbf| now + leeway < nbf) {
+            return Some(DenyReason::NotYetValid);
+        }
+        None
     }
 
     fn log_denial(&self, token: &str, denial: &Denial) {

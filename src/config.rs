@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use crate::claims::ClaimPath;
 use crate::error::ConfigError;
+use crate::jwks::KeySource;
+use crate::jwt::{Algorithm, HeaderPolicy};
 use crate::secret::Secret;
 use crate::shared_cache::SharedTierConfig;
 
@@ -64,6 +66,8 @@ const AUTH_METHODS: &[&str] = &[
     "private_key_jwt",
     "client_secret_jwt",
 ];
+
+const VALIDATIONS: &[&str] = &["introspection", "jwt", "jwt_or_introspection"];
 
 const fn opt(
     name: &'static str,
@@ -135,9 +139,15 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached, at most 86400; 0 disables"),
     opt("token_time_leeway", Int, Some("5"), Tw, "seconds of clock skew allowed when checking `exp` and `nbf`, at most 3600"),
     opt("token_audience", List, None, Tw, "if set, the token's `aud` must contain one of these"),
-    opt("token_issuer", Str, None, Tw, "if set, the token's `iss` must equal this"),
-    opt("token_required_scope", List, None, Tw, "if set, the token's `scope` must contain all of these"),
+    opt("token_issuer", Str, None, Tw, "if set, the token's `iss` must equal this (required by jwt validation)"),
+    opt("token_required_scope", List, None, Tw, "if set, the token's `scope` (or `scp` array) must contain all of these"),
     opt("retry_after", Int, Some("5"), Tw, "seconds sent in `Retry-After` when the AS cannot answer (503), at most 86400"),
+    opt("validation", Choice(VALIDATIONS), Some("introspection"), Tw, "how tokens are checked: introspection (RFC 7662), jwt (JWT access tokens verified locally, RFC 9068) or jwt_or_introspection (a JWS locally, any other token by introspection)"),
+    opt("jwks_uri", Str, None, Tw, "the AS's JWK Set URL for jwt validation; unset means discovery from token_issuer"),
+    opt("jwks_cache_time", Int, Some("300"), Tw, "seconds the AS's keys are kept (less when the answer's Cache-Control max-age is shorter), at most 86400"),
+    opt("jwks_min_refresh_interval", Int, Some("10"), Tw, "least seconds between two key fetches for unknown `kid`s (and after a failed fetch), at most 3600"),
+    opt("jwt_algorithms", List, Some("RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"), Tw, "JWS algorithms accepted for JWT access tokens (asymmetric only)"),
+    opt("jwt_typ", List, Some("at+jwt,application/at+jwt,JWT"), Tw, "accepted JWT header `typ` values (JWT is what Keycloak sends)"),
     opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
 ];
 
@@ -158,6 +168,8 @@ pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
     ("token_cache_inactive_time", 86_400),
     ("token_time_leeway", 3_600),
     ("retry_after", 86_400),
+    ("jwks_cache_time", 86_400),
+    ("jwks_min_refresh_interval", 3_600),
 ];
 
 /// The upper bound of a seconds option (see [`SECONDS_BOUNDS`]).
@@ -453,6 +465,35 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// The TLS and timeout options alone, for a filter that never authenticates to the AS
+    /// (`validation = jwt` fetches only public documents).
+    pub fn transport_only(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let tls = TlsSettings {
+            certfile: raw.path("certfile"),
+            keyfile: raw.path("keyfile"),
+            cafile: raw.path("cafile"),
+            insecure: raw.bool("insecure")?,
+        };
+        if tls.keyfile.is_some() && tls.certfile.is_none() {
+            return Err(ConfigError::new(
+                "certfile",
+                "is required when keyfile is set",
+            ));
+        }
+        Ok(Self {
+            client_id: raw.string("client_id").unwrap_or_default(),
+            auth_method: AuthMethod::ClientSecretBasic,
+            client_secret: None,
+            audience: raw.string("audience"),
+            jwt_key_file: None,
+            jwt_algorithm: None,
+            jwt_lifetime: Duration::from_secs(3600),
+            tls,
+            timeout: Duration::from_secs(raw.positive_secs("http_connect_timeout")?),
+            basic_encoding: BasicEncoding::Rfc6749,
+        })
+    }
+
     /// Reads the client part of the options.
     pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
         let method_name = raw.choice("auth_method")?.unwrap_or("client_secret_basic");
@@ -626,10 +667,84 @@ pub struct TokenPolicy {
     pub thumbprint_verify: bool,
 }
 
+/// How a token is checked (`validation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// RFC 7662 introspection of every token.
+    Introspection,
+    /// Every token must be a JWT access token verified locally.
+    Jwt,
+    /// A JWS is verified locally; any other token is introspected.
+    JwtOrIntrospection,
+}
+
+/// Offline validation of JWT access tokens: keys and header rules.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Where the keys come from and how long they are kept.
+    pub keys: KeySource,
+    /// Accepted `alg` and `typ`.
+    pub header: HeaderPolicy,
+}
+
+impl JwtConfig {
+    fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let issuer = raw.required("token_issuer", "by validation = jwt and jwt_or_introspection (the `iss` of the tokens, and where the keys are discovered)")?;
+        check_url("token_issuer", &issuer)?;
+        let jwks_uri = raw.string("jwks_uri");
+        if let Some(uri) = &jwks_uri {
+            check_url("jwks_uri", uri)?;
+        }
+        let mut algorithms = Vec::new();
+        for name in raw.list("jwt_algorithms") {
+            let algorithm = Algorithm::from_name(&name).ok_or_else(|| {
+                let why = if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
+                    format!("must not hold {name:?}: only asymmetric signatures prove that the AS signed a token (RFC 8725 §3.1)")
+                } else {
+                    format!(
+                        "holds {name:?}, which is not one of {}",
+                        Algorithm::ALL.map(Algorithm::name).join(", ")
+                    )
+                };
+                ConfigError::new("jwt_algorithms", why)
+            })?;
+            if !algorithms.contains(&algorithm) {
+                algorithms.push(algorithm);
+            }
+        }
+        if algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "jwt_algorithms",
+                "must name at least one algorithm",
+            ));
+        }
+        let types = raw.list("jwt_typ");
+        if types.is_empty() {
+            return Err(ConfigError::new("jwt_typ", "must name at least one type"));
+        }
+        let secs = |name: &'static str| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(raw.positive_secs(name)?))
+        };
+        Ok(Self {
+            keys: KeySource {
+                jwks_uri,
+                issuer,
+                cache_time: secs("jwks_cache_time")?,
+                min_refresh_interval: secs("jwks_min_refresh_interval")?,
+            },
+            header: HeaderPolicy { algorithms, types },
+        })
+    }
+}
+
 /// The whole configuration of the resource-server filter.
 #[derive(Debug, Clone)]
 pub struct FilterConfig {
-    /// Introspection endpoint.
+    /// How tokens are checked.
+    pub validation: Validation,
+    /// Offline JWT validation, in the `jwt` modes.
+    pub jwt: Option<JwtConfig>,
+    /// Introspection endpoint (empty with `validation = jwt`).
     pub introspect_endpoint: String,
     /// The reference's `audience`: the AS, used in WWW-Authenticate and assertions.
     pub audience: String,
@@ -650,10 +765,37 @@ pub struct FilterConfig {
 impl FilterConfig {
     /// Parses and checks the filter's options.
     pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
-        let introspect_endpoint = raw.required("introspect_endpoint", "")?;
-        check_url("introspect_endpoint", &introspect_endpoint)?;
-        let audience = raw.required("audience", "(the `aud` of client assertions)")?;
-        let client = ClientConfig::from_raw(raw)?;
+        let validation = match raw.choice("validation")? {
+            Some("jwt") => Validation::Jwt,
+            Some("jwt_or_introspection") => Validation::JwtOrIntrospection,
+            _ => Validation::Introspection,
+        };
+        let jwt = match validation {
+            Validation::Introspection => {
+                // Unused in this mode, but a value out of bounds is still a typo.
+                raw.secs("jwks_cache_time")?;
+                raw.secs("jwks_min_refresh_interval")?;
+                None
+            }
+            _ => Some(JwtConfig::from_raw(raw)?),
+        };
+        let (introspect_endpoint, audience, client) = match &jwt {
+            Some(jwt) if validation == Validation::Jwt => (
+                String::new(),
+                raw.string("audience")
+                    .unwrap_or_else(|| jwt.keys.issuer.clone()),
+                ClientConfig::transport_only(raw)?,
+            ),
+            _ => {
+                let endpoint = raw.required("introspect_endpoint", "")?;
+                check_url("introspect_endpoint", &endpoint)?;
+                (
+                    endpoint,
+                    raw.required("audience", "(the `aud` of client assertions)")?,
+                    ClientConfig::from_raw(raw)?,
+                )
+            }
+        };
         let mapping = MappingConfig::from_raw(raw)?;
         let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
             Ok(raw
@@ -702,6 +844,8 @@ impl FilterConfig {
         };
 
         Ok(Self {
+            validation,
+            jwt,
             introspect_endpoint,
             audience,
             client,

@@ -35,6 +35,42 @@ pub trait Transport: Send + Sync {
         authorization: Option<Secret>,
         body: Secret,
     ) -> Result<HttpResponse, AsError>;
+
+    /// GETs a JSON document (AS metadata, a key set). Transports that only post (test
+    /// doubles) need not implement it.
+    fn get(&self, url: &str) -> Result<Document, AsError> {
+        let _ = url;
+        Err(AsError::Unreachable(
+            "this transport cannot fetch documents".into(),
+        ))
+    }
+}
+
+/// A fetched document: status, body (at most 1 MiB) and the `Cache-Control: max-age` given.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// `max-age` seconds of `Cache-Control`, if the answer has one.
+    pub max_age: Option<u64>,
+}
+
+/// The `max-age` directive of a `Cache-Control` value (RFC 9111 §5.2.2.1), if well formed.
+pub fn max_age(cache_control: &str) -> Option<u64> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        let value = value.trim().trim_matches('"');
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // A far-future number is "a long time", not an error.
+        Some(value.parse::<u64>().unwrap_or(u64::MAX))
+    })
 }
 
 /// A secret's buffer lent to the HTTP client as `Bytes` without a copy; wiped on drop.
@@ -211,27 +247,69 @@ impl ReqwestTransport {
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
-        let unreachable = |e: reqwest::Error| {
-            let e = e.without_url();
-            if e.is_timeout() {
-                AsError::Unreachable(format!(
-                    "timed out after {} s",
-                    self.settings.timeout.as_secs()
-                ))
-            } else {
-                AsError::Unreachable(error_chain(&e))
-            }
-        };
-        let mut response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
+        let body = self.read_body(response).await?;
+        Ok(HttpResponse { status, body })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> AsError {
+        let e = e.without_url();
+        if e.is_timeout() {
+            AsError::Unreachable(format!(
+                "timed out after {} s",
+                self.settings.timeout.as_secs()
+            ))
+        } else {
+            AsError::Unreachable(error_chain(&e))
+        }
+    }
+
+    /// The body, cut off with an error past [`MAX_BODY`].
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, AsError> {
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
             if (body.len() + chunk.len()) as u64 > MAX_BODY {
                 return Err(AsError::Malformed("answer larger than 1 MiB".into()));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, body })
+        Ok(body)
+    }
+
+    async fn fetch(&self, client: &reqwest::Client, url: &str) -> Result<Document, AsError> {
+        let response = client
+            .get(url)
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, application/jwk-set+json",
+            )
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status().as_u16();
+        let max_age = response
+            .headers()
+            .get_all(reqwest::header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(max_age);
+        let body = self.read_body(response).await?;
+        Ok(Document {
+            status,
+            body,
+            max_age,
+        })
+    }
+
+    fn on_engine<T>(
+        &self,
+        run: impl AsyncFnOnce(&reqwest::Client) -> Result<T, AsError>,
+    ) -> Result<T, AsError> {
+        let engine = self.take_engine()?;
+        let result = engine.runtime.block_on(run(&engine.client));
+        self.return_engine(engine);
+        result
     }
 }
 
@@ -242,12 +320,11 @@ impl Transport for ReqwestTransport {
         authorization: Option<Secret>,
         body: Secret,
     ) -> Result<HttpResponse, AsError> {
-        let engine = self.take_engine()?;
-        let result = engine
-            .runtime
-            .block_on(self.send(&engine.client, url, authorization, body));
-        self.return_engine(engine);
-        result
+        self.on_engine(async |client| self.send(client, url, authorization, body).await)
+    }
+
+    fn get(&self, url: &str) -> Result<Document, AsError> {
+        self.on_engine(async |client| self.fetch(client, url).await)
     }
 }
 

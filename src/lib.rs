@@ -1,6 +1,7 @@
 //! tokenward: an embeddable OAuth 2.0 resource-server core.
 //!
-//! It validates `Authorization: Bearer` tokens by RFC 7662 introspection with a bounded,
+//! It validates `Authorization: Bearer` tokens by RFC 7662 introspection, or JWT access tokens
+//! (RFC 9068) offline against the AS's keys, with a bounded,
 //! single-flight verdict cache; authenticates to the authorization server with any of the five
 //! client-authentication methods; checks RFC 8705 certificate binding; and maps claims to the
 //! OpenStack identity headers, as keystonemiddleware's `external_oauth2_token` does (minus its
@@ -41,6 +42,8 @@ pub mod fuzzing;
 pub mod headers;
 pub mod http;
 pub mod introspect;
+pub mod jwks;
+pub mod jwt;
 pub mod log;
 pub mod secret;
 pub mod shared_cache;

@@ -1,0 +1,462 @@
+//! JWT access tokens checked offline (RFC 9068, RFC 7515, RFC 8725): the compact JWS is split
+//! and decoded strictly, its header checked before any key is looked at, its signature
+//! verified with a key of the AS's key set (see [`crate::jwks`]), and only then its payload
+//! read. The claims then take the same path as an introspection answer.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::strict_json::{self, Refusal};
+
+/// A JWS signature algorithm tokenward verifies (asymmetric only: RFC 8725 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// RSASSA-PSS with SHA-256.
+    Ps256,
+    /// RSASSA-PSS with SHA-384.
+    Ps384,
+    /// RSASSA-PSS with SHA-512.
+    Ps512,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// ECDSA P-384 with SHA-384.
+    Es384,
+    /// ECDSA P-521 with SHA-512.
+    Es512,
+    /// Ed25519.
+    EdDsa,
+}
+
+/// The key family an algorithm needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    /// `kty: RSA`.
+    Rsa,
+    /// `kty: EC` on the named curve.
+    Ec(&'static str),
+    /// `kty: OKP`, `crv: Ed25519`.
+    Ed25519,
+}
+
+impl Algorithm {
+    /// Every algorithm tokenward verifies, the default of `jwt_algorithms`.
+    pub const ALL: [Algorithm; 10] = [
+        Self::Rs256,
+        Self::Rs384,
+        Self::Rs512,
+        Self::Ps256,
+        Self::Ps384,
+        Self::Ps512,
+        Self::Es256,
+        Self::Es384,
+        Self::Es512,
+        Self::EdDsa,
+    ];
+
+    /// The registered `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Rs384 => "RS384",
+            Self::Rs512 => "RS512",
+            Self::Ps256 => "PS256",
+            Self::Ps384 => "PS384",
+            Self::Ps512 => "PS512",
+            Self::Es256 => "ES256",
+            Self::Es384 => "ES384",
+            Self::Es512 => "ES512",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+
+    /// The algorithm of an `alg` name (exact spelling, as RFC 7515 requires).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The key family that can verify it.
+    pub fn family(self) -> KeyFamily {
+        match self {
+            Self::Rs256 | Self::Rs384 | Self::Rs512 | Self::Ps256 | Self::Ps384 | Self::Ps512 => {
+                KeyFamily::Rsa
+            }
+            Self::Es256 => KeyFamily::Ec("P-256"),
+            Self::Es384 => KeyFamily::Ec("P-384"),
+            Self::Es512 => KeyFamily::Ec("P-521"),
+            Self::EdDsa => KeyFamily::Ed25519,
+        }
+    }
+
+    /// The aws-lc-rs verification parameters (ECDSA in the fixed `r‖s` form JWS uses).
+    pub fn verification(self) -> &'static dyn aws_lc_rs::signature::VerificationAlgorithm {
+        use aws_lc_rs::signature as s;
+        match self {
+            Self::Rs256 => &s::RSA_PKCS1_2048_8192_SHA256,
+            Self::Rs384 => &s::RSA_PKCS1_2048_8192_SHA384,
+            Self::Rs512 => &s::RSA_PKCS1_2048_8192_SHA512,
+            Self::Ps256 => &s::RSA_PSS_2048_8192_SHA256,
+            Self::Ps384 => &s::RSA_PSS_2048_8192_SHA384,
+            Self::Ps512 => &s::RSA_PSS_2048_8192_SHA512,
+            Self::Es256 => &s::ECDSA_P256_SHA256_FIXED,
+            Self::Es384 => &s::ECDSA_P384_SHA384_FIXED,
+            Self::Es512 => &s::ECDSA_P521_SHA512_FIXED,
+            Self::EdDsa => &s::ED25519,
+        }
+    }
+}
+
+/// Why a JWT is refused before or at its signature (its claims are judged later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRefusal {
+    /// Not a compact JWS: segment count, base64url, JSON or a header member's type.
+    Malformed(&'static str),
+    /// Five segments: an encrypted JWT (JWE), which tokenward does not decrypt.
+    Encrypted,
+    /// `cty: JWT`: a nested token.
+    Nested,
+    /// `alg` is not in `jwt_algorithms` (`none` and HS* never are).
+    Algorithm,
+    /// `typ` is missing or not in `jwt_typ`.
+    Type,
+    /// `crit` names an extension tokenward does not implement.
+    Critical,
+    /// No key of the AS has this `kid`, even after refetching the key set.
+    UnknownKey,
+    /// No key of the key set verifies the signature.
+    Signature,
+    /// The payload is not a JSON object.
+    Payload,
+}
+
+impl JwtRefusal {
+    /// A short stable code for logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Encrypted => "encrypted",
+            Self::Nested => "nested",
+            Self::Algorithm => "algorithm",
+            Self::Type => "typ",
+            Self::Critical => "crit",
+            Self::UnknownKey => "unknown_kid",
+            Self::Signature => "signature",
+            Self::Payload => "payload",
+        }
+    }
+}
+
+impl std::fmt::Display for JwtRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(what) => write!(f, "malformed JWT: {what}"),
+            other => write!(f, "JWT refused: {}", other.code()),
+        }
+    }
+}
+
+/// The shape of a token's text, for `jwt_or_introspection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Three dot-separated segments whose first is a base64url JSON object: a JWS.
+    Jws,
+    /// Five segments: a JWE.
+    Jwe,
+    /// Anything else (an opaque token).
+    Other,
+}
+
+/// Whether a token is a JWS, a JWE or opaque, from its text alone.
+pub fn shape(token: &str) -> Shape {
+    match token.bytes().filter(|&b| b == b'.').count() {
+        2 => {
+            let head = token.split('.').next().unwrap_or("");
+            match decode_segment(head, "header") {
+                Ok(bytes) if matches!(strict_json::from_slice(&bytes), Ok(Value::Object(_))) => {
+                    Shape::Jws
+                }
+                _ => Shape::Other,
+            }
+        }
+        4 => Shape::Jwe,
+        _ => Shape::Other,
+    }
+}
+
+/// A compact JWS split and its header checked: what key lookup and verification need.
+#[derive(Debug)]
+pub struct Jws<'a> {
+    /// The header's `alg`.
+    pub algorithm: Algorithm,
+    /// The header's `kid`, if any.
+    pub kid: Option<String>,
+    signing_input: &'a str,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// What the header of an acceptable token must satisfy.
+#[derive(Debug, Clone)]
+pub struct HeaderPolicy {
+    /// Accepted `alg` values.
+    pub algorithms: Vec<Algorithm>,
+    /// Accepted `typ` values, compared without case and without an `application/` prefix.
+    pub types: Vec<String>,
+}
+
+/// A media type without case and without the optional `application/` prefix (RFC 7515 §4.1.9).
+fn media_type(value: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+impl HeaderPolicy {
+    fn accepts_type(&self, typ: &str) -> bool {
+        let typ = media_type(typ);
+        self.types.iter().any(|t| media_type(t) == typ)
+    }
+}
+
+/// base64url without padding and with no stray bits (RFC 7515 §2): anything else is malformed.
+fn decode_segment(segment: &str, what: &'static str) -> Result<Vec<u8>, JwtRefusal> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtRefusal::Malformed(what))
+}
+
+/// Splits a compact JWS and checks its header against `policy` (RFC 8725 §3.1, §3.11,
+/// RFC 7515 §4.1.11). Neither `jku`, `x5u`, `jwk` nor `x5c` is ever read: keys come from
+/// the configured key set only.
+pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRefusal> {
+    let mut parts = token.split('.');
+    let (Some(head), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(match token.bytes().filter(|&b| b == b'.').count() {
+            4 => JwtRefusal::Encrypted,
+            _ => JwtRefusal::Malformed("not three segments"),
+        });
+    };
+    let header = match strict_json::from_slice(&decode_segment(head, "header")?) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(JwtRefusal::Malformed("header is not an object")),
+        Err(Refusal::DuplicateName) => {
+            return Err(JwtRefusal::Malformed("header repeats a member"));
+        }
+        Err(Refusal::NotJson) => return Err(JwtRefusal::Malformed("header is not JSON")),
+    };
+    let text = |name: &'static str| match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(JwtRefusal::Malformed(name)),
+    };
+    if header.contains_key("enc") {
+        return Err(JwtRefusal::Encrypted);
+    }
+    let algorithm = text("alg")?
+        .and_then(Algorithm::from_name)
+        .filter(|a| policy.algorithms.contains(a))
+        .ok_or(JwtRefusal::Algorithm)?;
+    if !text("typ")?.is_some_and(|t| policy.accepts_type(t)) {
+        return Err(JwtRefusal::Type);
+    }
+    if text("cty")?.is_some_and(|c| media_type(c) == "jwt") {
+        return Err(JwtRefusal::Nested);
+    }
+    if let Some(crit) = header.get("crit") {
+        // No extension is implemented, so any well-formed `crit` names an unknown one.
+        return Err(match crit {
+            Value::Array(names) if !names.is_empty() && names.iter().all(Value::is_string) => {
+                JwtRefusal::Critical
+            }
+            _ => JwtRefusal::Malformed("crit"),
+        });
+    }
+    let kid = text("kid")?.map(str::to_owned);
+    let payload_bytes = decode_segment(payload, "payload")?;
+    let signature = decode_segment(signature, "signature")?;
+    if signature.is_empty() {
+        return Err(JwtRefusal::Signature);
+    }
+    Ok(Jws {
+        algorithm,
+        kid,
+        signing_input: &token[..head.len() + 1 + payload.len()],
+        payload: payload_bytes,
+        signature,
+    })
+}
+
+impl Jws<'_> {
+    /// Whether `key` verifies the signature over `header.payload`.
+    pub fn verified_by(&self, key: &aws_lc_rs::signature::ParsedPublicKey) -> bool {
+        key.verify_sig(self.signing_input.as_bytes(), &self.signature)
+            .is_ok()
+    }
+
+    /// The payload as a JSON object; read only after the signature is verified.
+    pub fn claims(&self) -> Result<Map<String, Value>, JwtRefusal> {
+        match strict_json::from_slice(&self.payload) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(JwtRefusal::Payload),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn policy() -> HeaderPolicy {
+        HeaderPolicy {
+            algorithms: Algorithm::ALL.to_vec(),
+            types: vec!["at+jwt".into(), "application/at+jwt".into(), "JWT".into()],
+        }
+    }
+
+    fn token(header: &str) -> String {
+        format!("{}.{}.{}", b64(header), b64(r#"{"a":1}"#), b64("sig"))
+    }
+
+    #[test]
+    fn headers_are_checked_before_any_key() {
+        let p = policy();
+        let text = token(r#"{"alg":"RS256","typ":"at+jwt","kid":"k"}"#);
+        let ok = parse(&text, &p).unwrap();
+        assert_eq!(
+            (ok.algorithm, ok.kid.as_deref()),
+            (Algorithm::Rs256, Some("k"))
+        );
+        for typ in ["JWT", "jwt", "Application/AT+JWT"] {
+            let t = token(&format!(r#"{{"alg":"ES256","typ":"{typ}"}}"#));
+            assert!(parse(&t, &p).is_ok(), "{typ}");
+        }
+        let refused = |header: &str| parse(&token(header), &p).unwrap_err();
+        assert_eq!(
+            refused(r#"{"alg":"none","typ":"JWT"}"#),
+            JwtRefusal::Algorithm
+        );
+        assert_eq!(
+            refused(r#"{"alg":"HS256","typ":"JWT"}"#),
+            JwtRefusal::Algorithm
+        );
+        assert_eq!(
+            refused(r#"{"alg":"rs256","typ":"JWT"}"#),
+            JwtRefusal::Algorithm
+        );
+        assert_eq!(refused(r#"{"typ":"JWT"}"#), JwtRefusal::Algorithm);
+        assert_eq!(refused(r#"{"alg":"RS256"}"#), JwtRefusal::Type);
+        assert_eq!(
+            refused(r#"{"alg":"RS256","typ":"dpop+jwt"}"#),
+            JwtRefusal::Type
+        );
+        assert_eq!(
+            refused(r#"{"alg":"RS256","typ":"JWT","cty":"JWT"}"#),
+            JwtRefusal::Nested
+        );
+        assert_eq!(
+            refused(r#"{"alg":"RS256","typ":"JWT","crit":["exp"]}"#),
+            JwtRefusal::Critical
+        );
+        assert_eq!(
+            refused(r#"{"alg":"RS256","typ":"JWT","crit":[]}"#),
+            JwtRefusal::Malformed("crit")
+        );
+        assert_eq!(
+            refused(r#"{"alg":"RS256","typ":"JWT","enc":"A256GCM"}"#),
+            JwtRefusal::Encrypted
+        );
+        assert_eq!(
+            refused(r#"{"alg":"RS256","alg":"none","typ":"JWT"}"#),
+            JwtRefusal::Malformed("header repeats a member")
+        );
+        assert_eq!(
+            refused(r#"{"alg":"RS256","typ":"JWT","kid":7}"#),
+            JwtRefusal::Malformed("kid")
+        );
+        assert_eq!(
+            refused("[1]"),
+            JwtRefusal::Malformed("header is not an object")
+        );
+        assert_eq!(refused("{"), JwtRefusal::Malformed("header is not JSON"));
+        let narrow = HeaderPolicy {
+            algorithms: vec![Algorithm::Es256],
+            types: vec!["at+jwt".into()],
+        };
+        assert_eq!(
+            parse(&token(r#"{"alg":"RS256","typ":"at+jwt"}"#), &narrow).unwrap_err(),
+            JwtRefusal::Algorithm
+        );
+        assert_eq!(
+            parse(&token(r#"{"alg":"ES256","typ":"JWT"}"#), &narrow).unwrap_err(),
+            JwtRefusal::Type
+        );
+    }
+
+    #[test]
+    fn base64url_is_strict() {
+        let p = policy();
+        let head = b64(r#"{"alg":"RS256","typ":"JWT"}"#);
+        let good = format!("{head}.{}.c2ln", b64("{}"));
+        assert!(parse(&good, &p).is_ok());
+        for bad in [
+            format!("{head}=.e30.c2ln"),
+            format!("{head}.e30=.c2ln"),
+            format!("{head}.e30.c2ln="),
+            format!("{head}.e30.c2l+"),
+            format!("{head}.e30.c2l/"),
+            format!("{head}.e30.c2l*"),
+            format!("{head}.e30.c2m"), // stray bits in the last character
+            format!("{head}.e30."),
+        ] {
+            let r = parse(&bad, &p).and_then(|j| j.claims().map(|_| ()));
+            assert!(r.is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(&format!("{head}.e30"), &p).unwrap_err(),
+            JwtRefusal::Malformed("not three segments")
+        );
+        assert_eq!(parse("a.b.c.d.e", &p).unwrap_err(), JwtRefusal::Encrypted);
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(shape(&token(r#"{"alg":"RS256"}"#)), Shape::Jws);
+        assert_eq!(shape("a.b.c.d.e"), Shape::Jwe);
+        assert_eq!(shape("opaque-token"), Shape::Other);
+        assert_eq!(
+            shape("a.b.c"),
+            Shape::Other,
+            "first segment is not a JSON object"
+        );
+        assert_eq!(shape(&format!("{}.x.y", b64("[1]"))), Shape::Other);
+    }
+
+    #[test]
+    fn payload_must_be_an_object() {
+        let p = policy();
+        let head = b64(r#"{"alg":"RS256","typ":"JWT"}"#);
+        for (payload, ok) in [
+            ("{}", true),
+            ("[]", false),
+            ("1", false),
+            (r#"{"a":1,"a":2}"#, false),
+        ] {
+            let t = format!("{head}.{}.c2ln", b64(payload));
+            assert_eq!(parse(&t, &p).unwrap().claims().is_ok(), ok, "{payload}");
+        }
+    }
+}
