@@ -4,11 +4,19 @@
 //
 //   node tests/as/server.mjs --pki DIR --port PORT [--http-port PORT2]
 //        [--token-ttl SECONDS] [--delay-ms N] [--verbose] [--exit-on-stdin-eof]
+//        [--signing-keys FILE] [--jwt-alg ALG]
 //
 // HTTPS on 127.0.0.1:PORT (issuer https://localhost:PORT), client
 // certificates requested but optional. With --http-port the same provider is
 // also served over plain HTTP on 127.0.0.1:PORT2 (issuer unchanged).
 // When listening, prints exactly one line `READY {json}` to stdout.
+//
+// A client_credentials request with `resource=urn:tokenward:api` gets an
+// RFC 9068 JWT access token (typ at+jwt) signed with the first key of
+// --signing-keys (a JSON {"keys": [private JWKs]}, each with kid and alg)
+// whose alg is --jwt-alg (default RS256). Without --signing-keys the provider
+// has one fresh RSA key, kid as-rs256. Any other resource is invalid_target;
+// requests without `resource` get opaque tokens.
 //
 // Test hooks (outside the provider's routes):
 //   GET  /_health  -> 200 {"ok": true}
@@ -36,18 +44,28 @@ const { values: opts } = parseArgs({
     'delay-ms': { type: 'string', default: '0' },
     verbose: { type: 'boolean', default: false },
     'exit-on-stdin-eof': { type: 'boolean', default: false },
+    'signing-keys': { type: 'string' },
+    'jwt-alg': { type: 'string', default: 'RS256' },
   },
   strict: true,
 });
 
 if (!opts.pki) {
-  process.stderr.write('usage: server.mjs --pki DIR --port PORT [--http-port PORT2] [--token-ttl S] [--delay-ms N] [--verbose]\n');
+  process.stderr.write('usage: server.mjs --pki DIR --port PORT [--http-port PORT2] [--token-ttl S] [--delay-ms N] [--verbose] [--signing-keys FILE] [--jwt-alg ALG]\n');
   process.exit(2);
 }
 const PKI = path.resolve(opts.pki);
 const TOKEN_TTL = Number.parseInt(opts['token-ttl'], 10);
 const DELAY_MS = Number.parseInt(opts['delay-ms'], 10);
 const VERBOSE = opts.verbose;
+const JWT_ALG = opts['jwt-alg'];
+const JWT_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
+// The one resource indicator with a (JWT) resource server.
+const JWT_RESOURCE = 'urn:tokenward:api';
+if (!JWT_ALGS.includes(JWT_ALG)) {
+  process.stderr.write(`--jwt-alg must be one of ${JWT_ALGS.join(', ')}\n`);
+  process.exit(2);
+}
 if (!(TOKEN_TTL > 0) || !(DELAY_MS >= 0)) {
   process.stderr.write('--token-ttl must be > 0 and --delay-ms >= 0\n');
   process.exit(2);
@@ -61,7 +79,7 @@ console.info = toStderr;
 console.warn = toStderr;
 console.debug = toStderr;
 
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 
 const pki = (name) => readFileSync(path.join(PKI, name));
 const jwkOf = (pubPemFile, alg) => ({
@@ -221,6 +239,27 @@ function handler(req, res) {
   providerCallback(req, res);
 }
 
+// Provider keys (published at /jwks). The access-token key is the first one
+// whose alg is --jwt-alg.
+function loadSigningKeys() {
+  if (opts['signing-keys'] === undefined) {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+    return [{ ...rsa, alg: 'RS256', use: 'sig', kid: 'as-rs256' }];
+  }
+  const { keys } = JSON.parse(readFileSync(opts['signing-keys'], 'utf8'));
+  if (!Array.isArray(keys) || !keys.length || !keys.every((k) => typeof k.kid === 'string' && typeof k.alg === 'string')) {
+    process.stderr.write('--signing-keys: need {"keys": [JWK, ...]} with kid and alg on every key\n');
+    process.exit(2);
+  }
+  return keys.map((k) => ({ ...k, use: 'sig' }));
+}
+const signingKeys = loadSigningKeys();
+const jwtKey = signingKeys.find((k) => k.alg === JWT_ALG);
+if (!jwtKey) {
+  process.stderr.write(`no ${JWT_ALG} key in the signing keys\n`);
+  process.exit(2);
+}
+
 const httpsServer = https.createServer({
   cert: pki('server.pem'),
   key: pki('server.key'),
@@ -237,17 +276,15 @@ const listen = (server, port) => new Promise((resolve, reject) => {
 const httpsPort = await listen(httpsServer, Number.parseInt(opts.port, 10));
 const issuer = `https://localhost:${httpsPort}`;
 
-const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-
 provider = new Provider(issuer, {
   clients,
-  jwks: { keys: [{ ...signingKey, alg: 'RS256', use: 'sig', kid: 'as-rs256' }] },
+  jwks: { keys: signingKeys },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   routes: ROUTES,
-  // Scopes a client_credentials request may ask for. With resourceIndicators
-  // enabled (the default) and no `resource` parameter, oidc-provider keeps
-  // only requested scopes that are listed here (others are silently dropped)
-  // and issues an opaque token with no audience.
+  // Scopes a client_credentials request may ask for. Without a `resource`
+  // parameter, oidc-provider keeps only requested scopes that are listed
+  // here (others are silently dropped) and issues an opaque token with no
+  // audience.
   scopes: ['openid', 'offline_access', 'api', 'api:read', 'api:write'],
   claims: { openid: ['sub'] },
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth'],
@@ -257,6 +294,21 @@ provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined, // no resource => opaque token
+      // RFC 9068 JWT access tokens for JWT_RESOURCE; anything else is refused.
+      getResourceServerInfo(ctx, resource) {
+        if (resource !== JWT_RESOURCE) throw new errors.InvalidTarget();
+        return {
+          scope: SCOPE,
+          audience: JWT_RESOURCE,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: TOKEN_TTL,
+          jwt: { sign: { alg: JWT_ALG, kid: jwtKey.kid } },
+        };
+      },
+    },
     introspection: {
       enabled: true,
       // any authenticated confidential client may introspect any token
@@ -286,7 +338,8 @@ provider = new Provider(issuer, {
     },
   },
   // Identity mapping claims for the resource server. Stored with the opaque
-  // token and returned (top-level) in the introspection response.
+  // token and returned (top-level) in the introspection response; top-level
+  // claims of JWT access tokens (standard claims take precedence).
   extraTokenClaims(ctx, token) {
     if (token.kind !== 'ClientCredentials') return undefined;
     return {
@@ -363,6 +416,9 @@ const ready = {
   http_revocation_endpoint: httpBase && `${httpBase}${ROUTES.revocation}`,
   token_ttl: TOKEN_TTL,
   delay_ms: DELAY_MS,
+  jwt_resource: JWT_RESOURCE,
+  jwt_alg: JWT_ALG,
+  jwt_kid: jwtKey.kid,
 };
 process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
 

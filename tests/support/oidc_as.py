@@ -186,6 +186,8 @@ class AuthServer:
     introspection_endpoint: str = field(init=False)
     revocation_endpoint: str = field(init=False)
     http_base: str | None = field(init=False)
+    jwks_uri: str = field(init=False)
+    jwt_resource: str = field(init=False)
     ca_file: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -194,6 +196,8 @@ class AuthServer:
         self.introspection_endpoint = self.info["introspection_endpoint"]
         self.revocation_endpoint = self.info["revocation_endpoint"]
         self.http_base = self.info.get("http_base")
+        self.jwks_uri = self.info["jwks_uri"]
+        self.jwt_resource = self.info["jwt_resource"]
         self.ca_file = str(self.pki / "ca.pem")
 
     @property
@@ -251,6 +255,8 @@ def start_as(
     token_ttl: int = 600,
     delay_ms: int = 0,
     *,
+    signing_keys: str | os.PathLike[str] | None = None,
+    jwt_alg: str = "RS256",
     verbose: bool = False,
     timeout: float = 30.0,
 ) -> AuthServer:
@@ -258,7 +264,9 @@ def start_as(
 
     ``port=0`` (and ``http_port=0``) lets the server bind a free port itself
     (no pick-then-bind race); the chosen ports are in the returned object.
-    ``http_port=None`` means no plain-HTTP listener.
+    ``http_port=None`` means no plain-HTTP listener. ``signing_keys`` is a
+    file from :func:`make_signing_keys` (default: one fresh RSA key, kid
+    ``as-rs256``); JWT access tokens are signed with its first ``jwt_alg`` key.
     """
     pki = Path(pki_dir).resolve()
     if not (pki / "done").exists():
@@ -279,7 +287,11 @@ def start_as(
         "--delay-ms",
         str(delay_ms),
         "--exit-on-stdin-eof",
+        "--jwt-alg",
+        jwt_alg,
     ]
+    if signing_keys is not None:
+        cmd += ["--signing-keys", str(Path(signing_keys).resolve())]
     if http_port is not None:
         cmd += ["--http-port", str(http_port)]
     if verbose:
@@ -314,11 +326,13 @@ def start_as(
             del stderr_tail[:-50]
 
     threading.Thread(target=read_stdout, daemon=True).start()
-    threading.Thread(target=read_stderr, daemon=True).start()
+    err_reader = threading.Thread(target=read_stderr, daemon=True)
+    err_reader.start()
 
     if not got.wait(timeout) or not ready:
         proc.kill()
         proc.wait(timeout=5)
+        err_reader.join(timeout=5)  # collect the whole error message
         raise RuntimeError(
             f"authorization server did not become ready within {timeout}s (exit={proc.poll()}):\n{''.join(stderr_tail)}"
         )
@@ -392,12 +406,15 @@ def token_response(
     client_id: str,
     scope: str | None = None,
     cert: tuple[str, str] | None = None,
+    resource: str | None = None,
 ) -> requests.Response:
     """POST a client_credentials request; return the raw response."""
     headers, data, auth_cert = client_auth(server, client_id)
     data = {"grant_type": "client_credentials", **data}
     if scope is not None:
         data["scope"] = scope
+    if resource is not None:
+        data["resource"] = resource
     if cert is None and auth_cert is None and CLIENTS[client_id]["bound"]:
         cert = CLIENTS[client_id].get("cert")
     return requests.post(
@@ -415,14 +432,17 @@ def obtain_token(
     client_id: str,
     scope: str | None = None,
     cert: tuple[str, str] | None = None,
+    resource: str | None = None,
 ) -> str:
     """Client-credentials grant for ``client_id``; returns the access token.
 
     ``cert`` = (cert, key) file names (relative to the PKI dir, or absolute)
     presents a client certificate on the token request (e.g. for svc-bound;
     certificate-bound clients default to their CLIENTS["cert"]).
+    ``resource=server.jwt_resource`` gets an RFC 9068 JWT instead of an
+    opaque token.
     """
-    r = token_response(server, client_id, scope=scope, cert=cert)
+    r = token_response(server, client_id, scope=scope, cert=cert, resource=resource)
     if r.status_code != 200:
         raise RuntimeError(f"token request for {client_id} failed: {r.status_code} {r.text}")
     body = r.json()
@@ -469,6 +489,92 @@ def revoke(server: AuthServer, token: str, client_id: str | None = None) -> None
     r.raise_for_status()
 
 
+# ------------------------------------------------------------ signing keys
+def _b64url_uint(n: int, size: int | None = None) -> str:
+    raw = n.to_bytes(size or max(1, (n.bit_length() + 7) // 8), "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+_EC_CURVES = {"ES256": ("P-256", "SECP256R1"), "ES384": ("P-384", "SECP384R1"), "ES512": ("P-521", "SECP521R1")}
+
+
+def private_jwk(key: Any, kid: str, alg: str) -> dict[str, str]:
+    """A private ``cryptography`` RSA, EC or Ed25519 key as a JWK."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        n = key.private_numbers()
+        pub = n.public_numbers
+        fields = {
+            "kty": "RSA",
+            "n": pub.n,
+            "e": pub.e,
+            "d": n.d,
+            "p": n.p,
+            "q": n.q,
+            "dp": n.dmp1,
+            "dq": n.dmq1,
+            "qi": n.iqmp,
+        }
+        jwk = {k: v if isinstance(v, str) else _b64url_uint(v) for k, v in fields.items()}
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        size = (key.curve.key_size + 7) // 8
+        n = key.private_numbers()
+        crv = {c[1]: c[0] for c in _EC_CURVES.values()}[key.curve.name.upper()]
+        jwk = {
+            "kty": "EC",
+            "crv": crv,
+            "x": _b64url_uint(n.public_numbers.x, size),
+            "y": _b64url_uint(n.public_numbers.y, size),
+            "d": _b64url_uint(n.private_value, size),
+        }
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = serialization.Encoding.Raw
+        d = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        x = key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode("ascii")  # noqa: E731
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64(x), "d": b64(d)}
+    else:
+        raise TypeError(f"unsupported key type {type(key).__name__}")
+    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
+
+
+def new_private_key(alg: str) -> Any:
+    """A fresh ``cryptography`` private key for JWS ``alg``."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if alg[:2] in ("RS", "PS"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if alg in _EC_CURVES:
+        return ec.generate_private_key(getattr(ec, _EC_CURVES[alg][1])())
+    if alg == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unsupported alg {alg}")
+
+
+def make_signing_keys(path: str | os.PathLike[str], specs: list[tuple[str, str]]) -> Path:
+    """Write ``{"keys": [private JWK, ...]}`` for ``[(kid, alg), ...]`` to ``path``.
+
+    The file is for ``start_as(signing_keys=path)``; it holds private keys,
+    so it is created mode 0600. Returns the path.
+    """
+    out = Path(path)
+    keys = [private_jwk(new_private_key(alg), kid, alg) for kid, alg in specs]
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"keys": keys}, f)
+    return out
+
+
+def signing_key(path: str | os.PathLike[str], kid: str) -> Any:
+    """The ``cryptography`` private key with ``kid`` from a signing-keys file."""
+    for jwk in json.loads(Path(path).read_text())["keys"]:
+        if jwk["kid"] == kid:
+            return jwt.PyJWK(jwk).key
+    raise KeyError(kid)
+
+
 def thumbprints(server_or_pki: AuthServer | str | os.PathLike[str]) -> dict[str, str]:
     pki = server_or_pki.pki if isinstance(server_or_pki, AuthServer) else Path(server_or_pki)
     return json.loads((pki / "thumbprints.json").read_text())
@@ -483,6 +589,8 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--http-port", type=int)
     ap.add_argument("--token-ttl", type=int, default=600)
     ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--signing-keys")
+    ap.add_argument("--jwt-alg", default="RS256")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     import signal
@@ -492,7 +600,16 @@ def _main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     pki = ensure_pki(a.pki)
-    with start_as(pki, a.port, a.http_port, a.token_ttl, a.delay_ms, verbose=a.verbose) as s:
+    with start_as(
+        pki,
+        a.port,
+        a.http_port,
+        a.token_ttl,
+        a.delay_ms,
+        signing_keys=a.signing_keys,
+        jwt_alg=a.jwt_alg,
+        verbose=a.verbose,
+    ) as s:
         print(json.dumps(s.info, indent=2), flush=True)
         try:
             s.process.wait()

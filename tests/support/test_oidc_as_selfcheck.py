@@ -1,7 +1,8 @@
 """Self-check of the test authorization server and its Python driver.
 
 Starts tests/as/server.mjs (oidc-provider) and checks every client, the
-identity claims, certificate binding, revocation and the stats hooks.
+identity claims, certificate binding, revocation and the stats hooks, the
+RFC 9068 JWT access tokens and signing-key control, and tests/support/jwt_tools.py.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import jwt
+import jwt_tools
 import oidc_as
 from oidc_as import (
     CLIENTS,
     ensure_pki,
     expected_extra_claims,
     introspect,
+    make_signing_keys,
     obtain_token,
     revoke,
+    signing_key,
     start_as,
     thumbprints,
     token_response,
@@ -362,3 +367,196 @@ def test_stop_kills_process(pki):
     assert s.alive()
     s.stop()
     assert not s.alive()
+
+
+# ------------------------------------------------ JWT access tokens (RFC 9068)
+def _jwks(server):
+    r = requests.get(server.jwks_uri, verify=server.ca_file, timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def _verify_at(server, token, alg="RS256"):
+    """Check the at+jwt header and signature against the AS's JWKS; return (header, claims)."""
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "at+jwt" and header["alg"] == alg, header
+    jwks = jwt.PyJWKSet.from_dict(_jwks(server))
+    key = next(k for k in jwks.keys if k.key_id == header["kid"])
+    claims = jwt.decode(token, key.key, algorithms=[alg], audience=server.jwt_resource, issuer=server.issuer)
+    return header, claims
+
+
+def test_ready_jwt_info(server):
+    assert server.jwt_resource == "urn:tokenward:api"
+    assert server.jwks_uri == server.issuer + "/jwks"
+    assert (server.info["jwt_alg"], server.info["jwt_kid"]) == ("RS256", "as-rs256")
+    jwks = _jwks(server)
+    assert [(k["kid"], k["kty"], k["alg"]) for k in jwks["keys"]] == [("as-rs256", "RSA", "RS256")]
+    assert "d" not in jwks["keys"][0]
+
+
+@pytest.mark.parametrize("client_id", sorted(CLIENTS))
+def test_jwt_access_token(server, client_id):
+    r = token_response(server, client_id, resource=server.jwt_resource)
+    assert r.status_code == 200, r.text
+    assert r.json()["expires_in"] == 600
+    header, claims = _verify_at(server, r.json()["access_token"])
+    assert header["kid"] == "as-rs256"
+    assert claims["client_id"] == claims["sub"] == client_id
+    assert claims["aud"] == server.jwt_resource
+    assert claims["exp"] - claims["iat"] == 600 and claims["jti"]
+    assert "scope" not in claims
+    for k, v in expected_extra_claims(client_id).items():
+        assert claims[k] == v, (k, claims)
+    if CLIENTS[client_id]["bound"]:
+        assert claims["cnf"] == {"x5t#S256": thumbprints(server)["client-a"]}
+    else:
+        assert "cnf" not in claims
+
+
+def test_jwt_scope_and_bound_cert(server):
+    token = obtain_token(server, "svc-post", scope="api:read api:write", resource=server.jwt_resource)
+    assert _verify_at(server, token)[1]["scope"] == "api:read api:write"
+    assert introspect(server, token) == {"active": False}  # 8.x: JWTs are not introspectable
+    token = obtain_token(server, "svc-bound", cert=("client-b.pem", "client-b.key"), resource=server.jwt_resource)
+    assert _verify_at(server, token)[1]["cnf"] == {"x5t#S256": thumbprints(server)["client-b"]}
+
+
+@pytest.mark.parametrize("resource", ["urn:tokenward:other", "https://elsewhere.example/api", "not a uri"])
+def test_other_resource_refused(server, resource):
+    r = token_response(server, "svc-post", scope="api", resource=resource)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_target", r.text
+
+
+def test_signing_keys_rotation_same_port(pki, tmp_path):
+    old_keys = make_signing_keys(tmp_path / "old.json", [("rs-old", "RS256"), ("es", "ES256")])
+    assert oct(old_keys.stat().st_mode & 0o777) == "0o600"
+    with start_as(pki, signing_keys=old_keys) as s1:
+        assert [k["kid"] for k in _jwks(s1)["keys"]] == ["rs-old", "es"]
+        assert all("d" not in k for k in _jwks(s1)["keys"])
+        old_token = obtain_token(s1, "svc-admin", resource=s1.jwt_resource)
+        assert _verify_at(s1, old_token)[0]["kid"] == "rs-old"
+        # a token minted with the AS's own key verifies against its JWKS too
+        now = int(time.time())
+        claims = {"iss": s1.issuer, "aud": s1.jwt_resource, "sub": "x", "iat": now, "exp": now + 60}
+        minted = jwt_tools.mint(
+            {"alg": "RS256", "typ": "at+jwt", "kid": "rs-old"}, claims, signing_key(old_keys, "rs-old")
+        )
+        assert _verify_at(s1, minted)[1] == claims
+    new_keys = make_signing_keys(tmp_path / "new.json", [("rs-new", "RS256")])
+    with start_as(pki, port=s1.port, signing_keys=new_keys) as s2:
+        assert (s2.issuer, s2.jwks_uri) == (s1.issuer, s1.jwks_uri)
+        assert [k["kid"] for k in _jwks(s2)["keys"]] == ["rs-new"]
+        assert _verify_at(s2, obtain_token(s2, "svc-admin", resource=s2.jwt_resource))[0]["kid"] == "rs-new"
+        new_key = jwt.PyJWK(_jwks(s2)["keys"][0]).key
+        with pytest.raises(jwt.InvalidSignatureError):
+            jwt.decode(old_token, new_key, algorithms=["RS256"], audience=s2.jwt_resource)
+
+
+@pytest.mark.parametrize("alg", ["PS256", "ES256", "EdDSA"])
+def test_jwt_alg_option(pki, tmp_path, alg):
+    keys = make_signing_keys(tmp_path / "keys.json", [("rs", "RS256"), (f"k-{alg}", alg), ("k2", alg)])
+    with start_as(pki, signing_keys=keys, jwt_alg=alg) as s:
+        assert s.info["jwt_kid"] == f"k-{alg}"
+        header, claims = _verify_at(s, obtain_token(s, "svc-array", resource=s.jwt_resource), alg=alg)
+        assert header["kid"] == f"k-{alg}" and claims["roles"] == ["member", "reader"]
+        # no resource: still an opaque, introspectable token
+        assert introspect(s, obtain_token(s, "svc-array"))["active"] is True
+
+
+def test_jwt_alg_without_key_fails(pki):
+    with pytest.raises(RuntimeError, match="no ES256 key"):
+        start_as(pki, jwt_alg="ES256")
+
+
+# ----------------------------------------------------------------- jwt_tools
+def _cross_keys():
+    return {alg: oidc_as.new_private_key(alg) for alg in ["RS256", "PS256", "ES256", "ES384", "EdDSA"]}
+
+
+def test_mint_matches_pyjwt():
+    now = int(time.time())
+    claims = {"iss": "https://iss.example", "sub": "s", "aud": "a", "iat": now, "exp": now + 60, "n": [1, "ü"]}
+    for alg, key in _cross_keys().items():
+        header = {"alg": alg, "kid": "k1", "typ": "at+jwt"}  # sorted, as PyJWT writes it
+        token = jwt_tools.mint(header, claims, key)
+        assert jwt.get_unverified_header(token) == header
+        assert jwt.decode(token, key.public_key(), algorithms=[alg], audience="a") == claims
+        ours_sig = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+        if alg.startswith("ES"):
+            assert len(ours_sig) == 2 * ((key.curve.key_size + 7) // 8)  # raw r||s
+        if alg in ("RS256", "EdDSA"):  # deterministic: byte-identical to PyJWT
+            assert token == jwt.encode(claims, key, algorithm=alg, headers={"kid": "k1", "typ": "at+jwt"})
+    secret = b"0123456789abcdef0123456789abcdef"
+    assert jwt_tools.hs256(claims, secret, {"typ": "JWT"}) == jwt.encode(claims, secret, algorithm="HS256")
+
+
+def test_attack_token_builders():
+    claims = {"sub": "x"}
+    none = jwt_tools.alg_none(claims, {"typ": "at+jwt", "kid": "k"})
+    assert none.endswith(".") and none.count(".") == 2
+    assert jwt.get_unverified_header(none) == {"typ": "at+jwt", "kid": "k", "alg": "none"}
+    key = oidc_as.new_private_key("RS256")
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(none, key.public_key(), algorithms=["RS256"])
+    assert jwt_tools.compact(b"{", b"x", b"") == "ew.eA."
+    assert jwt_tools.b64url(b"\xfb\xff") == "-_8"
+
+
+def test_keycloak_claims_roundtrip():
+    key = oidc_as.new_private_key("ES256")
+    claims = jwt_tools.keycloak_claims(
+        "https://kc.example/realms/r", username="bob", roles=["admin"], now=1000, lifetime=60
+    )
+    assert claims["exp"] == 1060 and claims["iat"] == 1000
+    assert claims["aud"] == "account" and claims["scope"] == "openid profile"
+    assert claims["realm_access"] == {"roles": ["admin"]} and claims["preferred_username"] == "bob"
+    assert claims["project"]["domain"] == {"id": "default", "name": "Default"} and claims["user_domain"]["id"]
+    assert jwt_tools.keycloak_claims("i", azp="x", extra_claim=1)["extra_claim"] == 1
+    live = jwt_tools.keycloak_claims("https://kc.example/realms/r")
+    token = jwt_tools.mint({"alg": "ES256", "typ": "JWT", "kid": "kc"}, live, key)
+    decoded = jwt.decode(
+        token, key.public_key(), algorithms=["ES256"], audience="account", issuer="https://kc.example/realms/r"
+    )
+    assert decoded == live
+
+
+def test_jwks_server():
+    jwks = {"keys": [{"kty": "oct", "kid": "x"}]}
+    with jwt_tools.JwksServer(jwks) as js:
+        assert js.jwks_uri == js.base_url + "/jwks"
+        r = requests.get(js.jwks_uri, timeout=5)
+        assert r.json() == jwks and "Cache-Control" not in r.headers
+        js.cache_control = "max-age=60"
+        assert requests.get(js.jwks_uri + "?x=1", timeout=5).headers["Cache-Control"] == "max-age=60"
+        disco = js.url(js.DISCOVERY_PATH)
+        assert requests.get(disco, timeout=5).status_code == 404
+        js.issuer = "https://iss.example"
+        assert requests.get(disco, timeout=5).json() == {"issuer": "https://iss.example", "jwks_uri": js.jwks_uri}
+        js.jwks = {"keys": []}
+        assert requests.get(js.jwks_uri, timeout=5).json() == {"keys": []}
+        js.failure = 500
+        assert requests.get(js.jwks_uri, timeout=5).status_code == 500
+        js.failure = "garbage"
+        r = requests.get(js.jwks_uri, timeout=5)
+        assert r.status_code == 200
+        with pytest.raises(ValueError):
+            r.json()
+        js.failure = "hang"
+        with pytest.raises(requests.Timeout):
+            requests.get(js.jwks_uri, timeout=0.3)
+        js.failure = None
+        assert requests.get(js.jwks_uri, timeout=5).status_code == 200
+        assert js.count() == 7 and js.count(js.DISCOVERY_PATH) == 2
+        js.reset_counts()
+        assert js.count() == 0
+        js.failure = "hang"  # close() must release a hanging request
+        with pytest.raises(requests.Timeout):
+            requests.get(js.jwks_uri, timeout=0.2)
+
+
+def test_recording_server():
+    with jwt_tools.RecordingServer() as rs:
+        assert not rs.hit
+        assert requests.get(rs.url("/keys.json"), timeout=5).json() == {"keys": []}
+        assert rs.hit and rs.requests == [("GET", "/keys.json")]
