@@ -432,3 +432,111 @@ pub fn config_map(data: &[u8]) {
         Err(e) => check(&e),
     }
 }
+
+/// The issuer of the JWT target's tokens and its key set (the public halves of the keys in
+/// tests/data: RSA `rsa`, P-256 `ec`, Ed25519 `ed`).
+const JWT_ISSUER: &str = "https://as.example";
+const JWKS: &str = include_str!("../tests/data/jwks.json");
+
+/// Serves the key set; refuses to introspect (the JWT target runs in `jwt` mode).
+struct KeyServer;
+
+impl Transport for KeyServer {
+    fn post_form(
+        &self,
+        _: &str,
+        _: Option<crate::secret::Secret>,
+        _: crate::secret::Secret,
+    ) -> Result<HttpResponse, AsError> {
+        panic!("validation = jwt introspected a token");
+    }
+
+    fn get(&self, url: &str) -> Result<crate::http::Document, AsError> {
+        assert_eq!(
+            url, "https://as.example/jwks",
+            "only the configured jwks_uri is fetched"
+        );
+        Ok(crate::http::Document {
+            status: 200,
+            body: JWKS.as_bytes().to_vec(),
+            max_age: None,
+        })
+    }
+}
+
+fn jwt_filter() -> &'static Authenticator {
+    static FILTER: OnceLock<Authenticator> = OnceLock::new();
+    FILTER.get_or_init(|| {
+        let raw = RawOptions::from_pairs(BASE.iter().chain(PROFILES[0].iter()).copied().chain([
+            ("validation", "jwt"),
+            ("token_issuer", JWT_ISSUER),
+            ("jwks_uri", "https://as.example/jwks"),
+            ("token_audience", "api"),
+        ]));
+        let config = FilterConfig::from_raw(&raw).expect("jwt fuzz profile parses");
+        Authenticator::with_parts(
+            config,
+            Arc::new(KeyServer),
+            Arc::new(CheckingLog),
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .expect("jwt fuzz profile builds")
+    })
+}
+
+/// JWT access tokens and key sets. Byte 0 even: the rest is a bearer token checked in
+/// `validation = jwt` against the fixed key set (an accepted token must carry a signature
+/// that one of those keys verifies, the configured issuer and audience, and a well-formed
+/// identity). Byte 0 odd: the rest is a JWK Set document, parsed as a fetched one is.
+pub fn jwt(data: &[u8]) {
+    use crate::jwks::KeySet;
+    use crate::jwt::{Algorithm, HeaderPolicy};
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    if selector & 1 == 1 {
+        if let Ok(keys) = KeySet::parse(rest, &Algorithm::ALL) {
+            let policy = HeaderPolicy {
+                algorithms: Algorithm::ALL.to_vec(),
+                types: vec!["JWT".into()],
+            };
+            let _ = keys.len();
+            let _ = crate::jwt::parse("e30.e30.e30", &policy);
+        }
+        return;
+    }
+    let Ok(token) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let filter = jwt_filter();
+    let authorization = format!("Bearer {token}");
+    let verdict = filter.authenticate(Some(&authorization), None);
+    filter.forget(Some(&authorization));
+    match verdict {
+        Verdict::Allow(grant) => {
+            let payload = token
+                .split('.')
+                .nth(1)
+                .expect("an accepted JWT has a payload");
+            let claims: Value =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                    .expect("an accepted JWT's payload is JSON");
+            assert_eq!(claims.get("iss").and_then(Value::as_str), Some(JWT_ISSUER));
+            check_headers(grant.headers().iter().map(|(h, v)| (h.name, v.as_str())));
+        }
+        Verdict::Deny(denial) => {
+            assert!(
+                matches!(denial.status(), 401 | 403),
+                "status {}",
+                denial.status()
+            );
+            let text = denial.reason.to_string();
+            assert!(
+                !text.contains(token) || token.len() < 8,
+                "token in a denial"
+            );
+        }
+    }
+}
