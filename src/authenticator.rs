@@ -374,6 +374,20 @@ impl Authenticator {
             .iter()
             .map(|k| format!("The option \"{k}\" is not known to tokenward"));
         auth.warnings.splice(0..0, unknown);
+        if auth.config.validation == Validation::Jwt {
+            for name in [
+                "introspect_endpoint",
+                "client_secret",
+                "jwt_key_file",
+                "auth_method",
+            ] {
+                if raw.is_set(name) {
+                    auth.warnings.push(format!(
+                        "The option \"{name}\" is not used with validation = jwt (tokens are verified locally)"
+                    ));
+                }
+            }
+        }
         Ok(auth)
     }
 

@@ -253,6 +253,11 @@ impl RawOptions {
         }
     }
 
+    /// Whether the option was given (a default does not count).
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values.keys().any(|k| *k == name)
+    }
+
     /// Keys that are not options (for a WARNING naming each).
     pub fn unknown(&self) -> &[String] {
         &self.unknown

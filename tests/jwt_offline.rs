@@ -743,3 +743,25 @@ fn errors_and_debug_output_hold_no_token() {
     }
     let _ = rig.clock.wall();
 }
+
+#[test]
+fn introspection_options_in_jwt_mode_are_a_warning() {
+    let auth = Authenticator::from_options(
+        options(&[
+            ("introspect_endpoint", "https://as.example/i"),
+            ("client_secret", "s"),
+        ]),
+        Arc::new(Lines::default()),
+    )
+    .unwrap();
+    let warnings = auth.warnings().join("\n");
+    assert!(
+        warnings.contains("\"introspect_endpoint\" is not used"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("\"client_secret\" is not used"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("\"s\""));
+}
