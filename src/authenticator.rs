@@ -7,12 +7,13 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use serde_json::{Map, Value};
 
+use crate::breaker::{self, Admission, Breaker};
 use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
@@ -25,6 +26,7 @@ use crate::introspect::introspect;
 use crate::jwks::{Candidates, KeyCounters, KeyStore, Lookup};
 use crate::jwt::{self, JwtRefusal, Shape};
 use crate::log::{Level, LogSink, NoLog};
+use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
 use crate::thumbprint::{self, CertDigest};
@@ -115,6 +117,7 @@ pub struct Grant {
     expires: Option<f64>,
     not_before: Option<f64>,
     bound_to: Option<CertDigest>,
+    stale: bool,
     attachment: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
@@ -135,6 +138,30 @@ impl Grant {
     /// keystonemiddleware's `token_data` as JSON (`external.token_info`).
     pub fn token_info_json(&self) -> &str {
         &self.identity.token_info_json
+    }
+
+    /// Whether the grant was served past its cache lifetime because the AS could not answer
+    /// (`stale_if_error`); `external.token_info` then says `"stale": true`.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    fn marked_stale(&self) -> Self {
+        let mut identity = self.identity.clone();
+        let json = &identity.token_info_json;
+        identity.token_info_json = match json.strip_prefix('{') {
+            Some(rest) if rest.trim_start().starts_with('}') => "{\"stale\": true}".to_owned(),
+            Some(rest) => format!("{{\"stale\": true, {rest}"),
+            None => json.clone(),
+        };
+        Self {
+            identity,
+            expires: self.expires,
+            not_before: self.not_before,
+            bound_to: self.bound_to,
+            stale: true,
+            attachment: OnceLock::new(),
+        }
     }
 
     /// A door's own per-grant data (say, prebuilt Python objects), made once on first use.
@@ -227,6 +254,8 @@ struct Counters {
     as_errors: AtomicU64,
     jwt_verifications: AtomicU64,
     jwt_refusals: AtomicU64,
+    breaker_rejections: AtomicU64,
+    stale_served: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -262,11 +291,17 @@ pub struct Metrics {
     pub jwks_fetch_errors: u64,
     /// Key-set fetches caused by a token with an unknown `kid`.
     pub jwks_unknown_kid_refetches: u64,
+    /// Misses answered 503 at once while the circuit breaker was open.
+    pub breaker_rejections: u64,
+    /// Active verdicts served past their lifetime while the AS could not answer.
+    pub stale_served: u64,
+    /// 1 while the circuit breaker is open or half-open.
+    pub breaker_open: u64,
 }
 
 impl Metrics {
     /// Name/value pairs, for dicts and C arrays.
-    pub fn pairs(&self) -> [(&'static str, u64); 15] {
+    pub fn pairs(&self) -> [(&'static str, u64); 18] {
         [
             ("cache_hits", self.cache_hits),
             ("cache_negative_hits", self.cache_negative_hits),
@@ -286,6 +321,9 @@ impl Metrics {
                 "jwks_unknown_kid_refetches",
                 self.jwks_unknown_kid_refetches,
             ),
+            ("breaker_rejections", self.breaker_rejections),
+            ("stale_served", self.stale_served),
+            ("breaker_open", self.breaker_open),
         ]
     }
 }
@@ -299,6 +337,10 @@ pub struct Authenticator {
     cache: VerdictCache<Entry, AsError>,
     shared: Option<SharedTier>,
     keys: Option<KeyStore>,
+    breaker: Arc<Breaker>,
+    as_stats: AsStats,
+    /// When a 4xx to our own credentials was last logged at ERROR.
+    config_error_logged: Mutex<Option<std::time::Instant>>,
     log: Arc<dyn LogSink>,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -394,7 +436,13 @@ impl Authenticator {
     /// Builds from a checked config: loads keys and TLS material now.
     pub fn new(config: FilterConfig, log: Arc<dyn LogSink>) -> Result<Self, ConfigError> {
         let transport = Arc::new(ReqwestTransport::new(&config.client)?);
-        Self::with_transport(config, transport, log)
+        let breaker = breaker::shared(
+            &config.introspect_endpoint,
+            &config.client.client_id,
+            config.breaker.failure_threshold,
+            config.breaker.open_time,
+        );
+        Self::build(config, transport, log, clock::system(), breaker)
     }
 
     /// Builds with a given transport (fault-injection tests).
@@ -406,12 +454,28 @@ impl Authenticator {
         Self::with_parts(config, transport, log, clock::system())
     }
 
-    /// Builds with a given transport and clock (tests drive time with a `ManualClock`).
+    /// Builds with a given transport and clock (tests drive time with a `ManualClock`). The
+    /// circuit breaker is this authenticator's own (filters built with [`Authenticator::new`]
+    /// share one per endpoint and client).
     pub fn with_parts(
         config: FilterConfig,
         transport: Arc<dyn Transport>,
         log: Arc<dyn LogSink>,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let breaker = Arc::new(Breaker::new(
+            config.breaker.failure_threshold,
+            config.breaker.open_time,
+        ));
+        Self::build(config, transport, log, clock, breaker)
+    }
+
+    fn build(
+        config: FilterConfig,
+        transport: Arc<dyn Transport>,
+        log: Arc<dyn LogSink>,
+        clock: Arc<dyn Clock>,
+        breaker: Arc<Breaker>,
     ) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let client = ClientAuthenticator::new(&config.client, &mut warnings)?;
@@ -444,7 +508,10 @@ impl Authenticator {
         Ok(Self {
             fingerprints,
             flight_wait: flight_wait(&config),
-            cache: VerdictCache::new(config.cache.capacity),
+            cache: VerdictCache::with_linger(config.cache.capacity, config.stale_if_error),
+            breaker,
+            as_stats: AsStats::default(),
+            config_error_logged: Mutex::new(None),
             cache_keys: KeyDeriver::new(&seed, &policy),
             keys: config.jwt.as_ref().map(|jwt| {
                 KeyStore::new(
@@ -491,7 +558,15 @@ impl Authenticator {
     pub fn denial_headers(&self, denial: &Denial) -> Vec<(&'static str, String)> {
         match denial.status() {
             401 => vec![("WWW-Authenticate", self.challenge.clone())],
-            503 => vec![("Retry-After", self.config.retry_after.to_string())],
+            503 => {
+                let seconds = match &denial.reason {
+                    DenyReason::Unavailable(AsError::CircuitOpen { retry_after, .. }) => {
+                        *retry_after
+                    }
+                    _ => self.config.retry_after,
+                };
+                vec![("Retry-After", seconds.to_string())]
+            }
             _ => Vec::new(),
         }
     }
@@ -520,7 +595,55 @@ impl Authenticator {
             jwks_fetches: key_counter(|k| &k.fetches),
             jwks_fetch_errors: key_counter(|k| &k.fetch_errors),
             jwks_unknown_kid_refetches: key_counter(|k| &k.unknown_kid_refetches),
+            breaker_rejections: c.breaker_rejections.load(Relaxed),
+            stale_served: c.stale_served.load(Relaxed),
+            breaker_open: u64::from(self.breaker.is_open()),
         }
+    }
+
+    /// The Prometheus samples of this authenticator (see [`crate::prometheus::FAMILIES`]).
+    pub fn samples(&self) -> Vec<Sample> {
+        let m = self.metrics();
+        let counter = |family, n| Sample {
+            family,
+            label: None,
+            value: PromValue::Counter(n),
+        };
+        let mut out = vec![
+            counter("tokenward_cache_hits_total", m.cache_hits),
+            counter("tokenward_cache_negative_hits_total", m.cache_negative_hits),
+            counter("tokenward_cache_misses_total", m.cache_misses),
+            counter("tokenward_introspections_total", m.introspections),
+            counter("tokenward_breaker_rejections_total", m.breaker_rejections),
+            counter("tokenward_shared_cache_errors_total", m.shared_errors),
+            counter("tokenward_coalesced_waits_total", m.coalesced_waits),
+            counter("tokenward_stale_served_total", m.stale_served),
+            Sample {
+                family: "tokenward_cache_entries",
+                label: None,
+                value: PromValue::Gauge(m.cache_entries as f64),
+            },
+            Sample {
+                family: "tokenward_breaker_open",
+                label: None,
+                value: PromValue::Gauge(m.breaker_open as f64),
+            },
+        ];
+        if self.keys.is_some() {
+            out.extend([
+                counter("tokenward_jwt_verifications_total", m.jwt_verifications),
+                counter("tokenward_jwt_refusals_total", m.jwt_refusals),
+                counter("tokenward_jwks_fetches_total", m.jwks_fetches),
+                counter("tokenward_jwks_fetch_errors_total", m.jwks_fetch_errors),
+            ]);
+        }
+        self.as_stats.samples(&mut out);
+        out
+    }
+
+    /// The `filter` label of this authenticator's metrics: `metrics_name`, else `default`.
+    pub fn metrics_label<'a>(&'a self, default: &'a str) -> &'a str {
+        self.config.metrics_name.as_deref().unwrap_or(default)
     }
 
     /// The check without network I/O: a verdict if the header alone or the cache decides,
@@ -560,7 +683,10 @@ impl Authenticator {
         };
         let verdict = match entry {
             Ok(entry) => self.judge(&entry, cert.as_ref(), self.clock.wall()),
-            Err(e) => Verdict::deny(DenyReason::Unavailable(e)),
+            Err(e) => match self.stale(key, cert.as_ref(), &e) {
+                Some(verdict) => verdict,
+                None => Verdict::deny(DenyReason::Unavailable(e)),
+            },
         };
         if let Verdict::Deny(d) = &verdict {
             self.log_denial(token, d);
@@ -655,19 +781,7 @@ impl Authenticator {
         }
         let (claims, fresh) = match self.shared.as_ref().and_then(|tier| tier.get(token)) {
             Some(claims) => (claims, false),
-            None => {
-                self.counters.introspections.fetch_add(1, Relaxed);
-                let claims = introspect(
-                    &*self.transport,
-                    &self.client,
-                    &self.config.introspect_endpoint,
-                    token,
-                )
-                .inspect_err(|_| {
-                    self.counters.as_errors.fetch_add(1, Relaxed);
-                })?;
-                (claims, true)
-            }
+            None => (self.ask_as(token)?, true),
         };
         let now = self.clock.wall();
         let entry = self.evaluate(&claims, Origin::Introspection);
@@ -746,6 +860,80 @@ impl Authenticator {
                 .insert(key, entry.clone(), ttl, self.clock.monotonic());
         }
         Ok(entry)
+    }
+
+    /// One introspection through the circuit breaker, counted and timed.
+    fn ask_as(&self, token: &str) -> Result<Map<String, Value>, AsError> {
+        let attempt = match self.breaker.admit(&*self.clock) {
+            Admission::Go(attempt) => attempt,
+            Admission::Refused { retry_after } => {
+                self.counters.breaker_rejections.fetch_add(1, Relaxed);
+                return Err(AsError::CircuitOpen {
+                    retry_after,
+                    failures: self.config.breaker.failure_threshold,
+                });
+            }
+        };
+        let was_open = self.breaker.is_open();
+        self.counters.introspections.fetch_add(1, Relaxed);
+        let started = std::time::Instant::now();
+        let result = introspect(
+            &*self.transport,
+            &self.client,
+            &self.config.introspect_endpoint,
+            token,
+        );
+        self.as_stats.observe(started.elapsed(), &result);
+        attempt.finish(&result);
+        if let Err(e) = &result {
+            self.counters.as_errors.fetch_add(1, Relaxed);
+            if !was_open && self.breaker.is_open() && self.log.enabled(Level::Error) {
+                self.log.log(
+                    Level::Error,
+                    &format!(
+                        "the AS failed {} times in a row ({e}): no introspection for {} s, misses get 503",
+                        self.config.breaker.failure_threshold,
+                        self.config.breaker.open_time.as_secs()
+                    ),
+                );
+            }
+        }
+        result
+    }
+
+    /// Whether a 4xx to our own request may be logged at ERROR now (at most once a minute).
+    fn config_error_due(&self) -> bool {
+        let now = self.clock.monotonic();
+        let mut last = self
+            .config_error_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let due =
+            last.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60));
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// An active verdict past its lifetime by less than `stale_if_error`, re-judged (`exp`,
+    /// binding) and marked stale, for a request the AS cannot answer now.
+    fn stale(&self, key: CacheKey, cert: Option<&CertDigest>, error: &AsError) -> Option<Verdict> {
+        let can_not_answer = error.trips_breaker() || matches!(error, AsError::CircuitOpen { .. });
+        if self.config.stale_if_error.is_zero() || !can_not_answer {
+            return None;
+        }
+        let Some(Entry::Allowed(grant)) = self.cache.get_stale(key, self.clock.monotonic()) else {
+            return None;
+        };
+        let stale = Entry::Allowed(Arc::new(grant.marked_stale()));
+        match self.judge(&stale, cert, self.clock.wall()) {
+            verdict @ Verdict::Allow(_) => {
+                self.counters.stale_served.fetch_add(1, Relaxed);
+                Some(verdict)
+            }
+            Verdict::Deny(_) => None,
+        }
     }
 
     fn evaluate(&self, claims: &Map<String, Value>, origin: Origin) -> Entry {
@@ -839,6 +1027,7 @@ impl Authenticator {
             expires,
             not_before: nbf,
             bound_to,
+            stale: false,
             attachment: OnceLock::new(),
         })
     }
@@ -873,7 +1062,22 @@ impl Authenticator {
     }
 
     fn log_denial(&self, token: &str, denial: &Denial) {
-        let level = match denial.reason {
+        let level = match &denial.reason {
+            // The breaker logged when it opened; its fast 503s would flood the log.
+            DenyReason::Unavailable(AsError::CircuitOpen { .. }) => Level::Debug,
+            // Our own request refused: a configuration error, logged once a minute.
+            DenyReason::Unavailable(
+                AsError::CredentialsRejected { .. }
+                | AsError::Status {
+                    status: 400..=499, ..
+                },
+            ) => {
+                if self.config_error_due() {
+                    Level::Error
+                } else {
+                    Level::Debug
+                }
+            }
             DenyReason::Unavailable(_) => Level::Error,
             DenyReason::Unmappable(_) | DenyReason::MalformedClaims(_) => Level::Warning,
             _ => Level::Info,
@@ -980,7 +1184,7 @@ fn policy_string(config: &FilterConfig) -> String {
 impl From<FlightError> for AsError {
     fn from(e: FlightError) -> Self {
         match e {
-            FlightError::TimedOut => AsError::Unreachable(e.to_string()),
+            FlightError::TimedOut => AsError::Timeout(e.to_string()),
             FlightError::LeaderPanicked => AsError::Internal(e.to_string()),
         }
     }

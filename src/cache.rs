@@ -48,6 +48,8 @@ impl KeyDeriver {
 struct Slot<V> {
     value: V,
     until: Instant,
+    /// Kept (for [`VerdictCache::get_stale`]) until then; `until` plus the linger.
+    keep_until: Instant,
 }
 
 /// Counts evictions (entries dropped to stay within the bound).
@@ -75,6 +77,7 @@ type Store<V> = quick_cache::sync::Cache<
 pub struct VerdictCache<V: Clone, E: Clone = FlightError> {
     entries: Store<V>,
     evictions: CountEvictions,
+    linger: Duration,
     flights: Mutex<HashMap<CacheKey, Arc<Flight<V, E>>>>,
 }
 
@@ -122,6 +125,12 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
     /// its own, so it gets 10 % slack: `capacity` random tokens then fit without early
     /// evictions, and the bound is about `capacity * 1.1 + 16`.
     pub fn new(capacity: usize) -> Self {
+        Self::with_linger(capacity, Duration::ZERO)
+    }
+
+    /// A cache whose entries stay readable by [`VerdictCache::get_stale`] for `linger` past
+    /// their lifetime (`stale_if_error`).
+    pub fn with_linger(capacity: usize, linger: Duration) -> Self {
         let sized = capacity
             .max(1)
             .saturating_add(capacity / 10)
@@ -136,6 +145,7 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
                 evictions.clone(),
             ),
             evictions,
+            linger,
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -146,19 +156,29 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
         if slot.until > now {
             Some(slot.value)
         } else {
-            self.entries.remove(&key);
+            if slot.keep_until <= now {
+                self.entries.remove(&key);
+            }
             None
         }
+    }
+
+    /// The value for `key` if present, fresh or past its lifetime by less than the linger.
+    pub fn get_stale(&self, key: CacheKey, now: Instant) -> Option<V> {
+        let slot = self.entries.get(&key)?;
+        (slot.keep_until > now).then_some(slot.value)
     }
 
     /// Stores `value` for `ttl` (nothing when `ttl` is zero).
     pub fn insert(&self, key: CacheKey, value: V, ttl: Duration, now: Instant) {
         if !ttl.is_zero() {
+            let until = crate::clock::instant_after(now, ttl);
             self.entries.insert(
                 key,
                 Slot {
                     value,
-                    until: crate::clock::instant_after(now, ttl),
+                    until,
+                    keep_until: crate::clock::instant_after(until, self.linger),
                 },
             );
         }

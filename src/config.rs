@@ -148,6 +148,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("jwks_min_refresh_interval", Int, Some("10"), Tw, "least seconds between two key fetches for unknown `kid`s (and after a failed fetch), at most 3600"),
     opt("jwt_algorithms", List, Some("RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"), Tw, "JWS algorithms accepted for JWT access tokens (asymmetric only)"),
     opt("jwt_typ", List, Some("at+jwt,application/at+jwt,JWT"), Tw, "accepted JWT header `typ` values (JWT is what Keycloak sends)"),
+    opt("as_failure_threshold", Int, Some("5"), Tw, "consecutive AS failures (unreachable, timeout, 5xx, garbage, too large; never a 4xx) that open the circuit breaker; 0 disables it"),
+    opt("as_open_time", Int, Some("10"), Tw, "seconds the open breaker sends no request to the AS (misses get 503 at once) before one probe, at most 3600"),
+    opt("stale_if_error", Int, Some("0"), Tw, "seconds past its cache lifetime an active verdict is still served while the AS cannot answer (never past `exp`), at most 86400; 0 disables"),
+    opt("metrics_name", Str, None, Tw, "the `filter` label of the Prometheus metrics (default: log_name, else the logger's name)"),
     opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
 ];
 
@@ -169,6 +173,8 @@ pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
     ("token_time_leeway", 3_600),
     ("retry_after", 86_400),
     ("jwks_cache_time", 86_400),
+    ("as_open_time", 3_600),
+    ("stale_if_error", 86_400),
     ("jwks_min_refresh_interval", 3_600),
 ];
 
@@ -672,6 +678,35 @@ pub struct TokenPolicy {
     pub thumbprint_verify: bool,
 }
 
+/// The circuit breaker toward the AS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open it; 0 disables it.
+    pub failure_threshold: u32,
+    /// How long it stays open before a probe.
+    pub open_time: Duration,
+}
+
+impl BreakerConfig {
+    /// Reads `as_failure_threshold` and `as_open_time`.
+    pub fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let failure_threshold = match raw.int("as_failure_threshold")? {
+            Some(n) if (0..=1_000_000).contains(&n) => u32::try_from(n).unwrap_or(5),
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "as_failure_threshold",
+                    format!("must be 0 (off) to 1000000, not {n}"),
+                ));
+            }
+            None => 5,
+        };
+        Ok(Self {
+            failure_threshold,
+            open_time: Duration::from_secs(raw.positive_secs("as_open_time")?),
+        })
+    }
+}
+
 /// How a token is checked (`validation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validation {
@@ -765,6 +800,12 @@ pub struct FilterConfig {
     pub retry_after: u32,
     /// The shared cache tier (memcached or Redis), if configured.
     pub shared: Option<SharedTierConfig>,
+    /// The circuit breaker toward the AS.
+    pub breaker: BreakerConfig,
+    /// How long past its lifetime an active verdict may be served while the AS cannot answer.
+    pub stale_if_error: Duration,
+    /// The `filter` label of the Prometheus metrics, if set.
+    pub metrics_name: Option<String>,
 }
 
 impl FilterConfig {
@@ -859,6 +900,14 @@ impl FilterConfig {
             policy,
             retry_after,
             shared: SharedTierConfig::from_raw(raw)?,
+            breaker: BreakerConfig::from_raw(raw)?,
+            stale_if_error: match raw.secs("stale_if_error")? {
+                Some(n) if n < 0 => {
+                    return Err(ConfigError::new("stale_if_error", "must not be negative"));
+                }
+                n => Duration::from_secs(n.unwrap_or(0).unsigned_abs()),
+            },
+            metrics_name: raw.string("metrics_name"),
         })
     }
 }

@@ -45,9 +45,25 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AsError {
-    /// Connect, TLS, timeout or I/O failure.
+    /// Connect, TLS or I/O failure.
     #[error("authorization server unreachable: {0}")]
     Unreachable(String),
+    /// No whole answer within `http_connect_timeout`.
+    #[error("authorization server did not answer in time: {0}")]
+    Timeout(String),
+    /// The answer is larger than the 1 MiB cap.
+    #[error("authorization server sent an answer larger than 1 MiB")]
+    TooLarge,
+    /// The circuit breaker is open: the AS was not asked.
+    #[error(
+        "authorization server not asked: {failures} failures in a row; next try in {retry_after} s"
+    )]
+    CircuitOpen {
+        /// Seconds until the breaker lets a probe through.
+        retry_after: u32,
+        /// `as_failure_threshold`, for the message.
+        failures: u32,
+    },
     /// The AS refused our own client credentials (`invalid_client`, or 401).
     #[error("authorization server rejected the client credentials: HTTP {status}{}", describe(.error, .description))]
     CredentialsRejected {
@@ -128,11 +144,41 @@ impl AsError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::TooLarge => "too_large",
+            Self::CircuitOpen { .. } => "circuit_open",
             Self::CredentialsRejected { .. } => "credentials_rejected",
             Self::Status { .. } => "bad_status",
             Self::Malformed(_) => "malformed",
             Self::Assertion(_) => "assertion",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The `kind` label of `tokenward_as_errors_total`, for errors of an AS request that was
+    /// sent; `None` for what never reached the AS (breaker, assertion, internal).
+    pub fn kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::Status { .. } => "status",
+            Self::Malformed(_) => "garbage",
+            Self::TooLarge => "too_large",
+            Self::CredentialsRejected { .. } => "rejected",
+            Self::CircuitOpen { .. } | Self::Assertion(_) | Self::Internal(_) => return None,
+        })
+    }
+
+    /// Whether the error says the AS is failing (down, slow, 5xx, garbage, too large), as
+    /// opposed to answering: a 4xx never trips the breaker.
+    pub fn trips_breaker(&self) -> bool {
+        match self {
+            Self::Unreachable(_) | Self::Timeout(_) | Self::Malformed(_) | Self::TooLarge => true,
+            Self::Status { status, .. } => !(400..500).contains(status),
+            Self::CredentialsRejected { .. }
+            | Self::CircuitOpen { .. }
+            | Self::Assertion(_)
+            | Self::Internal(_) => false,
         }
     }
 }

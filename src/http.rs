@@ -256,7 +256,7 @@ impl ReqwestTransport {
     fn unreachable(&self, e: reqwest::Error) -> AsError {
         let e = e.without_url();
         if e.is_timeout() {
-            AsError::Unreachable(format!(
+            AsError::Timeout(format!(
                 "timed out after {} s",
                 self.settings.timeout.as_secs()
             ))
@@ -270,7 +270,7 @@ impl ReqwestTransport {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
             if (body.len() + chunk.len()) as u64 > MAX_BODY {
-                return Err(AsError::Malformed("answer larger than 1 MiB".into()));
+                return Err(AsError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
@@ -400,7 +400,7 @@ mod tests {
         );
         assert!(matches!(
             t.post_form(&url, None, Secret::new("")),
-            Err(AsError::Malformed(_))
+            Err(AsError::TooLarge)
         ));
     }
 
@@ -412,7 +412,7 @@ mod tests {
             .post_form(&url, None, Secret::new(""))
             .unwrap_err();
         assert!(
-            matches!(&e, AsError::Unreachable(m) if m.contains("timed out")),
+            matches!(&e, AsError::Timeout(m) if m.contains("timed out")),
             "{e}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));

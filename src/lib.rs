@@ -31,6 +31,7 @@
 
 pub mod assertion;
 pub mod authenticator;
+pub mod breaker;
 pub mod cache;
 pub mod claims;
 pub mod client_auth;
@@ -45,6 +46,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 pub mod log;
+pub mod prometheus;
 pub mod secret;
 pub mod shared_cache;
 pub mod strict_json;

@@ -20,6 +20,7 @@ use crate::config::{ClientConfig, RawOptions, check_url};
 use crate::error::{AsError, ConfigError, sanitize};
 use crate::http::{ReqwestTransport, Transport};
 use crate::introspect::json_object;
+use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::secret::Secret;
 
 /// Lifetime assumed when the AS omits `expires_in`.
@@ -114,6 +115,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    stats: AsStats,
 }
 
 type Registry = Mutex<HashMap<[u8; 32], Weak<Shared>>>;
@@ -274,9 +276,23 @@ impl TokenClient {
             shared: &self.shared,
             done: false,
         };
+        let started = Instant::now();
         let result = self.fetch();
+        self.shared.stats.observe(started.elapsed(), &result);
         guard.finish(&result);
         result
+    }
+
+    /// The Prometheus samples of this client's shared cache: token requests, their errors
+    /// by kind and their durations.
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out = vec![Sample {
+            family: "tokenward_token_requests_total",
+            label: None,
+            value: PromValue::Counter(self.requests_sent()),
+        }];
+        self.shared.stats.samples(&mut out);
+        out
     }
 
     /// Drops the cached token (after a 401 from a resource, say); the next call fetches anew.

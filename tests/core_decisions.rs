@@ -1,7 +1,7 @@
 //! The core's decisions, driven through the transport seam with a manual clock: no network,
 //! no sleeps. Each test names the behaviour it pins down and fails if that behaviour breaks.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ type Answer = Box<dyn Fn(&str) -> HttpResponse + Send + Sync>;
 /// An AS whose answers a closure scripts; counts calls and keeps the request bodies.
 struct ScriptedAs {
     answer: Answer,
+    /// While set, every request fails as if the AS were down.
+    down: AtomicBool,
     calls: AtomicUsize,
     bodies: Mutex<Vec<String>>,
 }
@@ -31,6 +33,9 @@ impl Transport for ScriptedAs {
         body: Secret,
     ) -> Result<HttpResponse, AsError> {
         self.calls.fetch_add(1, SeqCst);
+        if self.down.load(SeqCst) {
+            return Err(AsError::Unreachable("connection refused".into()));
+        }
         let answer = (self.answer)(body.expose());
         self.bodies.lock().unwrap().push(body.expose().to_owned());
         Ok(answer)
@@ -74,6 +79,15 @@ impl Rig {
             .authenticate(Some(&format!("Bearer {TOKEN}")), None)
     }
 
+    fn check_token(&self, token: &str) -> Verdict {
+        self.auth
+            .authenticate(Some(&format!("Bearer {token}")), None)
+    }
+
+    fn set_down(&self, down: bool) {
+        self.as_.down.store(down, SeqCst);
+    }
+
     fn calls(&self) -> usize {
         self.as_.calls.load(SeqCst)
     }
@@ -111,6 +125,7 @@ fn rig_with(
     let config = FilterConfig::from_raw(&RawOptions::from_pairs(options(extra))).unwrap();
     let as_ = Arc::new(ScriptedAs {
         answer: Box::new(answer),
+        down: AtomicBool::new(false),
         calls: AtomicUsize::new(0),
         bodies: Mutex::new(Vec::new()),
     });
@@ -654,6 +669,7 @@ fn a_cached_grant_past_its_exp_is_refused_on_a_hit_and_dropped() {
     let body = active(&format!(r#""exp":{}"#, NOW + 100.0));
     let as_ = Arc::new(ScriptedAs {
         answer: Box::new(move |_| json(200, &body)),
+        down: AtomicBool::new(false),
         calls: AtomicUsize::new(0),
         bodies: Mutex::new(Vec::new()),
     });
@@ -688,4 +704,223 @@ fn a_cached_grant_past_its_exp_is_refused_on_a_hit_and_dropped() {
         2,
         "so the next request asks the AS again"
     );
+}
+
+// ------------------------------------------------------------------ outages (issue 12)
+
+fn retry_after(r: &Rig, v: &Verdict) -> Option<String> {
+    match v {
+        Verdict::Deny(d) if d.status() == 503 => r
+            .auth
+            .denial_headers(d)
+            .into_iter()
+            .find(|(n, _)| *n == "Retry-After")
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_breaker_opens_after_the_threshold_answers_fast_then_probes_once() {
+    let r = rig(
+        &[("as_failure_threshold", "3"), ("as_open_time", "10")],
+        &active(""),
+    );
+    r.set_down(true);
+    for i in 0..3 {
+        assert_eq!(
+            retry_after(&r, &r.check_token(&format!("t{i}"))).as_deref(),
+            Some("5")
+        );
+    }
+    assert_eq!(r.calls(), 3);
+    assert_eq!(r.auth.metrics().breaker_open, 1);
+    // Open: no AS call, Retry-After = the remaining open time, rounded up.
+    for i in 0..50 {
+        let v = r.check_token(&format!("open{i}"));
+        assert_eq!(retry_after(&r, &v).as_deref(), Some("10"));
+    }
+    r.clock.advance(Duration::from_millis(7_200));
+    assert_eq!(
+        retry_after(&r, &r.check_token("later")).as_deref(),
+        Some("3")
+    );
+    assert_eq!(r.calls(), 3, "no AS call while open");
+    let m = r.auth.metrics();
+    assert_eq!(
+        (m.breaker_rejections, m.as_errors, m.introspections),
+        (51, 3, 3)
+    );
+    // Half-open after as_open_time: one probe; it fails, so the breaker opens again.
+    r.advance(3);
+    assert_eq!(
+        denied(&r.check_token("probe1")).map(DenyReason::status),
+        Some(503)
+    );
+    assert_eq!(r.calls(), 4);
+    assert_eq!(retry_after(&r, &r.check_token("x")).as_deref(), Some("10"));
+    assert_eq!(r.calls(), 4);
+    // The AS is back: the next probe succeeds and closes it.
+    r.set_down(false);
+    r.advance(10);
+    assert!(allowed(&r.check_token("probe2")));
+    assert!(allowed(&r.check_token("after")));
+    assert_eq!(r.calls(), 6);
+    assert_eq!(r.auth.metrics().breaker_open, 0);
+    let errors = r
+        .log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, _)| *l == Level::Error)
+        .count();
+    assert!(
+        errors <= 6,
+        "fast 503s are not logged at ERROR ({errors} lines)"
+    );
+}
+
+#[test]
+fn a_4xx_never_opens_the_breaker_and_is_logged_at_error_once_a_minute() {
+    let r = rig_with(&[("as_failure_threshold", "2")], |_| {
+        json(401, r#"{"error":"invalid_client"}"#)
+    });
+    for i in 0..10 {
+        assert_eq!(
+            denied(&r.check_token(&format!("t{i}"))).map(DenyReason::status),
+            Some(503)
+        );
+    }
+    assert_eq!(r.calls(), 10, "every miss still asks");
+    assert_eq!(r.auth.metrics().breaker_open, 0);
+    let errors = |r: &Rig| {
+        r.log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, _)| *l == Level::Error)
+            .count()
+    };
+    assert_eq!(errors(&r), 1);
+    r.advance(61);
+    let _ = r.check_token("again");
+    assert_eq!(errors(&r), 2);
+}
+
+#[test]
+fn as_failure_threshold_zero_disables_the_breaker() {
+    let r = rig(&[("as_failure_threshold", "0")], &active(""));
+    r.set_down(true);
+    for i in 0..20 {
+        let _ = r.check_token(&format!("t{i}"));
+    }
+    assert_eq!(r.calls(), 20);
+}
+
+#[test]
+fn stale_verdicts_are_served_only_within_their_bounds() {
+    let r = rig(
+        &[
+            ("stale_if_error", "60"),
+            ("token_cache_time", "30"),
+            ("as_failure_threshold", "0"),
+        ],
+        &active(&format!(r#""exp":{}"#, NOW + 100.0)),
+    );
+    assert!(allowed(&r.check()));
+    r.set_down(true);
+    r.advance(31);
+    let Verdict::Allow(grant) = r.check() else {
+        panic!("not served stale")
+    };
+    assert!(grant.is_stale());
+    let info: serde_json::Value = serde_json::from_str(grant.token_info_json()).unwrap();
+    assert_eq!(info["stale"], true);
+    assert_eq!(r.auth.metrics().stale_served, 1);
+    // Past the window (30 s lifetime + 60 s): the ordinary outage 503.
+    r.advance(60);
+    assert_eq!(denied(&r.check()).map(DenyReason::status), Some(503));
+
+    // Never past the token's own exp (5 s leeway included).
+    let r = rig(
+        &[("stale_if_error", "600"), ("token_cache_time", "30")],
+        &active(&format!(r#""exp":{}"#, NOW + 40.0)),
+    );
+    assert!(allowed(&r.check()));
+    r.set_down(true);
+    r.advance(44);
+    assert!(allowed(&r.check()), "within exp + leeway");
+    r.advance(2);
+    assert_eq!(denied(&r.check()).map(DenyReason::status), Some(503));
+
+    // Never for an inactive token, never after forget(), never with stale_if_error = 0.
+    let r = rig(&[("stale_if_error", "600")], r#"{"active":false}"#);
+    assert_eq!(denied(&r.check()), Some(&DenyReason::Inactive));
+    r.set_down(true);
+    r.advance(31);
+    assert_eq!(denied(&r.check()).map(DenyReason::status), Some(503));
+    let r = rig(
+        &[("stale_if_error", "600"), ("token_cache_time", "30")],
+        &active(""),
+    );
+    assert!(allowed(&r.check()));
+    r.auth.forget(Some(&format!("Bearer {TOKEN}")));
+    r.set_down(true);
+    assert_eq!(denied(&r.check()).map(DenyReason::status), Some(503));
+    let r = rig(&[("token_cache_time", "30")], &active(""));
+    assert!(allowed(&r.check()));
+    r.set_down(true);
+    r.advance(31);
+    assert_eq!(denied(&r.check()).map(DenyReason::status), Some(503));
+}
+
+#[test]
+fn stale_is_served_while_the_breaker_is_open() {
+    let r = rig(
+        &[
+            ("stale_if_error", "600"),
+            ("token_cache_time", "30"),
+            ("as_failure_threshold", "1"),
+            ("as_open_time", "60"),
+        ],
+        &active(""),
+    );
+    assert!(allowed(&r.check()));
+    r.set_down(true);
+    let _ = r.check_token("other");
+    assert_eq!(r.auth.metrics().breaker_open, 1);
+    r.advance(31);
+    let calls = r.calls();
+    assert!(allowed(&r.check()));
+    assert_eq!(r.calls(), calls, "served without asking the AS");
+}
+
+#[test]
+fn prometheus_samples_render_every_family_once() {
+    let r = rig(&[], &active(""));
+    assert!(allowed(&r.check()));
+    assert!(allowed(&r.check()));
+    r.set_down(true);
+    let _ = r.check_token("down");
+    let text = tokenward::prometheus::render(&[("api \"one\"", r.auth.samples())], 42);
+    assert!(
+        text.contains("tokenward_cache_hits_total{filter=\"api \\\"one\\\"\",pid=\"42\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("tokenward_as_errors_total{filter=\"api \\\"one\\\"\",pid=\"42\",kind=\"unreachable\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "tokenward_as_request_duration_seconds_count{filter=\"api \\\"one\\\"\",pid=\"42\"} 2"
+        ),
+        "{text}"
+    );
+    for (family, kind, _) in tokenward::prometheus::FAMILIES {
+        let blocks = text.matches(&format!("# TYPE {family} {kind}\n")).count();
+        let expected = usize::from(
+            !family.starts_with("tokenward_jw") && *family != "tokenward_token_requests_total",
+        );
+        assert_eq!(blocks, expected, "{family}");
+    }
 }
