@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 from tokenward import _native
 from tokenward._config import GROUP, as_text
+from tokenward._tracking import track as _track
 from tokenward.external_oauth2_token import _green_executor
 
 __all__ = [
@@ -45,6 +46,7 @@ OPTION_NAMES = (
     "insecure",
     "http_connect_timeout",
     "token_expiry_margin",
+    "metrics_name",
 )
 
 try:
@@ -66,6 +68,12 @@ class ClientCredentials(_PluginBase):  # type: ignore[misc]
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         self._options = {k: t for k, v in options.items() if (t := as_text(v)) not in (None, "")}
         self._native = _native.TokenClient(self._options)
+        self.metrics_label = self._options.get("metrics_name") or f"client:{self._options.get('client_id', '')}"
+        _track(self)
+
+    def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:
+        """This client's Prometheus samples (see ``tokenward.metrics``)."""
+        return self._native.samples()
 
     @classmethod
     def from_config(cls, section: Any) -> ClientCredentials:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from tokenward import _config, _native
 from tokenward._config import list_opts
+from tokenward._tracking import track as _track
 from tokenward.exceptions import ConfigurationError
 
 __all__ = ["ConfigurationError", "ExternalAuth2Protocol", "filter_factory", "list_opts"]
@@ -64,6 +65,12 @@ class ExternalAuth2Protocol:
         self._strip = self._native.strip_environ_keys
         self._challenge = self._native.challenge
         self._thumbprint_verify = self._native.thumbprint_verify
+        self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
+        _track(self)
+
+    def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:
+        """This filter's Prometheus samples (see ``tokenward.metrics``)."""
+        return self._native.samples()
 
     @property
     def authenticator(self) -> _native.Authenticator:

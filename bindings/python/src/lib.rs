@@ -466,6 +466,17 @@ impl Authenticator {
         self.inner.forget(authorization);
     }
 
+    /// Prometheus samples: `(family, label name or None, label value or None, value)`, the
+    /// value an int (counter), a float (gauge) or `(buckets, sum, count)` (histogram).
+    fn samples(&self, py: Python<'_>) -> PyResult<Vec<SampleRow>> {
+        sample_rows(py, self.inner.samples())
+    }
+
+    /// The `filter` label of the Prometheus metrics: `metrics_name`, else `default`.
+    fn metrics_label(&self, default: &str) -> String {
+        self.inner.metrics_label(default).to_owned()
+    }
+
     /// Counters: cache hits, misses, coalesced waits, introspections, AS errors, entries.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -534,6 +545,47 @@ impl TokenClient {
     fn requests_sent(&self) -> u64 {
         self.inner.requests_sent()
     }
+
+    /// Prometheus samples, as `Authenticator.samples`.
+    fn samples(&self, py: Python<'_>) -> PyResult<Vec<SampleRow>> {
+        sample_rows(py, self.inner.samples())
+    }
+}
+
+/// One Prometheus sample as Python sees it.
+type SampleRow = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Py<PyAny>,
+);
+
+fn sample_rows(
+    py: Python<'_>,
+    samples: Vec<tokenward::prometheus::Sample>,
+) -> PyResult<Vec<SampleRow>> {
+    use tokenward::prometheus::Value;
+    samples
+        .into_iter()
+        .map(|s| {
+            let value: Py<PyAny> = match s.value {
+                Value::Counter(n) => n.into_pyobject(py)?.into_any().unbind(),
+                Value::Gauge(v) => v.into_pyobject(py)?.into_any().unbind(),
+                Value::Histogram {
+                    buckets,
+                    sum,
+                    count,
+                } => (buckets, sum, count).into_pyobject(py)?.into_any().unbind(),
+            };
+            Ok((s.family, s.label.map(|l| l.0), s.label.map(|l| l.1), value))
+        })
+        .collect()
+}
+
+/// Every Prometheus family: `(name, type, help)`.
+#[pyfunction]
+fn metric_families() -> Vec<(&'static str, &'static str, &'static str)> {
+    tokenward::prometheus::FAMILIES.to_vec()
 }
 
 /// One option as Python sees it: name, kind, default, help, choices, origin.
@@ -599,5 +651,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<AuthServerUnavailableError>(),
     )?;
     m.add_function(wrap_pyfunction!(options, m)?)?;
+    m.add_function(wrap_pyfunction!(metric_families, m)?)?;
     Ok(())
 }
