@@ -18,7 +18,7 @@ use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
 use crate::clock::{self, Clock};
-use crate::config::{FilterConfig, RawOptions, Validation};
+use crate::config::{Binding, FilterConfig, RawOptions, Validation};
 use crate::error::{AsError, ConfigError};
 use crate::headers::IdentityHeader;
 use crate::http::{ReqwestTransport, Transport};
@@ -27,6 +27,7 @@ use crate::jwks::{Candidates, KeyCounters, KeyStore, Lookup};
 use crate::jwt::{self, JwtRefusal, Shape};
 use crate::log::{Level, LogSink, NoLog};
 use crate::prometheus::{AsStats, Sample, Value as PromValue};
+use crate::proxy_cert::ProxyCerts;
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
 use crate::thumbprint::{self, CertDigest};
@@ -337,6 +338,7 @@ pub struct Authenticator {
     cache: VerdictCache<Entry, AsError>,
     shared: Option<SharedTier>,
     keys: Option<KeyStore>,
+    proxy_certs: Option<ProxyCerts>,
     breaker: Arc<Breaker>,
     as_stats: AsStats,
     /// When a 4xx to our own credentials was last logged at ERROR.
@@ -372,6 +374,30 @@ enum Prepared<'a> {
         key: CacheKey,
         cert: Option<CertDigest>,
     },
+}
+
+/// What a door knows of a request that the check may need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// The `Authorization` header's value.
+    pub authorization: Option<&'a str>,
+    /// The caller's certificate from the TLS layer (PEM, URL-encoded PEM or DER).
+    pub client_cert: Option<&'a [u8]>,
+    /// The peer's IP address (WSGI `REMOTE_ADDR`), for `trusted_proxies`.
+    pub peer: Option<&'a str>,
+    /// The value of `client_cert_header`, if the request has it.
+    pub forwarded_cert: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with only the header and the TLS certificate.
+    pub fn new(authorization: Option<&'a str>, client_cert: Option<&'a [u8]>) -> Self {
+        Self {
+            authorization,
+            client_cert,
+            ..Self::default()
+        }
+    }
 }
 
 /// The token of an `Authorization` value: scheme `Bearer` in any case (RFC 7235), one token of
@@ -510,6 +536,7 @@ impl Authenticator {
             flight_wait: flight_wait(&config),
             cache: VerdictCache::with_linger(config.cache.capacity, config.stale_if_error),
             breaker,
+            proxy_certs: config.proxy_certs.clone().map(ProxyCerts::new),
             as_stats: AsStats::default(),
             config_error_logged: Mutex::new(None),
             cache_keys: KeyDeriver::new(&seed, &policy),
@@ -654,7 +681,12 @@ impl Authenticator {
         authorization: Option<&str>,
         client_cert: Option<&[u8]>,
     ) -> Option<Verdict> {
-        match self.prepare(authorization, client_cert) {
+        self.lookup_request(&Request::new(authorization, client_cert))
+    }
+
+    /// [`Authenticator::lookup`] for a request with all its parts.
+    pub fn lookup_request(&self, request: &Request<'_>) -> Option<Verdict> {
+        match self.prepare(request) {
             Prepared::Done(v) => Some(v),
             Prepared::Check { key, cert, .. } => self.cached(key, cert.as_ref()),
         }
@@ -663,7 +695,12 @@ impl Authenticator {
     /// The whole check: header, cache, then introspection (blocking, bounded by
     /// `http_connect_timeout`), with concurrent misses on one token coalesced.
     pub fn authenticate(&self, authorization: Option<&str>, client_cert: Option<&[u8]>) -> Verdict {
-        let (token, key, cert) = match self.prepare(authorization, client_cert) {
+        self.check(&Request::new(authorization, client_cert))
+    }
+
+    /// [`Authenticator::authenticate`] for a request with all its parts.
+    pub fn check(&self, request: &Request<'_>) -> Verdict {
+        let (token, key, cert) = match self.prepare(request) {
             Prepared::Done(v) => return v,
             Prepared::Check { token, key, cert } => (token, key, cert),
         };
@@ -728,24 +765,26 @@ impl Authenticator {
         }
     }
 
-    fn prepare<'a>(
-        &self,
-        authorization: Option<&'a str>,
-        client_cert: Option<&[u8]>,
-    ) -> Prepared<'a> {
-        let token = match bearer_token(authorization) {
+    fn prepare<'a>(&self, request: &Request<'a>) -> Prepared<'a> {
+        let token = match bearer_token(request.authorization) {
             Ok(t) => t,
             Err(reason) => return Prepared::Done(Verdict::deny(reason)),
         };
-        let cert = if self.config.policy.thumbprint_verify {
+        let binding = self.config.policy.binding;
+        let cert = if binding.reads_certificate() {
+            let digest = match &self.proxy_certs {
+                // Only the proxy's header counts, and only from a trusted proxy.
+                Some(proxy) => proxy.certificate(request.peer, request.forwarded_cert, &*self.log),
+                None => request
+                    .client_cert
+                    .filter(|c| !c.is_empty())
+                    .and_then(thumbprint::cert_digest),
+            };
             // Checked before any AS round trip: without a certificate the answer is known.
-            match client_cert
-                .filter(|c| !c.is_empty())
-                .and_then(thumbprint::cert_digest)
-            {
-                Some(d) => Some(d),
-                None => return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired)),
+            if digest.is_none() && binding == Binding::Required {
+                return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired));
             }
+            digest
         } else {
             None
         };
@@ -1003,12 +1042,19 @@ impl Authenticator {
                 return Err(DenyReason::InsufficientScope);
             }
         }
-        let bound_to = if policy.thumbprint_verify {
+        let bound_to = if policy.binding.reads_certificate() {
             match claims.get("cnf") {
                 None | Some(Value::Null) => None,
                 Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
                     None => None,
-                    Some(Value::String(x5t)) => thumbprint::decode_x5t(x5t),
+                    Some(Value::String(x5t)) => match thumbprint::decode_x5t(x5t) {
+                        Some(digest) => Some(digest),
+                        // Unreadable is not "unbound": auto would otherwise let it pass.
+                        None if policy.binding == Binding::Auto => {
+                            return Err(DenyReason::MalformedClaims("cnf.x5t#S256"));
+                        }
+                        None => None,
+                    },
                     Some(_) => return Err(DenyReason::MalformedClaims("cnf.x5t#S256")),
                 },
                 Some(_) => return Err(DenyReason::MalformedClaims("cnf")),
@@ -1040,9 +1086,11 @@ impl Authenticator {
         if let Some(reason) = self.out_of_time(grant, now) {
             return Verdict::deny(reason);
         }
-        if self.config.policy.thumbprint_verify {
+        let binding = self.config.policy.binding;
+        if binding.reads_certificate() {
             match (grant.bound_to.as_ref(), cert) {
                 (Some(bound), Some(presented)) if thumbprint::digests_match(bound, presented) => {}
+                (None, _) if binding == Binding::Auto => {}
                 _ => return Verdict::deny(DenyReason::CertificateMismatch),
             }
         }

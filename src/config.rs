@@ -13,6 +13,7 @@ use crate::claims::ClaimPath;
 use crate::error::ConfigError;
 use crate::jwks::KeySource;
 use crate::jwt::{Algorithm, HeaderPolicy};
+use crate::proxy_cert::{HeaderFormat, ProxyCertConfig};
 use crate::secret::Secret;
 use crate::shared_cache::SharedTierConfig;
 
@@ -104,7 +105,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("cafile", Str, None, Ksm, "CA bundle that verifies the AS; unset means the system roots"),
     opt("insecure", Bool, Some("false"), Ksm, "do not verify the AS certificate (testing only)"),
     opt("http_connect_timeout", Int, Some("10"), Ksm, "seconds for one whole request to the AS (connect and read), at most 3600"),
-    opt("thumbprint_verify", Bool, Some("false"), Ksm, "require RFC 8705 `cnf.x5t#S256` to match the caller's certificate"),
+    opt("thumbprint_verify", Choice(&["false", "true", "auto"]), Some("false"), Ksm, "RFC 8705 binding: true = every token must carry `cnf.x5t#S256` matching the caller's certificate; auto = tokens that carry it must match, unbound tokens pass; false = not checked (yes/no/on/off/1/0 also work)"),
+    opt("client_cert_header", Str, None, Tw, "take the caller's certificate from this header set by a TLS-terminating proxy (e.g. X-SSL-Client-Cert), only from trusted_proxies; SSL_CLIENT_CERT and the socket are then ignored"),
+    opt("client_cert_header_format", Choice(HeaderFormat::NAMES), Some("pem"), Tw, "how the proxy writes it: pem (Apache, newlines may be spaces), url_encoded_pem (nginx $ssl_client_escaped_cert), der_base64 (HAProxy ssl_c_der,base64), xfcc (Envoy x-forwarded-client-cert), rfc9440 (Client-Cert)"),
+    opt("trusted_proxies", List, None, Tw, "IP addresses and CIDR networks (IPv4, IPv6) of the proxies whose client_cert_header is believed (required with it)"),
     opt("mapping_project_id", Str, None, Ksm, "claim path of the project id; a value makes the token project-scoped"),
     opt("mapping_project_name", Str, None, Ksm, "claim path of the project name"),
     opt("mapping_project_domain_id", Str, None, Ksm, "claim path of the project domain id (also the domain id of domain-scoped tokens)"),
@@ -674,8 +678,42 @@ pub struct TokenPolicy {
     pub required_scope: Vec<String>,
     /// Clock skew allowed for `exp`/`nbf`.
     pub leeway: Duration,
-    /// Whether `cnf.x5t#S256` must match the caller's certificate.
-    pub thumbprint_verify: bool,
+    /// RFC 8705 certificate binding.
+    pub binding: Binding,
+}
+
+/// How `cnf.x5t#S256` is checked (`thumbprint_verify`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// Not checked.
+    #[default]
+    Off,
+    /// Every token must be bound to the caller's certificate.
+    Required,
+    /// A bound token must match; an unbound token passes (RFC 8705 §3).
+    Auto,
+}
+
+impl Binding {
+    /// Whether the door must hand over the caller's certificate.
+    pub fn reads_certificate(self) -> bool {
+        self != Self::Off
+    }
+
+    fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let name = "thumbprint_verify";
+        if raw
+            .text(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("auto"))
+        {
+            return Ok(Self::Auto);
+        }
+        match raw.bool(name) {
+            Ok(true) => Ok(Self::Required),
+            Ok(false) => Ok(Self::Off),
+            Err(_) => Err(ConfigError::new(name, "must be true, false or auto")),
+        }
+    }
 }
 
 /// The circuit breaker toward the AS.
@@ -802,6 +840,8 @@ pub struct FilterConfig {
     pub shared: Option<SharedTierConfig>,
     /// The circuit breaker toward the AS.
     pub breaker: BreakerConfig,
+    /// Certificates forwarded by a trusted TLS-terminating proxy, if configured.
+    pub proxy_certs: Option<ProxyCertConfig>,
     /// How long past its lifetime an active verdict may be served while the AS cannot answer.
     pub stale_if_error: Duration,
     /// The `filter` label of the Prometheus metrics, if set.
@@ -876,7 +916,7 @@ impl FilterConfig {
             issuer: raw.string("token_issuer"),
             required_scope: raw.list("token_required_scope"),
             leeway: Duration::from_secs(leeway.unsigned_abs()),
-            thumbprint_verify: raw.bool("thumbprint_verify")?,
+            binding: Binding::from_raw(raw)?,
         };
         let retry_after = match raw.secs("retry_after")? {
             Some(n) if (0..=86_400).contains(&n) => u32::try_from(n).unwrap_or(5),
@@ -901,6 +941,20 @@ impl FilterConfig {
             retry_after,
             shared: SharedTierConfig::from_raw(raw)?,
             breaker: BreakerConfig::from_raw(raw)?,
+            proxy_certs: match raw.string("client_cert_header") {
+                Some(header) => {
+                    let format = raw
+                        .choice("client_cert_header_format")?
+                        .and_then(HeaderFormat::from_name)
+                        .unwrap_or(HeaderFormat::Pem);
+                    Some(ProxyCertConfig::new(
+                        &header,
+                        format,
+                        &raw.list("trusted_proxies"),
+                    )?)
+                }
+                None => None,
+            },
             stale_if_error: match raw.secs("stale_if_error")? {
                 Some(n) if n < 0 => {
                     return Err(ConfigError::new("stale_if_error", "must not be negative"));
@@ -968,7 +1022,7 @@ mod tests {
         assert_eq!(c.cache.active_ttl, Some(Duration::from_secs(300)));
         assert_eq!(c.cache.capacity, 10_000);
         assert_eq!(c.mapping.user_id.to_string(), "client_id");
-        assert!(!c.policy.thumbprint_verify);
+        assert_eq!(c.policy.binding, Binding::Off);
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod prometheus;
+pub mod proxy_cert;
 pub mod secret;
 pub mod shared_cache;
 pub mod strict_json;
@@ -54,7 +55,7 @@ pub mod thumbprint;
 pub mod tls;
 pub mod token_client;
 
-pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Verdict};
+pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Request, Verdict};
 pub use config::{FilterConfig, RawOptions};
 pub use error::{AsError, ConfigError};
 pub use secret::Secret;

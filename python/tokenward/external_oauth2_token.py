@@ -65,6 +65,7 @@ class ExternalAuth2Protocol:
         self._strip = self._native.strip_environ_keys
         self._challenge = self._native.challenge
         self._thumbprint_verify = self._native.thumbprint_verify
+        self._cert_header_key = self._native.cert_header_key
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
 
@@ -79,18 +80,21 @@ class ExternalAuth2Protocol:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         pop = environ.pop
+        # A forwarded certificate never reaches the application, whoever sent it.
+        forwarded = pop(self._cert_header_key, None) if self._cert_header_key else None
         for key in self._strip:
             pop(key, None)
         authorization = environ.get("HTTP_AUTHORIZATION")
         cert = _client_cert(environ) if self._thumbprint_verify else None
+        peer = environ.get("REMOTE_ADDR") if forwarded is not None else None
         try:
-            outcome = self._native.lookup(authorization, cert)
+            outcome = self._native.lookup(authorization, cert, peer, forwarded)
             if outcome is None:
                 green = _green_executor()
                 if green is not None:
-                    outcome = green(self._native.authenticate, authorization, cert)
+                    outcome = green(self._native.authenticate, authorization, cert, peer, forwarded)
                 else:
-                    outcome = self._native.authenticate(authorization, cert)
+                    outcome = self._native.authenticate(authorization, cert, peer, forwarded)
                 self._native.flush_logs()
         except _native.TokenwardError:
             self._log.exception("tokenward failed to check a request")

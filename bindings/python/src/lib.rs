@@ -130,6 +130,18 @@ impl PythonLogger {
         }
         self.refresh_threshold(py);
     }
+
+    /// [`PythonLogger::flush`] when a line is queued (a lock and a length check otherwise).
+    fn flush_pending(&self, py: Python<'_>) {
+        let queued = !self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        if queued {
+            self.flush(py);
+        }
+    }
 }
 
 impl LogSink for PythonLogger {
@@ -389,10 +401,22 @@ impl Authenticator {
         self.strip.clone_ref(py)
     }
 
-    /// Whether `thumbprint_verify` is on (the door then reads the client certificate).
+    /// Whether the door must read the TLS client certificate (`SSL_CLIENT_CERT`, the socket):
+    /// `thumbprint_verify` is true or auto and no `client_cert_header` is configured.
     #[getter]
     fn thumbprint_verify(&self) -> bool {
-        self.inner.config().policy.thumbprint_verify
+        let config = self.inner.config();
+        config.policy.binding.reads_certificate() && config.proxy_certs.is_none()
+    }
+
+    /// The environ key of `client_cert_header` (popped from every request), or None.
+    #[getter]
+    fn cert_header_key(&self) -> Option<String> {
+        self.inner
+            .config()
+            .proxy_certs
+            .as_ref()
+            .map(|p| p.wsgi_key())
     }
 
     /// The `WWW-Authenticate` value of a 401.
@@ -402,36 +426,54 @@ impl Authenticator {
     }
 
     /// A verdict from the header and cache alone (no I/O), or None when the AS must be asked.
-    #[pyo3(signature = (authorization, client_cert=None))]
+    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None))]
     fn lookup(
         &self,
         py: Python<'_>,
         authorization: Option<&str>,
         client_cert: Option<&Bound<'_, PyAny>>,
+        peer: Option<&str>,
+        forwarded_cert: Option<&str>,
     ) -> PyResult<Option<Outcome>> {
         let cert = cert_bytes(client_cert)?;
         let verdict = catch_unwind(AssertUnwindSafe(|| {
-            self.inner.lookup(authorization, cert.as_deref())
+            self.inner.lookup_request(&tokenward::Request {
+                authorization,
+                client_cert: cert.as_deref(),
+                peer,
+                forwarded_cert,
+            })
         }))
         .map_err(|_| internal_error())?;
+        // A check without I/O may still log (an untrusted proxy's header): hand it over here.
+        if let Some(logger) = &self.logger {
+            logger.flush_pending(py);
+        }
         verdict.map(|v| self.outcome(py, v)).transpose()
     }
 
     /// The whole check; blocks on the AS with the GIL released. Under eventlet call it through
     /// `eventlet.tpool`.
-    #[pyo3(signature = (authorization, client_cert=None))]
+    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None))]
     fn authenticate(
         &self,
         py: Python<'_>,
         authorization: Option<String>,
         client_cert: Option<&Bound<'_, PyAny>>,
+        peer: Option<String>,
+        forwarded_cert: Option<String>,
     ) -> PyResult<Outcome> {
         let cert = cert_bytes(client_cert)?;
         let inner = Arc::clone(&self.inner);
         let verdict = py
             .detach(move || {
                 catch_unwind(AssertUnwindSafe(|| {
-                    inner.authenticate(authorization.as_deref(), cert.as_deref())
+                    inner.check(&tokenward::Request {
+                        authorization: authorization.as_deref(),
+                        client_cert: cert.as_deref(),
+                        peer: peer.as_deref(),
+                        forwarded_cert: forwarded_cert.as_deref(),
+                    })
                 }))
             })
             .map_err(|_| internal_error())?;
