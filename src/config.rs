@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::claims::ClaimPath;
+use crate::dpop::{DpopConfig, DpopMode};
 use crate::error::ConfigError;
 use crate::jwks::KeySource;
 use crate::jwt::{Algorithm, HeaderPolicy};
@@ -152,6 +153,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("jwks_min_refresh_interval", Int, Some("10"), Tw, "least seconds between two key fetches for unknown `kid`s (and after a failed fetch), at most 3600"),
     opt("jwt_algorithms", List, Some("RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"), Tw, "JWS algorithms accepted for JWT access tokens (asymmetric only)"),
     opt("jwt_typ", List, Some("at+jwt,application/at+jwt,JWT"), Tw, "accepted JWT header `typ` values (JWT is what Keycloak sends)"),
+    opt("dpop", Choice(&["off", "allowed", "required"]), Some("off"), Tw, "RFC 9449 DPoP: off refuses the DPoP scheme; allowed accepts DPoP-bound tokens with a proof beside bearer tokens; required refuses bearer tokens (a key-bound token is never accepted as a bearer token)"),
+    opt("dpop_algorithms", List, Some("ES256,RS256,PS256,EdDSA"), Tw, "JWS algorithms accepted for DPoP proofs (asymmetric only)"),
+    opt("dpop_max_age", Int, Some("60"), Tw, "seconds a DPoP proof's `iat` may lie in the past (plus token_time_leeway), at most 3600"),
+    opt("dpop_public_url", Str, None, Tw, "the external scheme://host[:port] of this API when a proxy rewrites them, for a proof's `htu`; unset means wsgi.url_scheme and Host"),
     opt("as_failure_threshold", Int, Some("5"), Tw, "consecutive AS failures (unreachable, timeout, 5xx, garbage, too large; never a 4xx) that open the circuit breaker; 0 disables it"),
     opt("as_open_time", Int, Some("10"), Tw, "seconds the open breaker sends no request to the AS (misses get 503 at once) before one probe, at most 3600"),
     opt("stale_if_error", Int, Some("0"), Tw, "seconds past its cache lifetime an active verdict is still served while the AS cannot answer (never past `exp`), at most 86400; 0 disables"),
@@ -178,6 +183,7 @@ pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
     ("retry_after", 86_400),
     ("jwks_cache_time", 86_400),
     ("as_open_time", 3_600),
+    ("dpop_max_age", 3_600),
     ("stale_if_error", 86_400),
     ("jwks_min_refresh_interval", 3_600),
 ];
@@ -773,29 +779,7 @@ impl JwtConfig {
         if let Some(uri) = &jwks_uri {
             check_url("jwks_uri", uri)?;
         }
-        let mut algorithms = Vec::new();
-        for name in raw.list("jwt_algorithms") {
-            let algorithm = Algorithm::from_name(&name).ok_or_else(|| {
-                let why = if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
-                    format!("must not hold {name:?}: only asymmetric signatures prove that the AS signed a token (RFC 8725 §3.1)")
-                } else {
-                    format!(
-                        "holds {name:?}, which is not one of {}",
-                        Algorithm::ALL.map(Algorithm::name).join(", ")
-                    )
-                };
-                ConfigError::new("jwt_algorithms", why)
-            })?;
-            if !algorithms.contains(&algorithm) {
-                algorithms.push(algorithm);
-            }
-        }
-        if algorithms.is_empty() {
-            return Err(ConfigError::new(
-                "jwt_algorithms",
-                "must name at least one algorithm",
-            ));
-        }
+        let algorithms = asymmetric_algorithms(raw, "jwt_algorithms")?;
         let types = raw.list("jwt_typ");
         if types.is_empty() {
             return Err(ConfigError::new("jwt_typ", "must name at least one type"));
@@ -842,6 +826,8 @@ pub struct FilterConfig {
     pub breaker: BreakerConfig,
     /// Certificates forwarded by a trusted TLS-terminating proxy, if configured.
     pub proxy_certs: Option<ProxyCertConfig>,
+    /// DPoP at the resource server.
+    pub dpop: DpopConfig,
     /// How long past its lifetime an active verdict may be served while the AS cannot answer.
     pub stale_if_error: Duration,
     /// The `filter` label of the Prometheus metrics, if set.
@@ -941,6 +927,7 @@ impl FilterConfig {
             retry_after,
             shared: SharedTierConfig::from_raw(raw)?,
             breaker: BreakerConfig::from_raw(raw)?,
+            dpop: dpop_config(raw)?,
             proxy_certs: match raw.string("client_cert_header") {
                 Some(header) => {
                     let format = raw
@@ -964,6 +951,56 @@ impl FilterConfig {
             metrics_name: raw.string("metrics_name"),
         })
     }
+}
+
+fn dpop_config(raw: &RawOptions) -> Result<DpopConfig, ConfigError> {
+    let mode = match raw.choice("dpop")? {
+        Some("allowed") => DpopMode::Allowed,
+        Some("required") => DpopMode::Required,
+        _ => DpopMode::Off,
+    };
+    let algorithms = asymmetric_algorithms(raw, "dpop_algorithms")?;
+    let public_url = match raw.string("dpop_public_url") {
+        Some(url) => {
+            check_url("dpop_public_url", &url)?;
+            Some(url.trim_end_matches('/').to_owned())
+        }
+        None => None,
+    };
+    Ok(DpopConfig {
+        mode,
+        algorithms,
+        max_age: Duration::from_secs(raw.positive_secs("dpop_max_age")?),
+        public_url,
+    })
+}
+
+/// A list option of JWS algorithms: known, asymmetric, at least one.
+fn asymmetric_algorithms(
+    raw: &RawOptions,
+    option: &'static str,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    let mut algorithms = Vec::new();
+    for name in raw.list(option) {
+        let algorithm = Algorithm::from_name(&name).ok_or_else(|| {
+            let why = if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
+                format!("must not hold {name:?}: only asymmetric signatures prove who signed (RFC 8725 §3.1)")
+            } else {
+                format!(
+                    "holds {name:?}, which is not one of {}",
+                    Algorithm::ALL.map(Algorithm::name).join(", ")
+                )
+            };
+            ConfigError::new(option, why)
+        })?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(option, "must name at least one algorithm"));
+    }
+    Ok(algorithms)
 }
 
 pub(crate) fn check_url(name: &'static str, url: &str) -> Result<(), ConfigError> {

@@ -37,6 +37,7 @@ pub mod claims;
 pub mod client_auth;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

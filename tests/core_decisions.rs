@@ -1010,6 +1010,7 @@ fn a_forwarded_certificate_counts_only_from_a_trusted_proxy() {
             client_cert: socket.map(str::as_bytes),
             peer: Some(peer),
             forwarded_cert: header,
+            ..tokenward::Request::default()
         };
         r.auth.check(&req)
     };

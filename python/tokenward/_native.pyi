@@ -63,12 +63,17 @@ class Authenticator:
     def challenge(self) -> str: ...
     @property
     def cert_header_key(self) -> Optional[str]: ...
+    @property
+    def dpop_public_url(self) -> Optional[str]: ...
     def lookup(
         self,
         authorization: Optional[str],
         client_cert: Union[str, bytes, None] = None,
         peer: Optional[str] = None,
         forwarded_cert: Optional[str] = None,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        dpop_proof: Optional[str] = None,
     ) -> Optional[Outcome]: ...
     def authenticate(
         self,
@@ -76,6 +81,9 @@ class Authenticator:
         client_cert: Union[str, bytes, None] = None,
         peer: Optional[str] = None,
         forwarded_cert: Optional[str] = None,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        dpop_proof: Optional[str] = None,
     ) -> Outcome: ...
     def forget(self, authorization: Optional[str]) -> None: ...
     def flush_logs(self) -> None: ...

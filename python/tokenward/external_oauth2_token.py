@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import quote
 
 from tokenward import _config, _native
 from tokenward._config import list_opts
@@ -66,8 +67,18 @@ class ExternalAuth2Protocol:
         self._challenge = self._native.challenge
         self._thumbprint_verify = self._native.thumbprint_verify
         self._cert_header_key = self._native.cert_header_key
+        self._dpop_public_url = self._native.dpop_public_url
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
+
+    def _request_url(self, environ: dict[str, Any]) -> str:
+        """The URL a DPoP proof's ``htu`` must name: ``dpop_public_url`` (or the request's
+        scheme and Host) + ``SCRIPT_NAME`` + ``PATH_INFO``; no query (RFC 9449 §4.3)."""
+        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        if self._dpop_public_url:
+            return self._dpop_public_url + path
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
 
     def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:
         """This filter's Prometheus samples (see ``tokenward.metrics``)."""
@@ -87,14 +98,20 @@ class ExternalAuth2Protocol:
         authorization = environ.get("HTTP_AUTHORIZATION")
         cert = _client_cert(environ) if self._thumbprint_verify else None
         peer = environ.get("REMOTE_ADDR") if forwarded is not None else None
+        proof = environ.get("HTTP_DPOP")
+        method = url = None
+        if proof is not None:
+            method = environ.get("REQUEST_METHOD")
+            url = self._request_url(environ)
+        args = (authorization, cert, peer, forwarded, method, url, proof)
         try:
-            outcome = self._native.lookup(authorization, cert, peer, forwarded)
+            outcome = self._native.lookup(*args)
             if outcome is None:
                 green = _green_executor()
                 if green is not None:
-                    outcome = green(self._native.authenticate, authorization, cert, peer, forwarded)
+                    outcome = green(self._native.authenticate, *args)
                 else:
-                    outcome = self._native.authenticate(authorization, cert, peer, forwarded)
+                    outcome = self._native.authenticate(*args)
                 self._native.flush_logs()
         except _native.TokenwardError:
             self._log.exception("tokenward failed to check a request")

@@ -409,6 +409,12 @@ impl Authenticator {
         config.policy.binding.reads_certificate() && config.proxy_certs.is_none()
     }
 
+    /// `dpop_public_url` (the external scheme://host[:port]), or None.
+    #[getter]
+    fn dpop_public_url(&self) -> Option<String> {
+        self.inner.config().dpop.public_url.clone()
+    }
+
     /// The environ key of `client_cert_header` (popped from every request), or None.
     #[getter]
     fn cert_header_key(&self) -> Option<String> {
@@ -426,7 +432,8 @@ impl Authenticator {
     }
 
     /// A verdict from the header and cache alone (no I/O), or None when the AS must be asked.
-    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None))]
+    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None, method=None, url=None, dpop_proof=None))]
+    #[allow(clippy::too_many_arguments)]
     fn lookup(
         &self,
         py: Python<'_>,
@@ -434,6 +441,9 @@ impl Authenticator {
         client_cert: Option<&Bound<'_, PyAny>>,
         peer: Option<&str>,
         forwarded_cert: Option<&str>,
+        method: Option<&str>,
+        url: Option<&str>,
+        dpop_proof: Option<&str>,
     ) -> PyResult<Option<Outcome>> {
         let cert = cert_bytes(client_cert)?;
         let verdict = catch_unwind(AssertUnwindSafe(|| {
@@ -442,6 +452,9 @@ impl Authenticator {
                 client_cert: cert.as_deref(),
                 peer,
                 forwarded_cert,
+                method,
+                url,
+                dpop_proof,
             })
         }))
         .map_err(|_| internal_error())?;
@@ -454,7 +467,8 @@ impl Authenticator {
 
     /// The whole check; blocks on the AS with the GIL released. Under eventlet call it through
     /// `eventlet.tpool`.
-    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None))]
+    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None, method=None, url=None, dpop_proof=None))]
+    #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &self,
         py: Python<'_>,
@@ -462,6 +476,9 @@ impl Authenticator {
         client_cert: Option<&Bound<'_, PyAny>>,
         peer: Option<String>,
         forwarded_cert: Option<String>,
+        method: Option<String>,
+        url: Option<String>,
+        dpop_proof: Option<String>,
     ) -> PyResult<Outcome> {
         let cert = cert_bytes(client_cert)?;
         let inner = Arc::clone(&self.inner);
@@ -473,6 +490,9 @@ impl Authenticator {
                         client_cert: cert.as_deref(),
                         peer: peer.as_deref(),
                         forwarded_cert: forwarded_cert.as_deref(),
+                        method: method.as_deref(),
+                        url: url.as_deref(),
+                        dpop_proof: dpop_proof.as_deref(),
                     })
                 }))
             })
