@@ -134,6 +134,11 @@ enum tokenward_result
    */
   TOKENWARD_RESULT_DENY_UNMAPPABLE_CLAIMS = 311,
   /**
+   * A JWT refused before its claims: header, unknown key or signature (401;
+   * `validation = jwt`, `jwt_or_introspection`).
+   */
+  TOKENWARD_RESULT_DENY_INVALID_JWT = 312,
+  /**
    * A deny reason newer than this library's table (see the reason string).
    */
   TOKENWARD_RESULT_DENY_OTHER = 399,
@@ -356,6 +361,26 @@ typedef struct tokenward_metrics {
    * Shared-tier operations that failed (down, slow, forged entries).
    */
   uint64_t shared_errors;
+  /**
+   * JWTs whose signature verified locally (`validation = jwt`, `jwt_or_introspection`).
+   */
+  uint64_t jwt_verifications;
+  /**
+   * JWTs refused locally (header, key, signature or claims).
+   */
+  uint64_t jwt_refusals;
+  /**
+   * Key-set fetch attempts (AS metadata and JWK Set).
+   */
+  uint64_t jwks_fetches;
+  /**
+   * Key-set fetch attempts that failed.
+   */
+  uint64_t jwks_fetch_errors;
+  /**
+   * Key-set fetches caused by a token with an unknown `kid`.
+   */
+  uint64_t jwks_unknown_kid_refetches;
 } tokenward_metrics;
 
 /**
@@ -460,7 +485,8 @@ tokenward_result tokenward_authenticator_metrics(const struct tokenward_authenti
  * Reads one counter by name into `*out`: any name `tokenward_authenticator_metrics_list`
  * lists (`cache_hits`, `cache_negative_hits`, `cache_misses`, `coalesced_waits`,
  * `introspections`, `as_errors`, `cache_entries`, `cache_evictions`, `shared_hits`,
- * `shared_errors`, and the counters later versions add). Returns
+ * `shared_errors`, `jwt_verifications`, `jwt_refusals`, `jwks_fetches`, `jwks_fetch_errors`,
+ * `jwks_unknown_kid_refetches`, and the counters later versions add). Returns
  * `TOKENWARD_RESULT_INVALID_ARGUMENT` for a name this library does not have.
  */
 tokenward_result tokenward_authenticator_metric(const struct tokenward_authenticator *auth,

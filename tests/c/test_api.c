@@ -140,6 +140,13 @@ struct older_metrics {
   uint64_t cache_hits, cache_negative_hits, cache_misses, coalesced_waits, introspections, as_errors;
 };
 
+/* The layout of a program built against tokenward 0.1.0's header (before the JWT counters). */
+struct metrics_0_1_0 {
+  size_t struct_size;
+  uint64_t cache_hits, cache_negative_hits, cache_misses, coalesced_waits, introspections, as_errors,
+      cache_entries, cache_evictions, shared_hits, shared_errors;
+};
+
 /* A caller whose struct is smaller (older) or larger (newer) than the library's gets no
  * write past its struct_size; the counters that fit are written and counted. Called after
  * one introspection that failed. */
@@ -161,6 +168,16 @@ static void test_metrics_sizes(const tokenward_authenticator *auth) {
   size_t i;
 
   if (heap == NULL) return;
+  {
+    struct metrics_0_1_0 *old = malloc(sizeof *old);
+    if (old != NULL) {
+      memset(old, 0, sizeof *old);
+      old->struct_size = sizeof *old;
+      CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)old, &n), TOKENWARD_RESULT_OK);
+      CHECK(n == 10 && old->introspections == 1 && old->as_errors == 1 && old->shared_errors == 0);
+      free(old);
+    }
+  }
   memset(heap, 0, sizeof *heap);
   heap->struct_size = sizeof *heap;
   CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)heap, &n), TOKENWARD_RESULT_OK);
@@ -351,6 +368,10 @@ static void test_verdicts_offline(void) {
   CHECK(n_fields == TW_METRICS_COUNTERS && m.struct_size == sizeof m);
   CHECK(m.introspections == 1 && m.as_errors == 1 && m.cache_hits == 0);
   CHECK(m.cache_evictions == 0 && m.shared_hits == 0 && m.shared_errors == 0);
+  /* Introspection mode: the JWT counters exist and stay 0. */
+  CHECK(m.jwt_verifications == 0 && m.jwt_refusals == 0 && m.jwks_fetches == 0);
+  CHECK(m.jwks_fetch_errors == 0 && m.jwks_unknown_kid_refetches == 0);
+  CHECK(TW_METRICS_COUNTERS == 15);
   CHECK_RC(tokenward_authenticator_metrics(auth, &m, NULL), TOKENWARD_RESULT_OK); /* count optional */
   CHECK_RC(tokenward_authenticator_metrics(auth, NULL, &n_fields), TOKENWARD_RESULT_NULL_PARAMETER);
   CHECK_RC(tokenward_authenticator_metrics(NULL, &m, &n_fields), TOKENWARD_RESULT_NULL_PARAMETER);
@@ -361,6 +382,9 @@ static void test_verdicts_offline(void) {
   CHECK_RC(tokenward_authenticator_metric(auth, "as_errors", 9, &hits), TOKENWARD_RESULT_OK);
   CHECK(hits == 1);
   CHECK_RC(tokenward_authenticator_metric(auth, "shared_errors", 13, &hits), TOKENWARD_RESULT_OK);
+  CHECK(hits == 0);
+  hits = 99;
+  CHECK_RC(tokenward_authenticator_metric(auth, "jwks_unknown_kid_refetches", 26, &hits), TOKENWARD_RESULT_OK);
   CHECK(hits == 0);
   CHECK_RC(tokenward_authenticator_metric(auth, "nope", 4, &hits), TOKENWARD_RESULT_INVALID_ARGUMENT);
   CHECK_RC(tokenward_authenticator_metric(auth, NULL, 0, &hits), TOKENWARD_RESULT_NULL_PARAMETER);

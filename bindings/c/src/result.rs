@@ -62,6 +62,9 @@ pub enum tokenward_result {
     DenyCertificateMismatch = 310,
     /// The identity claims do not map to the identity headers (403).
     DenyUnmappableClaims = 311,
+    /// A JWT refused before its claims: header, unknown key or signature (401;
+    /// `validation = jwt`, `jwt_or_introspection`).
+    DenyInvalidJwt = 312,
     /// A deny reason newer than this library's table (see the reason string).
     DenyOther = 399,
     // 4xx: authorization server
@@ -105,6 +108,7 @@ impl tokenward_result {
             DenyCertificateRequired => "denied: client certificate required",
             DenyCertificateMismatch => "denied: certificate mismatch",
             DenyUnmappableClaims => "denied: unmappable claims",
+            DenyInvalidJwt => "denied: JWT refused (header, key or signature)",
             DenyOther => "denied",
             DenyAsUnavailable => "denied: authorization server unavailable",
             TokenCredentialsRejected => "token request: the client credentials were rejected",
@@ -138,6 +142,7 @@ impl tokenward_result {
             DenyCertificateRequired,
             DenyCertificateMismatch,
             DenyUnmappableClaims,
+            DenyInvalidJwt,
             DenyOther,
             DenyAsUnavailable,
             TokenCredentialsRejected,
@@ -167,6 +172,7 @@ impl tokenward_result {
             "certificate_required" => DenyCertificateRequired,
             "certificate_mismatch" => DenyCertificateMismatch,
             "unmappable_claims" => DenyUnmappableClaims,
+            "invalid_jwt" => DenyInvalidJwt,
             "as_unavailable" => DenyAsUnavailable,
             _ => DenyOther,
         }
@@ -225,6 +231,7 @@ mod tests {
             (tokenward_result::ConfigInvalid, 200),
             (tokenward_result::DenyMissingToken, 300),
             (tokenward_result::DenyUnmappableClaims, 311),
+            (tokenward_result::DenyInvalidJwt, 312),
             (tokenward_result::DenyOther, 399),
             (tokenward_result::DenyAsUnavailable, 400),
             (tokenward_result::TokenCredentialsRejected, 450),
