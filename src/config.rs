@@ -139,6 +139,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
     opt("scope", Str, None, Tacker, "scope requested by the outbound client"),
     opt("use_ext_oauth2_auth", Bool, Some("false"), Tacker, "Tacker's switch for the outbound client; read by Tacker"),
+    opt("dpop_key_file", Str, None, Tw, "outbound client: PEM private key (EC, Ed25519 or RSA) to obtain DPoP-bound tokens (RFC 9449), with a proof at the token endpoint and on each request of the requests auth class"),
     opt("token_expiry_margin", Int, None, Tw, "outbound client: refresh a token this many seconds before it expires (default min(30, lifetime/2)), at most 86400"),
     opt("token_cache_size", Int, Some("10000"), Tw, "most tokens held in the in-process cache"),
     opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached, at most 86400; 0 disables"),

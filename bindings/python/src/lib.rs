@@ -598,6 +598,37 @@ impl TokenClient {
         }
     }
 
+    /// `(Authorization value, DPoP proof or None)` for a request to `method url`: the scheme
+    /// follows the token (`DPoP` for a DPoP-bound one, with a fresh proof). With `fetch`
+    /// false, None when no token is cached (no I/O); with `fetch` true the token may be
+    /// fetched with the GIL released (under eventlet call it through `eventlet.tpool`).
+    fn authorization(
+        &self,
+        py: Python<'_>,
+        method: String,
+        url: String,
+        fetch: bool,
+    ) -> PyResult<Option<(String, Option<String>)>> {
+        let inner = Arc::clone(&self.inner);
+        let cached = inner.cached();
+        let token = match (cached, fetch) {
+            (Some(token), _) => token,
+            (None, false) => return Ok(None),
+            (None, true) => match py.detach(|| catch_unwind(AssertUnwindSafe(|| inner.token()))) {
+                Ok(Ok(token)) => token,
+                Ok(Err(e)) => return Err(token_error(py, &e)),
+                Err(_) => return Err(internal_error()),
+            },
+        };
+        let proof = catch_unwind(AssertUnwindSafe(|| inner.proof(&method, &url, &token)))
+            .map_err(|_| internal_error())?
+            .map_err(|e| token_error(py, &e))?;
+        Ok(Some((
+            format!("{} {}", token.scheme(), token.secret()),
+            proof.map(|p| p.expose().to_owned()),
+        )))
+    }
+
     /// Drops the cached token.
     fn invalidate(&self) {
         self.inner.invalidate();
