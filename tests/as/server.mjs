@@ -4,7 +4,7 @@
 //
 //   node tests/as/server.mjs --pki DIR --port PORT [--http-port PORT2]
 //        [--token-ttl SECONDS] [--delay-ms N] [--verbose] [--exit-on-stdin-eof]
-//        [--signing-keys FILE] [--jwt-alg ALG]
+//        [--signing-keys FILE] [--jwt-alg ALG] [--dpop-nonce]
 //
 // HTTPS on 127.0.0.1:PORT (issuer https://localhost:PORT), client
 // certificates requested but optional. With --http-port the same provider is
@@ -17,6 +17,12 @@
 // whose alg is --jwt-alg (default RS256). Without --signing-keys the provider
 // has one fresh RSA key, kid as-rs256. Any other resource is invalid_target;
 // requests without `resource` get opaque tokens.
+//
+// DPoP (RFC 9449): a token request with a `DPoP` proof header (ES256, ES384,
+// RS256, PS256 or EdDSA) gets a DPoP-bound token (token_type DPoP, cnf.jkt in
+// introspection and in JWT access tokens); without a proof nothing changes.
+// --dpop-nonce makes the token endpoint require a server nonce (400
+// use_dpop_nonce with a DPoP-Nonce header first).
 //
 // Test hooks (outside the provider's routes):
 //   GET  /_health  -> 200 {"ok": true}
@@ -46,12 +52,13 @@ const { values: opts } = parseArgs({
     'exit-on-stdin-eof': { type: 'boolean', default: false },
     'signing-keys': { type: 'string' },
     'jwt-alg': { type: 'string', default: 'RS256' },
+    'dpop-nonce': { type: 'boolean', default: false },
   },
   strict: true,
 });
 
 if (!opts.pki) {
-  process.stderr.write('usage: server.mjs --pki DIR --port PORT [--http-port PORT2] [--token-ttl S] [--delay-ms N] [--verbose] [--signing-keys FILE] [--jwt-alg ALG]\n');
+  process.stderr.write('usage: server.mjs --pki DIR --port PORT [--http-port PORT2] [--token-ttl S] [--delay-ms N] [--verbose] [--signing-keys FILE] [--jwt-alg ALG] [--dpop-nonce]\n');
   process.exit(2);
 }
 const PKI = path.resolve(opts.pki);
@@ -59,6 +66,7 @@ const TOKEN_TTL = Number.parseInt(opts['token-ttl'], 10);
 const DELAY_MS = Number.parseInt(opts['delay-ms'], 10);
 const VERBOSE = opts.verbose;
 const JWT_ALG = opts['jwt-alg'];
+const DPOP_NONCE = opts['dpop-nonce'];
 const JWT_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 // The one resource indicator with a (JWT) resource server.
 const JWT_RESOURCE = 'urn:tokenward:api';
@@ -290,10 +298,18 @@ provider = new Provider(issuer, {
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth'],
   enabledJWA: {
     clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+    dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
   },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    // A proof on a token request binds the token to its key (cnf.jkt); no
+    // proof, no binding. Nonces are offered always, required with --dpop-nonce.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => DPOP_NONCE,
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined, // no resource => opaque token
@@ -419,6 +435,7 @@ const ready = {
   jwt_resource: JWT_RESOURCE,
   jwt_alg: JWT_ALG,
   jwt_kid: jwtKey.kid,
+  dpop_nonce: DPOP_NONCE,
 };
 process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
 
