@@ -210,7 +210,18 @@ run test_api-links-shared links_shared "$bin/test_api"
 run test_api-links-static links_static "$bin/test_api-static"
 run readme-example-links-shared links_shared "$bin/readme_example"
 run readme-example-links-static links_static "$bin/readme_example-static"
-run test_api "$bin/test_api"
+TW_METRICS_TEXT_OUT="$work/metrics.txt" run test_api "$bin/test_api"
+# The C metrics text, parsed by prometheus_client's own parser (as a scraper would).
+run metrics-text-parses python3 - "$work/metrics.txt" <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+assert families["tokenward_introspections"].type == "counter", families.keys()
+assert families["tokenward_as_request_duration_seconds"].type == "histogram"
+errors = [s for s in families["tokenward_as_errors"].samples if s.labels["kind"] == "unreachable"]
+assert errors and errors[0].value >= 1 and errors[0].labels["filter"] == "tokenward", errors
+print("parsed", len(families), "families")
+PYEOF
 run test_api-static "$bin/test_api-static"
 run test_as "$bin/test_as"
 run test_api-asan "$bin/test_api-asan"

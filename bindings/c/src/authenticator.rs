@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::ffi::c_char;
 use std::sync::{Mutex, PoisonError};
 
-use tokenward::headers::is_identity_header;
 use tokenward::{Authenticator, Metrics};
 
 use crate::ffi::{self, Castable, OwnershipArc};
@@ -121,15 +120,9 @@ pub extern "C" fn tokenward_authenticate(
         if out.is_null() {
             return tokenward_result::NullParameter;
         }
-        let mut strip = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let Some(bytes) = ffi::try_bytes(name.data.cast(), name.len) else {
-                return tokenward_result::NullParameter;
-            };
-            if std::str::from_utf8(bytes).is_ok_and(is_identity_header) {
-                strip.push(i);
-            }
-        }
+        let Some(strip) = crate::request::strip_list(names) else {
+            return tokenward_result::NullParameter;
+        };
         // An absent and an empty header both read as "no token" in the core.
         let authorization = (!authorization.is_empty()).then(|| String::from_utf8_lossy(authorization));
         let header = authorization.as_ref().map(Cow::as_ref);
@@ -187,6 +180,12 @@ pub struct tokenward_metrics {
     pub jwks_fetch_errors: u64,
     /// Key-set fetches caused by a token with an unknown `kid`.
     pub jwks_unknown_kid_refetches: u64,
+    /// Misses answered 503 at once while the circuit breaker was open.
+    pub breaker_rejections: u64,
+    /// Active verdicts served past their lifetime while the AS could not answer.
+    pub stale_served: u64,
+    /// 1 while the circuit breaker toward the AS is open or half-open (a gauge).
+    pub breaker_open: u64,
 }
 
 impl tokenward_metrics {
@@ -194,7 +193,7 @@ impl tokenward_metrics {
     const FIRST_COUNTER: usize = std::mem::offset_of!(tokenward_metrics, cache_hits);
 
     /// The counters of `m` in this struct's field order (append new ones at the end).
-    fn counters(m: &Metrics) -> [u64; 15] {
+    fn counters(m: &Metrics) -> [u64; 18] {
         [
             m.cache_hits,
             m.cache_negative_hits,
@@ -211,6 +210,9 @@ impl tokenward_metrics {
             m.jwks_fetches,
             m.jwks_fetch_errors,
             m.jwks_unknown_kid_refetches,
+            m.breaker_rejections,
+            m.stale_served,
+            m.breaker_open,
         ]
     }
 }
@@ -252,7 +254,8 @@ pub extern "C" fn tokenward_authenticator_metrics(
 /// lists (`cache_hits`, `cache_negative_hits`, `cache_misses`, `coalesced_waits`,
 /// `introspections`, `as_errors`, `cache_entries`, `cache_evictions`, `shared_hits`,
 /// `shared_errors`, `jwt_verifications`, `jwt_refusals`, `jwks_fetches`, `jwks_fetch_errors`,
-/// `jwks_unknown_kid_refetches`, and the counters later versions add). Returns
+/// `jwks_unknown_kid_refetches`, `breaker_rejections`, `stale_served`, `breaker_open`, and
+/// the counters later versions add). Returns
 /// `TOKENWARD_RESULT_INVALID_ARGUMENT` for a name this library does not have.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticator_metric(
@@ -391,7 +394,9 @@ mod tests {
             jwks_fetches: 13,
             jwks_fetch_errors: 14,
             jwks_unknown_kid_refetches: 15,
-            ..Metrics::default()
+            breaker_rejections: 16,
+            stale_served: 17,
+            breaker_open: 1,
         };
         let size = std::mem::size_of::<tokenward_metrics>();
         let mut out = tokenward_metrics {
@@ -424,6 +429,9 @@ mod tests {
             jwks_fetches: m.jwks_fetches,
             jwks_fetch_errors: m.jwks_fetch_errors,
             jwks_unknown_kid_refetches: m.jwks_unknown_kid_refetches,
+            breaker_rejections: m.breaker_rejections,
+            stale_served: m.stale_served,
+            breaker_open: m.breaker_open,
         };
         assert_eq!(out, want);
         // The struct's order is the core's `pairs()` order (what the names list shows).
