@@ -74,7 +74,9 @@ class ExternalAuth2Protocol:
     def _request_url(self, environ: dict[str, Any]) -> str:
         """The URL a DPoP proof's ``htu`` must name: ``dpop_public_url`` (or the request's
         scheme and Host) + ``SCRIPT_NAME`` + ``PATH_INFO``; no query (RFC 9449 §4.3)."""
-        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        # PEP 3333 paths are bytes decoded as latin-1: encode them back before quoting.
+        raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
+        path = quote(raw, safe="/:@!$&'()*+,;=-._~")
         if self._dpop_public_url:
             return self._dpop_public_url + path
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
