@@ -8,20 +8,18 @@ signature, claims, replay cache, thumbprint). One process, one run, median and p
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import ssl
 import statistics
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
+import forwarded_certs  # noqa: E402
 import jwt_tools  # noqa: E402
 import oidc_as  # noqa: E402
 from fake_as import MAPPING, active_claims  # noqa: E402
@@ -29,7 +27,7 @@ from tokenward.external_oauth2_token import ExternalAuth2Protocol  # noqa: E402
 
 PEM = (ROOT / "tests" / "data" / "x5t-vector.pem").read_text()
 DER = ssl.PEM_cert_to_DER_cert(PEM)
-X5T = base64.urlsafe_b64encode(hashlib.sha256(DER).digest()).rstrip(b"=").decode()
+X5T = forwarded_certs.x5t_s256(PEM)
 URL = "https://api.example/v1/vnf_instances"
 TOKEN = "t" * 42 + "0"
 
@@ -85,13 +83,7 @@ def main() -> None:
         "REMOTE_ADDR": "127.0.0.1",
     }
     proxy = {"client_cert_header": "X-SSL-Client-Cert", "trusted_proxies": "127.0.0.1", "thumbprint_verify": "true"}
-    forms = {
-        "pem": PEM.replace("\n", " "),
-        "url_encoded_pem": urllib.parse.quote(PEM, safe=""),
-        "der_base64": base64.b64encode(DER).decode(),
-        "rfc9440": ":" + base64.b64encode(DER).decode() + ":",
-        "xfcc": "Hash=" + hashlib.sha256(DER).hexdigest() + ';Subject="CN=x"',
-    }
+    forms = forwarded_certs.forms(PEM)
     cases: list[tuple[str, ExternalAuth2Protocol, Callable[[int], dict[str, Any]]]] = [
         ("Bearer, unbound", filter_with(None), lambda i: base),
         (

@@ -28,13 +28,7 @@ static tokenward_config_builder *offline_builder(void) {
   tw_set(b, "audience", "https://as.example");
   tw_set(b, "client_id", "rs");
   tw_set(b, "client_secret", "secret");
-  tw_set(b, "mapping_project_id", "project.id");
-  tw_set(b, "mapping_project_name", "project.name");
-  tw_set(b, "mapping_project_domain_id", "project.domain.id");
-  tw_set(b, "mapping_project_domain_name", "project.domain.name");
-  tw_set(b, "mapping_user_domain_id", "user_domain.id");
-  tw_set(b, "mapping_user_domain_name", "user_domain.name");
-  tw_set(b, "mapping_roles", "roles");
+  tw_set_mapping(b);
   tw_set(b, "http_connect_timeout", "2");
   return b;
 }

@@ -23,13 +23,7 @@ static const tokenward_authenticator *build(void) {
   tw_set(b, "http_connect_timeout", "30");
   /* Lets the unknown-kid case below refetch after one second. */
   tw_set(b, "jwks_min_refresh_interval", "1");
-  tw_set(b, "mapping_project_id", "project.id");
-  tw_set(b, "mapping_project_name", "project.name");
-  tw_set(b, "mapping_project_domain_id", "project.domain.id");
-  tw_set(b, "mapping_project_domain_name", "project.domain.name");
-  tw_set(b, "mapping_user_domain_id", "user_domain.id");
-  tw_set(b, "mapping_user_domain_name", "user_domain.name");
-  tw_set(b, "mapping_roles", "roles");
+  tw_set_mapping(b);
   CHECK_RC(tokenward_config_builder_build(b, &auth, err, sizeof err, NULL), TOKENWARD_RESULT_OK);
   if (auth == NULL) {
     fprintf(stderr, "build failed: %s\n", err);

@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import forwarded_certs
 import oidc_as
 from conftest import MAPPING, call, introspection_options
 from fake_as import FakeAS, active_claims
@@ -21,15 +22,8 @@ from wsgi_apps import echo_app
 DATA = Path(__file__).resolve().parents[1] / "data"
 PEM = (DATA / "x5t-vector.pem").read_text()
 DER = ssl.PEM_cert_to_DER_cert(PEM)
-X5T = base64.urlsafe_b64encode(hashlib.sha256(DER).digest()).rstrip(b"=").decode()
-
-FORMS = {
-    "pem": PEM.replace("\n", " "),
-    "url_encoded_pem": urllib.parse.quote(PEM, safe=""),
-    "der_base64": base64.b64encode(DER).decode(),
-    "rfc9440": ":" + base64.b64encode(DER).decode() + ":",
-    "xfcc": "By=spiffe://mesh/api;Hash=" + hashlib.sha256(DER).hexdigest() + ';Subject="CN=x,O=y"',
-}
+X5T = forwarded_certs.x5t_s256(PEM)
+FORMS = forwarded_certs.forms(PEM)
 
 
 def bound_as() -> FakeAS:
