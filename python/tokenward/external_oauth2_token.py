@@ -8,6 +8,7 @@ the reference are deliberate and listed in the README ("Differences from keyston
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import quote
@@ -22,6 +23,11 @@ __all__ = ["ConfigurationError", "ExternalAuth2Protocol", "filter_factory", "lis
 DEFAULT_LOG_NAME = "keystonemiddleware.external_oauth2_token"
 
 StartResponse = Callable[..., Any]
+
+# A Host value that is only host[:port] (a reg-name or an IP literal). Anything else ('/', '?',
+# '#', '@') would move the request's path into the query, fragment or userinfo of the URL a
+# DPoP proof is compared with, so that a proof for any path of that host would pass.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
 
 
 def _green_executor() -> Optional[Callable[..., Any]]:
@@ -71,15 +77,18 @@ class ExternalAuth2Protocol:
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
 
-    def _request_url(self, environ: dict[str, Any]) -> str:
+    def _request_url(self, environ: dict[str, Any]) -> Optional[str]:
         """The URL a DPoP proof's ``htu`` must name: ``dpop_public_url`` (or the request's
-        scheme and Host) + ``SCRIPT_NAME`` + ``PATH_INFO``; no query (RFC 9449 §4.3)."""
+        scheme and Host) + ``SCRIPT_NAME`` + ``PATH_INFO``; no query (RFC 9449 §4.3). None
+        (no proof matches) when Host is not a host[:port]."""
         # PEP 3333 paths are bytes decoded as latin-1: encode them back before quoting.
         raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
         path = quote(raw, safe="/:@!$&'()*+,;=-._~")
         if self._dpop_public_url:
             return self._dpop_public_url + path
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if not _HOST.match(host):
+            return None
         return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
 
     def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:

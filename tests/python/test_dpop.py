@@ -127,6 +127,28 @@ def test_behind_a_proxy_that_rewrites_host_the_public_url_counts(
     )
 
 
+@pytest.mark.parametrize(
+    "host", ["evil.example/x?", "evil.example/x#", "evil.example/x/..", "u@evil.example", "evil.example:1 x"]
+)
+def test_a_host_that_is_not_host_and_port_never_matches(
+    auth_server: oidc_as.AuthServer, es_key: Any, es_token: str, host: str
+) -> None:
+    # A proof the client made for another server (evil.example/x): a Host that ends the path
+    # early must not make the request's URL equal to it.
+    app = dpop_filter(auth_server)
+    htu = "https://" + host.split(" ")[0].split("#")[0].split("?")[0]
+    for proof_url in ("https://evil.example/x", htu, f"https://{host}/v1/vnflcm/v2/vnf_instances"):
+        proof = jwt_tools.dpop_proof(es_key, "POST", proof_url, token=es_token)
+        refused(send(app, "DPoP", es_token, proof, HTTP_HOST=host), "invalid_dpop_proof")
+
+
+def test_an_ip_literal_host_is_a_host(auth_server: oidc_as.AuthServer, es_key: Any, es_token: str) -> None:
+    app = dpop_filter(auth_server)
+    for host in ("[::1]:9890", "[2001:db8::7]", "192.0.2.1:8443"):
+        proof = jwt_tools.dpop_proof(es_key, "POST", f"https://{host}/v1/vnflcm/v2/vnf_instances", token=es_token)
+        assert send(app, "DPoP", es_token, proof, HTTP_HOST=host)[0] == "200 OK", host
+
+
 Proof = Callable[[Any, str], "str | None"]
 
 
