@@ -110,7 +110,7 @@ def stack(auth_server: oidc_as.AuthServer, tmp_path_factory: pytest.TempPathFact
     with app_log.open("w") as log:
         app = subprocess.Popen(
             [
-                *(sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "4"),
+                *(sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "1", "--threads", "4"),
                 *("--bind", f"127.0.0.1:{app_port}", "--paste", str(ini)),
             ],
             env=ENV,
