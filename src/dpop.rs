@@ -105,7 +105,11 @@ const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 /// lower case, the default port dropped.
 pub fn normalized_url(url: &str) -> Option<String> {
     let mut parsed = reqwest::Url::parse(url).ok()?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+    // A user part has no place in a request URL; refusing it keeps `host` what it says.
+    if !matches!(parsed.scheme(), "http" | "https")
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
         return None;
     }
     parsed.set_query(None);
@@ -275,6 +279,8 @@ mod tests {
         assert_ne!(n("https://h:8443/p"), n("https://h/p"));
         assert_ne!(n("https://h/p"), n("https://h/P"));
         assert_eq!(n("ftp://h/p"), None);
+        assert_eq!(n("https://u@evil.example/p"), None);
+        assert_eq!(n("https://u:pw@h/p"), None);
     }
 
     #[test]
