@@ -4,6 +4,7 @@ proxy's header in each format) and a DPoP hit (a fresh ES256 or RS256 proof per 
 signature, claims, replay cache, thumbprint). One process, one run, median and p99.
 
     python benches/bench_pop.py [ITERATIONS]        (default 20000)
+    python benches/bench_pop.py --c-inputs DIR N     the inputs of tests/c/bench_pop.c
 """
 
 from __future__ import annotations
@@ -72,7 +73,24 @@ def measure(call: Callable[[int], Any], iterations: int) -> tuple[float, float]:
     return statistics.median(samples) / 1000, samples[int(len(samples) * 0.99)] / 1000
 
 
+def c_inputs(directory: Path, count: int) -> None:
+    """The certificate forms and DPoP proofs tests/c/bench_pop.c reads (see its header)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "x5t").write_text(X5T + "\n")
+    forms = forwarded_certs.forms(PEM)
+    (directory / "forms").write_text("".join(f"{k}\t{v}\n" for k, v in forms.items()))
+    for alg in ("ES256", "RS256"):
+        key = oidc_as.new_private_key(alg)
+        token = f"dpop-{alg}-token"
+        (directory / f"{alg}.jkt").write_text(jwt_tools.jwk_thumbprint(jwt_tools.public_jwk(key)) + "\n")
+        proofs = (jwt_tools.dpop_proof(key, "GET", URL, token=token) for _ in range(count + 1))
+        (directory / f"{alg}.proofs").write_text("".join(p + "\n" for p in proofs))
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--c-inputs":
+        c_inputs(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     base = {
         "REQUEST_METHOD": "GET",
