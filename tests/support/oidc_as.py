@@ -259,6 +259,7 @@ def start_as(
     signing_keys: str | os.PathLike[str] | None = None,
     jwt_alg: str = "RS256",
     dpop_nonce: bool = False,
+    store: str | os.PathLike[str] | None = None,
     verbose: bool = False,
     timeout: float = 30.0,
 ) -> AuthServer:
@@ -270,6 +271,9 @@ def start_as(
     file from :func:`make_signing_keys` (default: one fresh RSA key, kid
     ``as-rs256``); JWT access tokens are signed with its first ``jwt_alg`` key.
     ``dpop_nonce`` makes the token endpoint require a DPoP nonce with every proof.
+    ``store`` is a journal file that keeps issued and revoked tokens across a
+    restart (``start_as(pki, port=old.port, store=same_file)``); without it
+    a restarted AS knows none of the old tokens.
     """
     pki = Path(pki_dir).resolve()
     if not (pki / "done").exists():
@@ -295,6 +299,8 @@ def start_as(
     ]
     if signing_keys is not None:
         cmd += ["--signing-keys", str(Path(signing_keys).resolve())]
+    if store is not None:
+        cmd += ["--store", str(Path(store).resolve())]
     if http_port is not None:
         cmd += ["--http-port", str(http_port)]
     if dpop_nonce:

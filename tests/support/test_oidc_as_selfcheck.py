@@ -665,3 +665,20 @@ def test_recording_server():
         assert not rs.hit
         assert requests.get(rs.url("/keys.json"), timeout=5).json() == {"keys": []}
         assert rs.hit and rs.requests == [("GET", "/keys.json")]
+
+
+def test_store_keeps_tokens_across_a_kill(pki, tmp_path):
+    store = tmp_path / "store.jsonl"
+    s1 = start_as(pki, store=store)
+    kept = obtain_token(s1, "svc-basic")
+    gone = obtain_token(s1, "svc-post")
+    revoke(s1, gone)
+    s1.process.kill()  # no clean shutdown: the journal is all there is
+    s1.stop()
+    with start_as(pki, port=s1.port, store=store) as s2:
+        assert s2.issuer == s1.issuer
+        info = introspect(s2, kept)
+        assert info["active"] and info["client_id"] == "svc-basic"
+        assert not introspect(s2, gone)["active"]
+    with start_as(pki) as s3:  # no store: a new AS knows nothing
+        assert not introspect(s3, kept)["active"]
