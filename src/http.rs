@@ -36,21 +36,6 @@ pub trait Transport: Send + Sync {
         body: Secret,
     ) -> Result<HttpResponse, AsError>;
 
-    /// [`Transport::post_form`] with a `DPoP` proof header (RFC 9449 §5); returns the answer
-    /// and its `DPoP-Nonce`, if any. Transports without DPoP (test doubles) refuse.
-    fn post_form_dpop(
-        &self,
-        url: &str,
-        authorization: Option<Secret>,
-        body: Secret,
-        proof: Secret,
-    ) -> Result<(HttpResponse, Option<String>), AsError> {
-        let _ = (url, authorization, body, proof);
-        Err(AsError::Unreachable(
-            "this transport cannot send DPoP proofs".into(),
-        ))
-    }
-
     /// GETs a JSON document (AS metadata, a key set). Transports that only post (test
     /// doubles) need not implement it.
     fn get(&self, url: &str) -> Result<Document, AsError> {
@@ -244,8 +229,7 @@ impl ReqwestTransport {
         url: &str,
         authorization: Option<Secret>,
         body: Secret,
-        proof: Option<Secret>,
-    ) -> Result<(HttpResponse, Option<String>), AsError> {
+    ) -> Result<HttpResponse, AsError> {
         let mut request = client
             .post(url)
             .header(
@@ -263,24 +247,10 @@ impl ReqwestTransport {
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
-        if let Some(proof) = proof {
-            let mut value = reqwest::header::HeaderValue::from_maybe_shared(wiped_bytes(proof))
-                .map_err(|_| {
-                    AsError::Assertion("the DPoP proof is not a valid header value".into())
-                })?;
-            value.set_sensitive(true);
-            request = request.header("DPoP", value);
-        }
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
-        let nonce = response
-            .headers()
-            .get("DPoP-Nonce")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 1024)
-            .map(str::to_owned);
         let body = self.read_body(response).await?;
-        Ok((HttpResponse { status, body }, nonce))
+        Ok(HttpResponse { status, body })
     }
 
     fn unreachable(&self, e: reqwest::Error) -> AsError {
@@ -337,9 +307,22 @@ impl ReqwestTransport {
         run: impl AsyncFnOnce(&reqwest::Client) -> Result<T, AsError>,
     ) -> Result<T, AsError> {
         let engine = self.take_engine()?;
-        let result = engine.runtime.block_on(run(&engine.client));
+        let result = engine.runtime.block_on(async {
+            settle().await;
+            run(&engine.client).await
+        });
         self.return_engine(engine);
         result
+    }
+}
+
+/// Lets a reused engine's connection tasks run before a request. The runtime runs only inside
+/// `block_on`, so a pooled connection the AS closed while idle (its keep-alive timeout, a
+/// restart) is noticed only here; unnoticed, the request would be sent on the dead socket and
+/// fail. Each `yield_now` lets the I/O driver poll once, then the woken tasks run.
+async fn settle() {
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -350,21 +333,7 @@ impl Transport for ReqwestTransport {
         authorization: Option<Secret>,
         body: Secret,
     ) -> Result<HttpResponse, AsError> {
-        self.on_engine(async |client| self.send(client, url, authorization, body, None).await)
-            .map(|(response, _)| response)
-    }
-
-    fn post_form_dpop(
-        &self,
-        url: &str,
-        authorization: Option<Secret>,
-        body: Secret,
-        proof: Secret,
-    ) -> Result<(HttpResponse, Option<String>), AsError> {
-        self.on_engine(async |client| {
-            self.send(client, url, authorization, body, Some(proof))
-                .await
-        })
+        self.on_engine(async |client| self.send(client, url, authorization, body).await)
     }
 
     fn get(&self, url: &str) -> Result<Document, AsError> {
@@ -468,6 +437,30 @@ mod tests {
             .post_form(&format!("http://{closed}/x"), None, Secret::new(""))
             .unwrap_err();
         assert!(matches!(e, AsError::Unreachable(_)));
+    }
+
+    #[test]
+    fn a_pooled_connection_the_server_closed_is_not_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            // Keep-alive answers; each connection is closed by the server 100 ms later.
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let t = transport("5");
+        assert_eq!(t.get(&url).unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            t.get(&url).unwrap().status,
+            200,
+            "a fresh connection is dialled"
+        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
     oslo = _oslo_conf(conf)
     if oslo is not None:
         group = getattr(oslo, GROUP)
-        for name, *_ in _native.options():
+        for name, _kind, default, *_ in _native.options():
             if name in options or name == "memcache_servers":
                 continue
             try:
@@ -113,7 +113,9 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
             except Exception:  # noqa: S112 - NoSuchOptError and friends: not set there
                 continue
             text = as_text(value)
-            if text:
+            # The core's default is not passed on: it changes nothing, and an option passed
+            # counts as given (validation = jwt warns about introspection-only options given).
+            if text and text != default:
                 options[name] = text
     elif conf.get("oslo_config_project"):
         log.warning("oslo_config_project is set but oslo.config is not installed")
