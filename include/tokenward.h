@@ -134,6 +134,20 @@ enum tokenward_result
    */
   TOKENWARD_RESULT_DENY_UNMAPPABLE_CLAIMS = 311,
   /**
+   * A JWT refused before its claims: header, unknown key or signature (401;
+   * `validation = jwt`, `jwt_or_introspection`).
+   */
+  TOKENWARD_RESULT_DENY_INVALID_JWT = 312,
+  /**
+   * The DPoP proof is missing or wrong (401, `WWW-Authenticate: DPoP
+   * error="invalid_dpop_proof"`).
+   */
+  TOKENWARD_RESULT_DENY_INVALID_DPOP_PROOF = 313,
+  /**
+   * The token does not fit its scheme or the proof's key (401, `error="invalid_token"`).
+   */
+  TOKENWARD_RESULT_DENY_DPOP_BINDING = 314,
+  /**
    * A deny reason newer than this library's table (see the reason string).
    */
   TOKENWARD_RESULT_DENY_OTHER = 399,
@@ -356,6 +370,38 @@ typedef struct tokenward_metrics {
    * Shared-tier operations that failed (down, slow, forged entries).
    */
   uint64_t shared_errors;
+  /**
+   * JWTs whose signature verified locally (`validation = jwt`, `jwt_or_introspection`).
+   */
+  uint64_t jwt_verifications;
+  /**
+   * JWTs refused locally (header, key, signature or claims).
+   */
+  uint64_t jwt_refusals;
+  /**
+   * Key-set fetch attempts (AS metadata and JWK Set).
+   */
+  uint64_t jwks_fetches;
+  /**
+   * Key-set fetch attempts that failed.
+   */
+  uint64_t jwks_fetch_errors;
+  /**
+   * Key-set fetches caused by a token with an unknown `kid`.
+   */
+  uint64_t jwks_unknown_kid_refetches;
+  /**
+   * Misses answered 503 at once while the circuit breaker was open.
+   */
+  uint64_t breaker_rejections;
+  /**
+   * Active verdicts served past their lifetime while the AS could not answer.
+   */
+  uint64_t stale_served;
+  /**
+   * 1 while the circuit breaker toward the AS is open or half-open (a gauge).
+   */
+  uint64_t breaker_open;
 } tokenward_metrics;
 
 /**
@@ -395,6 +441,61 @@ typedef struct tokenward_log_params {
  */
 typedef void (*tokenward_log_callback)(void *userdata,
                                        const struct tokenward_log_params *params);
+
+/**
+ * One request for `tokenward_authenticate_request`.
+ *
+ * Set `struct_size = sizeof(tokenward_request)` and zero every field you do not use (a
+ * `tokenward_str` with `len` 0 is absent; its `data` may then be NULL). Fields are appended
+ * in later versions; a program built against an older, smaller struct keeps working, the
+ * newer fields reading as absent.
+ */
+typedef struct tokenward_request {
+  /**
+   * Size in bytes of the caller's struct: `sizeof(tokenward_request)`.
+   */
+  size_t struct_size;
+  /**
+   * The `Authorization` header's value (`Bearer …` or `DPoP …`).
+   */
+  struct tokenward_str authorization;
+  /**
+   * The client certificate of the TLS connection (PEM or DER), `cert_len` bytes.
+   */
+  const uint8_t *cert;
+  /**
+   * Length of `cert`.
+   */
+  size_t cert_len;
+  /**
+   * The names of the request's headers, for the verdict's strip list.
+   */
+  const struct tokenward_str *header_names;
+  /**
+   * Number of `header_names`.
+   */
+  size_t n_headers;
+  /**
+   * The peer's IP address as text (checked against `trusted_proxies`).
+   */
+  struct tokenward_str peer;
+  /**
+   * The value of the `client_cert_header` header, if the request has it.
+   */
+  struct tokenward_str forwarded_cert;
+  /**
+   * The HTTP method, for a DPoP proof's `htm`.
+   */
+  struct tokenward_str method;
+  /**
+   * The request URL `scheme://host[:port]/path` (query ignored), for a proof's `htu`.
+   */
+  struct tokenward_str url;
+  /**
+   * The `DPoP` header's value.
+   */
+  struct tokenward_str dpop_proof;
+} tokenward_request;
 
 #ifdef __cplusplus
 extern "C" {
@@ -460,7 +561,9 @@ tokenward_result tokenward_authenticator_metrics(const struct tokenward_authenti
  * Reads one counter by name into `*out`: any name `tokenward_authenticator_metrics_list`
  * lists (`cache_hits`, `cache_negative_hits`, `cache_misses`, `coalesced_waits`,
  * `introspections`, `as_errors`, `cache_entries`, `cache_evictions`, `shared_hits`,
- * `shared_errors`, and the counters later versions add). Returns
+ * `shared_errors`, `jwt_verifications`, `jwt_refusals`, `jwks_fetches`, `jwks_fetch_errors`,
+ * `jwks_unknown_kid_refetches`, `breaker_rejections`, `stale_served`, `breaker_open`, and
+ * the counters later versions add). Returns
  * `TOKENWARD_RESULT_INVALID_ARGUMENT` for a name this library does not have.
  */
 tokenward_result tokenward_authenticator_metric(const struct tokenward_authenticator *auth,
@@ -595,6 +698,31 @@ tokenward_result tokenward_config_builder_build_token_client(struct tokenward_co
  * Frees a builder that was not built. NULL does nothing.
  */
 void tokenward_config_builder_free(struct tokenward_config_builder *builder);
+
+/**
+ * Checks one request described by `request` (see `tokenward_request`); otherwise as
+ * `tokenward_authenticate`, which it extends: same verdicts, same blocking on a miss.
+ * Strings that are not UTF-8 count as absent (the `Authorization` value is read as
+ * `tokenward_authenticate` reads it).
+ */
+tokenward_result tokenward_authenticate_request(const struct tokenward_authenticator *auth,
+                                                const struct tokenward_request *request,
+                                                struct tokenward_verdict **out);
+
+/**
+ * Writes the authenticator's metrics in the Prometheus text exposition format (0.0.4),
+ * NUL-terminated, into `buf` of `buf_len` bytes, labelled `filter` (`metrics_name`, else
+ * `tokenward`) and `pid`; the same families as the Python collector.
+ *
+ * `*needed` (required) receives the size the text needs, NUL included. With `buf` NULL and
+ * `buf_len` 0 nothing is written and the result is `TOKENWARD_RESULT_OK` (a size query); a
+ * buffer too small gives `TOKENWARD_RESULT_BUFFER_TOO_SMALL` and writes nothing. Counters
+ * move between calls, so allocate some slack (say twice `*needed`) or retry.
+ */
+tokenward_result tokenward_authenticator_metrics_text(const struct tokenward_authenticator *auth,
+                                                      char *buf,
+                                                      size_t buf_len,
+                                                      size_t *needed);
 
 /**
  * Copies the message of `result` (NUL-terminated) into `buf` of `len` bytes and stores its

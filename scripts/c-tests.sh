@@ -50,7 +50,7 @@ if [ "${1:-}" != "--inner" ]; then
   echo "static: ${LIBS_STATIC[*]}"
   CFLAGS=(-std=c11 -g -O1 -Wall -Wextra -Wpedantic -Werror "${PC_CFLAGS[@]}" -Itests/c)
   ASAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-  for t in test_api test_as test_token; do
+  for t in test_api test_as test_token test_jwt; do
     gcc "${CFLAGS[@]}" "tests/c/$t.c" "${LIBS_SHARED[@]}" -o "$bin/$t"
     gcc "${CFLAGS[@]}" "${ASAN[@]}" "tests/c/$t.c" "${LIBS_SHARED[@]}" -o "$bin/$t-asan"
   done
@@ -125,6 +125,9 @@ mapping_user_domain_id = user_domain.id
 mapping_user_domain_name = user_domain.name
 mapping_roles = roles
 CONF
+  # Emptied first: the background job truncates it only once it runs, and until then the
+  # loop below could read the previous server's port.
+  : >"$out"
   "$server" "$conf" 0 >"$out" &
   pid=$!
   for _ in $(seq 100); do
@@ -207,13 +210,26 @@ run test_api-links-shared links_shared "$bin/test_api"
 run test_api-links-static links_static "$bin/test_api-static"
 run readme-example-links-shared links_shared "$bin/readme_example"
 run readme-example-links-static links_static "$bin/readme_example-static"
-run test_api "$bin/test_api"
+TW_METRICS_TEXT_OUT="$work/metrics.txt" run test_api "$bin/test_api"
+# The C metrics text, parsed by prometheus_client's own parser (as a scraper would).
+run metrics-text-parses python3 - "$work/metrics.txt" <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+assert families["tokenward_introspections"].type == "counter", families.keys()
+assert families["tokenward_as_request_duration_seconds"].type == "histogram"
+errors = [s for s in families["tokenward_as_errors"].samples if s.labels["kind"] == "unreachable"]
+assert errors and errors[0].value >= 1 and errors[0].labels["filter"] == "tokenward", errors
+print("parsed", len(families), "families")
+PYEOF
 run test_api-static "$bin/test_api-static"
 run test_as "$bin/test_as"
 run test_api-asan "$bin/test_api-asan"
 run test_as-asan "$bin/test_as-asan"
 run test_token "$bin/test_token"
 run test_token-asan "$bin/test_token-asan"
+run test_jwt "$bin/test_jwt"
+run test_jwt-asan "$bin/test_jwt-asan"
 run example-server example "$bin/protected_server"
 run example-server-static example "$bin/protected_server-static"
 run example-server-asan example "$bin/protected_server-asan"
@@ -221,6 +237,7 @@ if [ -z "${NO_VALGRIND:-}" ]; then
   run test_api-valgrind "${VALGRIND[@]}" "$bin/test_api"
   run test_as-valgrind "${VALGRIND[@]}" "$bin/test_as"
   run test_token-valgrind "${VALGRIND[@]}" "$bin/test_token"
+  run test_jwt-valgrind "${VALGRIND[@]}" "$bin/test_jwt"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

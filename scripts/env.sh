@@ -31,11 +31,12 @@ if [ ! -x "$WORK/venv/bin/python" ] && ! python3 -c 'import ensurepip, venv' >/d
   prereq_fail "python3 cannot make a venv: install python3-venv (Debian: apt-get install python3-venv)"
 fi
 
-# command → Debian package providing it; only what is missing gets installed.
+# command → Debian package providing it; only what is missing gets installed. nginx (the
+# TLS-terminating proxy of tests/python/test_nginx.py) is in /usr/sbin, often not on PATH.
 need=()
 for pair in openssl:openssl node:nodejs npm:npm valgrind:valgrind curl:curl pkg-config:pkg-config \
-            memcached:memcached redis-server:redis-server redis-cli:redis-tools gcc:gcc; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+            memcached:memcached redis-server:redis-server redis-cli:redis-tools gcc:gcc nginx:nginx; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"

@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of the core with cargo-fuzz (libFuzzer) on the stable toolchain.
 # Usage: scripts/fuzz.sh [RUNS] [TARGET...]
 #   RUNS    executions per target (default $FUZZ_RUNS, else 100000)
-#   TARGET  any of: introspection claims certificate config jwt (default: all)
+#   TARGET  any of: introspection claims certificate config jwt memcached (default: all)
 # Env: FUZZ_SEED (libFuzzer -seed, default 1: reruns are reproducible), FUZZ_JOBS.
 # Seeds are read from tests/fuzz/corpus/<target>/ (checked in, never written); new inputs go
 # to tests/fuzz/corpus-run/<target>/, crashes to tests/fuzz/artifacts/<target>/. No
@@ -14,7 +14,7 @@ cd "$ROOT"
 runs=${1:-${FUZZ_RUNS:-100000}}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(introspection claims certificate config jwt)
+[ ${#targets[@]} -gt 0 ] || targets=(introspection claims certificate config jwt memcached)
 seed=${FUZZ_SEED:-1}
 
 if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != 0.13.1 ]; then

@@ -352,6 +352,168 @@ impl AssertionSigner {
     }
 }
 
+impl AssertionSigner {
+    /// The public half of an asymmetric key as a JWK (`None` for HMAC).
+    fn public_jwk(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        use aws_lc_rs::signature::KeyPair as _;
+        let b64 = |bytes: &[u8]| serde_json::Value::String(URL_SAFE_NO_PAD.encode(bytes));
+        let mut jwk = serde_json::Map::new();
+        match &self.key {
+            Key::Hmac(_) => return None,
+            Key::Rsa(pair, _) => {
+                let (n, e) = rsa_public_components(pair.public_key().as_ref())?;
+                jwk.insert("kty".into(), "RSA".into());
+                jwk.insert("n".into(), b64(n));
+                jwk.insert("e".into(), b64(e));
+            }
+            Key::Ecdsa(pair) => {
+                let point = pair.public_key().as_ref();
+                let size = (point.len().checked_sub(1)?) / 2;
+                let crv = match size {
+                    32 => "P-256",
+                    48 => "P-384",
+                    66 => "P-521",
+                    _ => return None,
+                };
+                jwk.insert("kty".into(), "EC".into());
+                jwk.insert("crv".into(), crv.into());
+                jwk.insert("x".into(), b64(&point[1..=size]));
+                jwk.insert("y".into(), b64(&point[1 + size..]));
+            }
+            Key::Ed25519(pair) => {
+                jwk.insert("kty".into(), "OKP".into());
+                jwk.insert("crv".into(), "Ed25519".into());
+                jwk.insert("x".into(), b64(pair.public_key().as_ref()));
+            }
+        }
+        Some(jwk)
+    }
+}
+
+/// `n` and `e` of a DER `RSAPublicKey` (RFC 8017 A.1.1), without leading zero octets.
+fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&first, rest) = input.split_first()?;
+        if first != tag {
+            return None;
+        }
+        let (&len, rest) = rest.split_first()?;
+        let (len, rest) = match len {
+            0..=0x7f => (usize::from(len), rest),
+            0x81 => (usize::from(*rest.first()?), rest.get(1..)?),
+            0x82 => (
+                usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+                rest.get(2..)?,
+            ),
+            _ => return None,
+        };
+        Some((rest.get(..len)?, rest.get(len..)?))
+    }
+    let strip = |v: &'_ [u8]| -> usize { v.iter().take_while(|&&b| b == 0).count() };
+    let (body, _) = element(der, 0x30)?;
+    let (n, rest) = element(body, 0x02)?;
+    let (e, _) = element(rest, 0x02)?;
+    Some((&n[strip(n)..], &e[strip(e)..]))
+}
+
+/// Signs DPoP proofs (RFC 9449 §4) with a key of its own, loaded once.
+pub struct DpopSigner {
+    signer: AssertionSigner,
+    encoded_header: String,
+    jkt: String,
+}
+
+impl std::fmt::Debug for DpopSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopSigner")
+            .field("algorithm", &self.signer.algorithm.name())
+            .field("jkt", &self.jkt)
+            .finish()
+    }
+}
+
+impl DpopSigner {
+    /// Loads `dpop_key_file`; the algorithm follows the key: ES256/384/512 for EC keys,
+    /// EdDSA for Ed25519, RS256 for RSA.
+    pub fn from_key_file(path: &Path) -> Result<Self, ConfigError> {
+        const OPTION: &str = "dpop_key_file";
+        for algorithm in ["ES256", "ES384", "ES512", "EdDSA", "RS256"] {
+            match AssertionSigner::for_key_file(algorithm, path) {
+                Ok(signer) => {
+                    let jwk = signer
+                        .public_jwk()
+                        .ok_or_else(|| ConfigError::new(OPTION, "holds no public key part"))?;
+                    let jkt = crate::dpop::jwk_thumbprint(&jwk)
+                        .ok_or_else(|| ConfigError::new(OPTION, "holds an unusable key"))?;
+                    let header = serde_json::json!({
+                        "typ": "dpop+jwt",
+                        "alg": signer.algorithm.name(),
+                        "jwk": jwk,
+                    });
+                    return Ok(Self {
+                        encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
+                        signer,
+                        jkt,
+                    });
+                }
+                Err(e) if e.option() == KEY_OPTION => {
+                    return Err(ConfigError::new(OPTION, e.message()));
+                }
+                Err(_) => {}
+            }
+        }
+        Err(ConfigError::new(
+            OPTION,
+            "holds no EC (P-256, P-384, P-521), Ed25519 or RSA (2048 bits or more) private key",
+        ))
+    }
+
+    /// The RFC 7638 thumbprint of the proof key (the `cnf.jkt` of tokens bound to it).
+    pub fn jkt(&self) -> &str {
+        &self.jkt
+    }
+
+    /// A fresh proof for `method` and `url` (query and fragment dropped), with `ath` when
+    /// it accompanies an access token and `nonce` when the server asked for one.
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<Secret, AsError> {
+        use sha2::Digest as _;
+        let htu = crate::dpop::normalized_url(url)
+            .ok_or_else(|| AsError::Assertion("the request URL is not an http(s) URL".into()))?;
+        let iat = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut claims = serde_json::json!({
+            "htm": method,
+            "htu": htu,
+            "iat": iat,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        if let Some(token) = access_token {
+            claims["ath"] = URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(token.as_bytes()))
+                .into();
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        let mut jws = String::with_capacity(1024);
+        jws.push_str(&self.encoded_header);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims.to_string(), &mut jws);
+        let signature = self.signer.sign(jws.as_bytes())?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+        Ok(Secret::new(jws))
+    }
+}
+
 fn parse_algorithm(name: &str) -> Result<JwsAlgorithm, ConfigError> {
     if name.eq_ignore_ascii_case("none") {
         return Err(ConfigError::new(

@@ -18,7 +18,8 @@ use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
 use crate::clock::{self, Clock};
-use crate::config::{FilterConfig, RawOptions, Validation};
+use crate::config::{Binding, FilterConfig, RawOptions, Validation};
+use crate::dpop::{self, DpopMode, ProofContext, ProofFault, ReplayCache};
 use crate::error::{AsError, ConfigError};
 use crate::headers::IdentityHeader;
 use crate::http::{ReqwestTransport, Transport};
@@ -27,9 +28,13 @@ use crate::jwks::{Candidates, KeyCounters, KeyStore, Lookup};
 use crate::jwt::{self, JwtRefusal, Shape};
 use crate::log::{Level, LogSink, NoLog};
 use crate::prometheus::{AsStats, Sample, Value as PromValue};
+use crate::proxy_cert::ProxyCerts;
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
 use crate::thumbprint::{self, CertDigest};
+
+/// Most DPoP proofs remembered against replay (older ones are forgotten first).
+pub const REPLAY_CAPACITY: usize = 100_000;
 
 /// Longest bearer token accepted (longer ones are refused without asking the AS).
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -64,6 +69,10 @@ pub enum DenyReason {
     Unmappable(MappingError),
     /// A JWT refused by the offline checks before its claims (header, key, signature).
     InvalidJwt(JwtRefusal),
+    /// The DPoP proof is missing or wrong (`invalid_dpop_proof`).
+    InvalidDpopProof(ProofFault),
+    /// The token does not fit its scheme or proof key (`invalid_token`, RFC 9449 §7).
+    DpopToken(&'static str),
     /// The AS could not answer (503).
     Unavailable(AsError),
 }
@@ -94,6 +103,8 @@ impl DenyReason {
             Self::CertificateMismatch => "certificate_mismatch",
             Self::Unmappable(_) => "unmappable_claims",
             Self::InvalidJwt(_) => "invalid_jwt",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Self::DpopToken(_) => "dpop_binding",
             Self::Unavailable(_) => "as_unavailable",
         }
     }
@@ -105,6 +116,8 @@ impl fmt::Display for DenyReason {
             Self::MalformedClaims(what) => write!(f, "malformed claims: {what}"),
             Self::Unmappable(e) => write!(f, "unmappable claims: {e}"),
             Self::InvalidJwt(e) => write!(f, "{e}"),
+            Self::InvalidDpopProof(fault) => write!(f, "invalid DPoP proof: {}", fault.code()),
+            Self::DpopToken(why) => write!(f, "DPoP: {why}"),
             Self::Unavailable(e) => write!(f, "{e}"),
             other => f.write_str(&other.code().replace('_', " ")),
         }
@@ -117,6 +130,8 @@ pub struct Grant {
     expires: Option<f64>,
     not_before: Option<f64>,
     bound_to: Option<CertDigest>,
+    /// `cnf.jkt`: the thumbprint of the key the token is bound to (RFC 9449 §6).
+    jkt: Option<String>,
     stale: bool,
     attachment: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -159,6 +174,7 @@ impl Grant {
             expires: self.expires,
             not_before: self.not_before,
             bound_to: self.bound_to,
+            jkt: self.jkt.clone(),
             stale: true,
             attachment: OnceLock::new(),
         }
@@ -337,6 +353,8 @@ pub struct Authenticator {
     cache: VerdictCache<Entry, AsError>,
     shared: Option<SharedTier>,
     keys: Option<KeyStore>,
+    proxy_certs: Option<ProxyCerts>,
+    replays: ReplayCache,
     breaker: Arc<Breaker>,
     as_stats: AsStats,
     /// When a 4xx to our own credentials was last logged at ERROR.
@@ -345,6 +363,7 @@ pub struct Authenticator {
     clock: Arc<dyn Clock>,
     counters: Counters,
     challenge: String,
+    dpop_algs: String,
     warnings: Vec<String>,
     flight_wait: Duration,
     fingerprints: hmac::Key,
@@ -369,26 +388,75 @@ enum Prepared<'a> {
     Done(Verdict),
     Check {
         token: &'a str,
+        scheme: Scheme,
         key: CacheKey,
         cert: Option<CertDigest>,
     },
 }
 
+/// What a door knows of a request that the check may need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// The `Authorization` header's value.
+    pub authorization: Option<&'a str>,
+    /// The caller's certificate from the TLS layer (PEM, URL-encoded PEM or DER).
+    pub client_cert: Option<&'a [u8]>,
+    /// The peer's IP address (WSGI `REMOTE_ADDR`), for `trusted_proxies`.
+    pub peer: Option<&'a str>,
+    /// The value of `client_cert_header`, if the request has it.
+    pub forwarded_cert: Option<&'a str>,
+    /// The HTTP method (for a DPoP proof's `htm`).
+    pub method: Option<&'a str>,
+    /// The request URL, scheme://host[:port]/path (for a DPoP proof's `htu`).
+    pub url: Option<&'a str>,
+    /// The `DPoP` header's value.
+    pub dpop_proof: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with only the header and the TLS certificate.
+    pub fn new(authorization: Option<&'a str>, client_cert: Option<&'a [u8]>) -> Self {
+        Self {
+            authorization,
+            client_cert,
+            ..Self::default()
+        }
+    }
+}
+
 /// The token of an `Authorization` value: scheme `Bearer` in any case (RFC 7235), one token of
 /// visible ASCII. Anything else is malformed.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
+    credentials(authorization, false).map(|(_, token)| token)
+}
+
+/// The scheme an access token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449), with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// The scheme and token of an `Authorization` value; `DPoP` counts only when `dpop` is true.
+pub fn credentials(authorization: Option<&str>, dpop: bool) -> Result<(Scheme, &str), DenyReason> {
     let value = authorization
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or(DenyReason::MissingToken)?;
     let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(if token.is_empty() {
             DenyReason::MalformedToken
         } else {
             DenyReason::MissingToken
         });
-    }
+    };
     let token = token.trim();
     if token.is_empty() {
         return Err(DenyReason::MissingToken);
@@ -397,7 +465,7 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
     if token.len() > MAX_TOKEN_LEN || !token.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic()) {
         return Err(DenyReason::MalformedToken);
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 impl Authenticator {
@@ -510,6 +578,8 @@ impl Authenticator {
             flight_wait: flight_wait(&config),
             cache: VerdictCache::with_linger(config.cache.capacity, config.stale_if_error),
             breaker,
+            proxy_certs: config.proxy_certs.clone().map(ProxyCerts::new),
+            replays: ReplayCache::new(REPLAY_CAPACITY),
             as_stats: AsStats::default(),
             config_error_logged: Mutex::new(None),
             cache_keys: KeyDeriver::new(&seed, &policy),
@@ -529,6 +599,13 @@ impl Authenticator {
             clock,
             counters: Counters::default(),
             challenge,
+            dpop_algs: config
+                .dpop
+                .algorithms
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(" "),
             warnings,
             config,
         })
@@ -557,6 +634,20 @@ impl Authenticator {
     /// Response headers for a denial: `WWW-Authenticate` (401) or `Retry-After` (503).
     pub fn denial_headers(&self, denial: &Denial) -> Vec<(&'static str, String)> {
         match denial.status() {
+            401 if matches!(
+                denial.reason,
+                DenyReason::InvalidDpopProof(_) | DenyReason::DpopToken(_)
+            ) || self.config.dpop.mode == DpopMode::Required =>
+            {
+                let error = match denial.reason {
+                    DenyReason::InvalidDpopProof(_) => "invalid_dpop_proof",
+                    _ => "invalid_token",
+                };
+                vec![(
+                    "WWW-Authenticate",
+                    format!("DPoP error=\"{error}\", algs=\"{}\"", self.dpop_algs),
+                )]
+            }
             401 => vec![("WWW-Authenticate", self.challenge.clone())],
             503 => {
                 let seconds = match &denial.reason {
@@ -654,21 +745,43 @@ impl Authenticator {
         authorization: Option<&str>,
         client_cert: Option<&[u8]>,
     ) -> Option<Verdict> {
-        match self.prepare(authorization, client_cert) {
+        self.lookup_request(&Request::new(authorization, client_cert))
+    }
+
+    /// [`Authenticator::lookup`] for a request with all its parts.
+    pub fn lookup_request(&self, request: &Request<'_>) -> Option<Verdict> {
+        match self.prepare(request) {
             Prepared::Done(v) => Some(v),
-            Prepared::Check { key, cert, .. } => self.cached(key, cert.as_ref()),
+            Prepared::Check {
+                key,
+                cert,
+                token,
+                scheme,
+            } => self
+                .cached(key, cert.as_ref())
+                .map(|v| self.possession(request, scheme, token, v)),
         }
     }
 
     /// The whole check: header, cache, then introspection (blocking, bounded by
     /// `http_connect_timeout`), with concurrent misses on one token coalesced.
     pub fn authenticate(&self, authorization: Option<&str>, client_cert: Option<&[u8]>) -> Verdict {
-        let (token, key, cert) = match self.prepare(authorization, client_cert) {
+        self.check(&Request::new(authorization, client_cert))
+    }
+
+    /// [`Authenticator::authenticate`] for a request with all its parts.
+    pub fn check(&self, request: &Request<'_>) -> Verdict {
+        let (token, scheme, key, cert) = match self.prepare(request) {
             Prepared::Done(v) => return v,
-            Prepared::Check { token, key, cert } => (token, key, cert),
+            Prepared::Check {
+                token,
+                scheme,
+                key,
+                cert,
+            } => (token, scheme, key, cert),
         };
         if let Some(v) = self.cached(key, cert.as_ref()) {
-            return v;
+            return self.possession(request, scheme, token, v);
         }
         self.counters.misses.fetch_add(1, Relaxed);
         let entry = match self
@@ -688,10 +801,83 @@ impl Authenticator {
                 None => Verdict::deny(DenyReason::Unavailable(e)),
             },
         };
+        let verdict = match verdict {
+            // possession() logs its own refusals.
+            allowed @ Verdict::Allow(_) => return self.possession(request, scheme, token, allowed),
+            denied => denied,
+        };
         if let Verdict::Deny(d) = &verdict {
             self.log_denial(token, d);
         }
         verdict
+    }
+
+    /// RFC 9449 on an accepted token, on every request (hits included): a key-bound token
+    /// (`cnf.jkt`) needs the DPoP scheme and a valid proof by that key; an unbound one the
+    /// Bearer scheme (and only when `dpop` is not `required`).
+    fn possession(
+        &self,
+        request: &Request<'_>,
+        scheme: Scheme,
+        token: &str,
+        verdict: Verdict,
+    ) -> Verdict {
+        let Verdict::Allow(grant) = &verdict else {
+            return verdict;
+        };
+        let mode = self.config.dpop.mode;
+        let refusal = match (grant.jkt.as_deref(), scheme) {
+            (None, Scheme::Bearer) if mode == DpopMode::Required => {
+                Some(DenyReason::DpopToken("DPoP is required"))
+            }
+            (None, Scheme::Bearer) => None,
+            (Some(_), Scheme::Bearer) => Some(DenyReason::DpopToken(
+                "the token is bound to a key: use the DPoP scheme",
+            )),
+            (None, Scheme::Dpop) => Some(DenyReason::DpopToken("the token is not bound to a key")),
+            (Some(jkt), Scheme::Dpop) => self.check_proof(request, token, jkt).err(),
+        };
+        match refusal {
+            None => verdict,
+            Some(reason) => {
+                let denial = Denial { reason };
+                self.log_denial(token, &denial);
+                Verdict::Deny(denial)
+            }
+        }
+    }
+
+    fn check_proof(&self, request: &Request<'_>, token: &str, jkt: &str) -> Result<(), DenyReason> {
+        let missing = DenyReason::InvalidDpopProof(ProofFault::Missing);
+        let proof = request.dpop_proof.ok_or(missing.clone())?;
+        let url = request
+            .url
+            .ok_or(DenyReason::InvalidDpopProof(ProofFault::Url))?;
+        let ctx = ProofContext {
+            proof: proof.trim(),
+            method: request.method.unwrap_or(""),
+            url,
+            token,
+            now: self.clock.wall(),
+            leeway: self.config.policy.leeway.as_secs_f64(),
+        };
+        let thumbprint = dpop::check_proof(
+            &self.config.dpop,
+            &self.replays,
+            self.clock.monotonic(),
+            &ctx,
+        )
+        .map_err(DenyReason::InvalidDpopProof)?;
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            thumbprint.as_bytes(),
+            jkt.as_bytes(),
+        )) {
+            Ok(())
+        } else {
+            Err(DenyReason::DpopToken(
+                "the proof's key is not the token's cnf.jkt",
+            ))
+        }
     }
 
     /// Benchmarks only: caches `count` synthetic tokens `{prefix}{i}` with the verdict the
@@ -728,29 +914,33 @@ impl Authenticator {
         }
     }
 
-    fn prepare<'a>(
-        &self,
-        authorization: Option<&'a str>,
-        client_cert: Option<&[u8]>,
-    ) -> Prepared<'a> {
-        let token = match bearer_token(authorization) {
+    fn prepare<'a>(&self, request: &Request<'a>) -> Prepared<'a> {
+        let dpop = self.config.dpop.mode != DpopMode::Off;
+        let (scheme, token) = match credentials(request.authorization, dpop) {
             Ok(t) => t,
             Err(reason) => return Prepared::Done(Verdict::deny(reason)),
         };
-        let cert = if self.config.policy.thumbprint_verify {
+        let binding = self.config.policy.binding;
+        let cert = if binding.reads_certificate() {
+            let digest = match &self.proxy_certs {
+                // Only the proxy's header counts, and only from a trusted proxy.
+                Some(proxy) => proxy.certificate(request.peer, request.forwarded_cert, &*self.log),
+                None => request
+                    .client_cert
+                    .filter(|c| !c.is_empty())
+                    .and_then(thumbprint::cert_digest),
+            };
             // Checked before any AS round trip: without a certificate the answer is known.
-            match client_cert
-                .filter(|c| !c.is_empty())
-                .and_then(thumbprint::cert_digest)
-            {
-                Some(d) => Some(d),
-                None => return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired)),
+            if digest.is_none() && binding == Binding::Required {
+                return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired));
             }
+            digest
         } else {
             None
         };
         Prepared::Check {
             token,
+            scheme,
             key: self.cache_keys.key(token),
             cert,
         }
@@ -1003,18 +1193,34 @@ impl Authenticator {
                 return Err(DenyReason::InsufficientScope);
             }
         }
-        let bound_to = if policy.thumbprint_verify {
+        let bound_to = if policy.binding.reads_certificate() {
             match claims.get("cnf") {
                 None | Some(Value::Null) => None,
                 Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
                     None => None,
-                    Some(Value::String(x5t)) => thumbprint::decode_x5t(x5t),
+                    Some(Value::String(x5t)) => match thumbprint::decode_x5t(x5t) {
+                        Some(digest) => Some(digest),
+                        // Unreadable is not "unbound": auto would otherwise let it pass.
+                        None if policy.binding == Binding::Auto => {
+                            return Err(DenyReason::MalformedClaims("cnf.x5t#S256"));
+                        }
+                        None => None,
+                    },
                     Some(_) => return Err(DenyReason::MalformedClaims("cnf.x5t#S256")),
                 },
                 Some(_) => return Err(DenyReason::MalformedClaims("cnf")),
             }
         } else {
             None
+        };
+        // Read in every mode: a key-bound token is never accepted as a bearer token.
+        let jkt = match claims.get("cnf") {
+            Some(Value::Object(cnf)) => match cnf.get("jkt") {
+                None => None,
+                Some(Value::String(jkt)) if !jkt.is_empty() => Some(jkt.clone()),
+                Some(_) => return Err(DenyReason::MalformedClaims("cnf.jkt")),
+            },
+            _ => None,
         };
         let identity =
             map_identity(&self.config.mapping, claims).map_err(DenyReason::Unmappable)?;
@@ -1027,6 +1233,7 @@ impl Authenticator {
             expires,
             not_before: nbf,
             bound_to,
+            jkt,
             stale: false,
             attachment: OnceLock::new(),
         })
@@ -1040,9 +1247,11 @@ impl Authenticator {
         if let Some(reason) = self.out_of_time(grant, now) {
             return Verdict::deny(reason);
         }
-        if self.config.policy.thumbprint_verify {
+        let binding = self.config.policy.binding;
+        if binding.reads_certificate() {
             match (grant.bound_to.as_ref(), cert) {
                 (Some(bound), Some(presented)) if thumbprint::digests_match(bound, presented) => {}
+                (None, _) if binding == Binding::Auto => {}
                 _ => return Verdict::deny(DenyReason::CertificateMismatch),
             }
         }

@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::claims::ClaimPath;
+use crate::dpop::{DpopConfig, DpopMode};
 use crate::error::ConfigError;
 use crate::jwks::KeySource;
 use crate::jwt::{Algorithm, HeaderPolicy};
+use crate::proxy_cert::{HeaderFormat, ProxyCertConfig};
 use crate::secret::Secret;
 use crate::shared_cache::SharedTierConfig;
 
@@ -104,7 +106,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("cafile", Str, None, Ksm, "CA bundle that verifies the AS; unset means the system roots"),
     opt("insecure", Bool, Some("false"), Ksm, "do not verify the AS certificate (testing only)"),
     opt("http_connect_timeout", Int, Some("10"), Ksm, "seconds for one whole request to the AS (connect and read), at most 3600"),
-    opt("thumbprint_verify", Bool, Some("false"), Ksm, "require RFC 8705 `cnf.x5t#S256` to match the caller's certificate"),
+    opt("thumbprint_verify", Choice(&["false", "true", "auto"]), Some("false"), Ksm, "RFC 8705 binding: true = every token must carry `cnf.x5t#S256` matching the caller's certificate; auto = tokens that carry it must match, unbound tokens pass; false = not checked (yes/no/on/off/1/0 also work)"),
+    opt("client_cert_header", Str, None, Tw, "take the caller's certificate from this header set by a TLS-terminating proxy (e.g. X-SSL-Client-Cert), only from trusted_proxies; SSL_CLIENT_CERT and the socket are then ignored"),
+    opt("client_cert_header_format", Choice(HeaderFormat::NAMES), Some("pem"), Tw, "how the proxy writes it: pem (Apache, newlines may be spaces), url_encoded_pem (nginx $ssl_client_escaped_cert), der_base64 (HAProxy ssl_c_der,base64), xfcc (Envoy x-forwarded-client-cert), rfc9440 (Client-Cert)"),
+    opt("trusted_proxies", List, None, Tw, "IP addresses and CIDR networks (IPv4, IPv6) of the proxies whose client_cert_header is believed (required with it)"),
     opt("mapping_project_id", Str, None, Ksm, "claim path of the project id; a value makes the token project-scoped"),
     opt("mapping_project_name", Str, None, Ksm, "claim path of the project name"),
     opt("mapping_project_domain_id", Str, None, Ksm, "claim path of the project domain id (also the domain id of domain-scoped tokens)"),
@@ -134,6 +139,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
     opt("scope", Str, None, Tacker, "scope requested by the outbound client"),
     opt("use_ext_oauth2_auth", Bool, Some("false"), Tacker, "Tacker's switch for the outbound client; read by Tacker"),
+    opt("dpop_key_file", Str, None, Tw, "outbound client: PEM private key (EC, Ed25519 or RSA) to obtain DPoP-bound tokens (RFC 9449), with a proof at the token endpoint and on each request of the requests auth class"),
     opt("token_expiry_margin", Int, None, Tw, "outbound client: refresh a token this many seconds before it expires (default min(30, lifetime/2)), at most 86400"),
     opt("token_cache_size", Int, Some("10000"), Tw, "most tokens held in the in-process cache"),
     opt("token_cache_inactive_time", Int, Some("30"), Tw, "seconds an inactive or refused token is cached, at most 86400; 0 disables"),
@@ -148,6 +154,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("jwks_min_refresh_interval", Int, Some("10"), Tw, "least seconds between two key fetches for unknown `kid`s (and after a failed fetch), at most 3600"),
     opt("jwt_algorithms", List, Some("RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"), Tw, "JWS algorithms accepted for JWT access tokens (asymmetric only)"),
     opt("jwt_typ", List, Some("at+jwt,application/at+jwt,JWT"), Tw, "accepted JWT header `typ` values (JWT is what Keycloak sends)"),
+    opt("dpop", Choice(&["off", "allowed", "required"]), Some("off"), Tw, "RFC 9449 DPoP: off refuses the DPoP scheme; allowed accepts DPoP-bound tokens with a proof beside bearer tokens; required refuses bearer tokens (a key-bound token is never accepted as a bearer token)"),
+    opt("dpop_algorithms", List, Some("ES256,RS256,PS256,EdDSA"), Tw, "JWS algorithms accepted for DPoP proofs (asymmetric only)"),
+    opt("dpop_max_age", Int, Some("60"), Tw, "seconds a DPoP proof's `iat` may lie in the past (plus token_time_leeway), at most 3600"),
+    opt("dpop_public_url", Str, None, Tw, "the external scheme://host[:port] of this API when a proxy rewrites them, for a proof's `htu`; unset means wsgi.url_scheme and Host"),
     opt("as_failure_threshold", Int, Some("5"), Tw, "consecutive AS failures (unreachable, timeout, 5xx, garbage, too large; never a 4xx) that open the circuit breaker; 0 disables it"),
     opt("as_open_time", Int, Some("10"), Tw, "seconds the open breaker sends no request to the AS (misses get 503 at once) before one probe, at most 3600"),
     opt("stale_if_error", Int, Some("0"), Tw, "seconds past its cache lifetime an active verdict is still served while the AS cannot answer (never past `exp`), at most 86400; 0 disables"),
@@ -174,6 +184,7 @@ pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
     ("retry_after", 86_400),
     ("jwks_cache_time", 86_400),
     ("as_open_time", 3_600),
+    ("dpop_max_age", 3_600),
     ("stale_if_error", 86_400),
     ("jwks_min_refresh_interval", 3_600),
 ];
@@ -674,8 +685,42 @@ pub struct TokenPolicy {
     pub required_scope: Vec<String>,
     /// Clock skew allowed for `exp`/`nbf`.
     pub leeway: Duration,
-    /// Whether `cnf.x5t#S256` must match the caller's certificate.
-    pub thumbprint_verify: bool,
+    /// RFC 8705 certificate binding.
+    pub binding: Binding,
+}
+
+/// How `cnf.x5t#S256` is checked (`thumbprint_verify`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// Not checked.
+    #[default]
+    Off,
+    /// Every token must be bound to the caller's certificate.
+    Required,
+    /// A bound token must match; an unbound token passes (RFC 8705 §3).
+    Auto,
+}
+
+impl Binding {
+    /// Whether the door must hand over the caller's certificate.
+    pub fn reads_certificate(self) -> bool {
+        self != Self::Off
+    }
+
+    fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let name = "thumbprint_verify";
+        if raw
+            .text(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("auto"))
+        {
+            return Ok(Self::Auto);
+        }
+        match raw.bool(name) {
+            Ok(true) => Ok(Self::Required),
+            Ok(false) => Ok(Self::Off),
+            Err(_) => Err(ConfigError::new(name, "must be true, false or auto")),
+        }
+    }
 }
 
 /// The circuit breaker toward the AS.
@@ -735,29 +780,7 @@ impl JwtConfig {
         if let Some(uri) = &jwks_uri {
             check_url("jwks_uri", uri)?;
         }
-        let mut algorithms = Vec::new();
-        for name in raw.list("jwt_algorithms") {
-            let algorithm = Algorithm::from_name(&name).ok_or_else(|| {
-                let why = if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
-                    format!("must not hold {name:?}: only asymmetric signatures prove that the AS signed a token (RFC 8725 §3.1)")
-                } else {
-                    format!(
-                        "holds {name:?}, which is not one of {}",
-                        Algorithm::ALL.map(Algorithm::name).join(", ")
-                    )
-                };
-                ConfigError::new("jwt_algorithms", why)
-            })?;
-            if !algorithms.contains(&algorithm) {
-                algorithms.push(algorithm);
-            }
-        }
-        if algorithms.is_empty() {
-            return Err(ConfigError::new(
-                "jwt_algorithms",
-                "must name at least one algorithm",
-            ));
-        }
+        let algorithms = asymmetric_algorithms(raw, "jwt_algorithms")?;
         let types = raw.list("jwt_typ");
         if types.is_empty() {
             return Err(ConfigError::new("jwt_typ", "must name at least one type"));
@@ -802,6 +825,10 @@ pub struct FilterConfig {
     pub shared: Option<SharedTierConfig>,
     /// The circuit breaker toward the AS.
     pub breaker: BreakerConfig,
+    /// Certificates forwarded by a trusted TLS-terminating proxy, if configured.
+    pub proxy_certs: Option<ProxyCertConfig>,
+    /// DPoP at the resource server.
+    pub dpop: DpopConfig,
     /// How long past its lifetime an active verdict may be served while the AS cannot answer.
     pub stale_if_error: Duration,
     /// The `filter` label of the Prometheus metrics, if set.
@@ -876,7 +903,7 @@ impl FilterConfig {
             issuer: raw.string("token_issuer"),
             required_scope: raw.list("token_required_scope"),
             leeway: Duration::from_secs(leeway.unsigned_abs()),
-            thumbprint_verify: raw.bool("thumbprint_verify")?,
+            binding: Binding::from_raw(raw)?,
         };
         let retry_after = match raw.secs("retry_after")? {
             Some(n) if (0..=86_400).contains(&n) => u32::try_from(n).unwrap_or(5),
@@ -901,6 +928,21 @@ impl FilterConfig {
             retry_after,
             shared: SharedTierConfig::from_raw(raw)?,
             breaker: BreakerConfig::from_raw(raw)?,
+            dpop: dpop_config(raw)?,
+            proxy_certs: match raw.string("client_cert_header") {
+                Some(header) => {
+                    let format = raw
+                        .choice("client_cert_header_format")?
+                        .and_then(HeaderFormat::from_name)
+                        .unwrap_or(HeaderFormat::Pem);
+                    Some(ProxyCertConfig::new(
+                        &header,
+                        format,
+                        &raw.list("trusted_proxies"),
+                    )?)
+                }
+                None => None,
+            },
             stale_if_error: match raw.secs("stale_if_error")? {
                 Some(n) if n < 0 => {
                     return Err(ConfigError::new("stale_if_error", "must not be negative"));
@@ -910,6 +952,56 @@ impl FilterConfig {
             metrics_name: raw.string("metrics_name"),
         })
     }
+}
+
+fn dpop_config(raw: &RawOptions) -> Result<DpopConfig, ConfigError> {
+    let mode = match raw.choice("dpop")? {
+        Some("allowed") => DpopMode::Allowed,
+        Some("required") => DpopMode::Required,
+        _ => DpopMode::Off,
+    };
+    let algorithms = asymmetric_algorithms(raw, "dpop_algorithms")?;
+    let public_url = match raw.string("dpop_public_url") {
+        Some(url) => {
+            check_url("dpop_public_url", &url)?;
+            Some(url.trim_end_matches('/').to_owned())
+        }
+        None => None,
+    };
+    Ok(DpopConfig {
+        mode,
+        algorithms,
+        max_age: Duration::from_secs(raw.positive_secs("dpop_max_age")?),
+        public_url,
+    })
+}
+
+/// A list option of JWS algorithms: known, asymmetric, at least one.
+fn asymmetric_algorithms(
+    raw: &RawOptions,
+    option: &'static str,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    let mut algorithms = Vec::new();
+    for name in raw.list(option) {
+        let algorithm = Algorithm::from_name(&name).ok_or_else(|| {
+            let why = if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
+                format!("must not hold {name:?}: only asymmetric signatures prove who signed (RFC 8725 §3.1)")
+            } else {
+                format!(
+                    "holds {name:?}, which is not one of {}",
+                    Algorithm::ALL.map(Algorithm::name).join(", ")
+                )
+            };
+            ConfigError::new(option, why)
+        })?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(option, "must name at least one algorithm"));
+    }
+    Ok(algorithms)
 }
 
 pub(crate) fn check_url(name: &'static str, url: &str) -> Result<(), ConfigError> {
@@ -968,7 +1060,7 @@ mod tests {
         assert_eq!(c.cache.active_ttl, Some(Duration::from_secs(300)));
         assert_eq!(c.cache.capacity, 10_000);
         assert_eq!(c.mapping.user_id.to_string(), "client_id");
-        assert!(!c.policy.thumbprint_verify);
+        assert_eq!(c.policy.binding, Binding::Off);
     }
 
     #[test]

@@ -484,17 +484,21 @@ fn jwt_filter() -> &'static Authenticator {
     })
 }
 
-/// JWT access tokens and key sets. Byte 0 even: the rest is a bearer token checked in
-/// `validation = jwt` against the fixed key set (an accepted token must carry a signature
-/// that one of those keys verifies, the configured issuer and audience, and a well-formed
-/// identity). Byte 0 odd: the rest is a JWK Set document, parsed as a fetched one is.
+/// JWT access tokens, key sets and DPoP proofs, by byte 0 modulo 3. 0: the rest is a bearer
+/// token checked in `validation = jwt` against the fixed key set (an accepted token must
+/// carry a signature that one of those keys verifies, the configured issuer and audience, and
+/// a well-formed identity). 1: a JWK Set document, parsed as a fetched one is. 2: a DPoP
+/// proof, checked for a fixed request (see [`dpop_proof`]).
 pub fn jwt(data: &[u8]) {
     use crate::jwks::KeySet;
     use crate::jwt::{Algorithm, HeaderPolicy};
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    if selector & 1 == 1 {
+    if selector % 3 == 2 {
+        return dpop_proof(rest);
+    }
+    if selector % 3 == 1 {
         if let Ok(keys) = KeySet::parse(rest, &Algorithm::ALL) {
             let policy = HeaderPolicy {
                 algorithms: Algorithm::ALL.to_vec(),
@@ -538,5 +542,125 @@ pub fn jwt(data: &[u8]) {
                 "token in a denial"
             );
         }
+    }
+}
+
+/// Serves the current input as memcached's raw reply to `get`.
+struct ReplayedReply(Arc<Mutex<Vec<u8>>>);
+
+impl crate::shared_cache::SharedStore for ReplayedReply {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // `$KEY` stands for the storage key (a keyed hash no fuzzer would guess), so the
+        // seeds reach the value and unsealing paths.
+        let bytes = replace_all(&bytes, b"$KEY", key.as_bytes());
+        let mut reader = std::io::Cursor::new(bytes);
+        let reply = crate::shared_cache::memcached::read_get_reply(&mut reader, key)
+            .map_err(|e| e.to_string())?;
+        if let Some(value) = &reply {
+            assert!(
+                value.len() <= crate::shared_cache::memcached::MAX_VALUE_LEN,
+                "a value past the cap was read"
+            );
+        }
+        Ok(reply)
+    }
+
+    fn set(&self, _: &str, _: &[u8], _: std::time::Duration) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The memcached reply parser and the shared tier's unsealing: byte 0 picks the protection
+/// (None, MAC, ENCRYPT), the rest is memcached's whole reply to `get`. Checks that nothing
+/// panics, that a MAC or ENCRYPT tier accepts no entry it did not seal (the fuzzer has no
+/// key), and that a plain tier accepts only a JSON object that the reply really carried.
+pub fn memcached_reply(data: &[u8]) {
+    use crate::shared_cache::{SharedTier, SharedTierConfig};
+    let Some((&selector, reply)) = data.split_first() else {
+        return;
+    };
+    let strategy = ["None", "MAC", "ENCRYPT"][usize::from(selector % 3)];
+    let raw = RawOptions::from_pairs([
+        ("memcached_servers", "127.0.0.1:1"),
+        ("memcache_security_strategy", strategy),
+        ("memcache_secret_key", "fuzz-shared-secret-0123456789"),
+    ]);
+    let Ok(Some(config)) = SharedTierConfig::from_raw(&raw) else {
+        panic!("the fuzz shared-tier options parse");
+    };
+    let input = Arc::new(Mutex::new(reply.to_vec()));
+    let tier = SharedTier::with_store(Box::new(ReplayedReply(input)), &config, "fuzz-policy");
+    let found = tier.get(TOKEN);
+    if let Some(claims) = found {
+        assert_eq!(
+            strategy, "None",
+            "a {strategy} tier accepted an entry it did not seal"
+        );
+        let text = String::from_utf8_lossy(reply).into_owned();
+        let first_key = claims.keys().next();
+        assert!(
+            first_key.is_none_or(|k| text.contains(k.as_str())),
+            "claims that the reply does not carry"
+        );
+    }
+}
+
+fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A DPoP proof for `POST https://rs.example/v1` with the access token `TOKEN` at [`NOW`]:
+/// checked twice; an accepted proof must name that method, URL and token hash, carry a
+/// public key whose thumbprint is returned, and be refused as a replay the second time.
+fn dpop_proof(data: &[u8]) {
+    use crate::dpop::{DpopConfig, DpopMode, ProofContext, ProofFault, ReplayCache, check_proof};
+    use crate::jwt::Algorithm;
+    let Ok(proof) = std::str::from_utf8(data) else {
+        return;
+    };
+    let config = DpopConfig {
+        mode: DpopMode::Allowed,
+        algorithms: vec![
+            Algorithm::Es256,
+            Algorithm::Rs256,
+            Algorithm::Ps256,
+            Algorithm::EdDsa,
+        ],
+        max_age: std::time::Duration::from_secs(60),
+        public_url: None,
+    };
+    let replays = ReplayCache::new(16);
+    let ctx = ProofContext {
+        proof,
+        method: "POST",
+        url: "https://rs.example/v1",
+        token: TOKEN,
+        now: NOW,
+        leeway: 5.0,
+    };
+    let now = std::time::Instant::now();
+    if let Ok(thumbprint) = check_proof(&config, &replays, now, &ctx) {
+        assert_eq!(thumbprint.len(), 43, "a thumbprint is base64url SHA-256");
+        assert_eq!(
+            check_proof(&config, &replays, now, &ctx),
+            Err(ProofFault::Replayed),
+            "the same proof twice"
+        );
     }
 }

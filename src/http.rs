@@ -36,6 +36,21 @@ pub trait Transport: Send + Sync {
         body: Secret,
     ) -> Result<HttpResponse, AsError>;
 
+    /// [`Transport::post_form`] with a `DPoP` proof header (RFC 9449 §5); returns the answer
+    /// and its `DPoP-Nonce`, if any. Transports without DPoP (test doubles) refuse.
+    fn post_form_dpop(
+        &self,
+        url: &str,
+        authorization: Option<Secret>,
+        body: Secret,
+        proof: Secret,
+    ) -> Result<(HttpResponse, Option<String>), AsError> {
+        let _ = (url, authorization, body, proof);
+        Err(AsError::Unreachable(
+            "this transport cannot send DPoP proofs".into(),
+        ))
+    }
+
     /// GETs a JSON document (AS metadata, a key set). Transports that only post (test
     /// doubles) need not implement it.
     fn get(&self, url: &str) -> Result<Document, AsError> {
@@ -229,7 +244,8 @@ impl ReqwestTransport {
         url: &str,
         authorization: Option<Secret>,
         body: Secret,
-    ) -> Result<HttpResponse, AsError> {
+        proof: Option<Secret>,
+    ) -> Result<(HttpResponse, Option<String>), AsError> {
         let mut request = client
             .post(url)
             .header(
@@ -247,10 +263,24 @@ impl ReqwestTransport {
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
+        if let Some(proof) = proof {
+            let mut value = reqwest::header::HeaderValue::from_maybe_shared(wiped_bytes(proof))
+                .map_err(|_| {
+                    AsError::Assertion("the DPoP proof is not a valid header value".into())
+                })?;
+            value.set_sensitive(true);
+            request = request.header("DPoP", value);
+        }
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
+        let nonce = response
+            .headers()
+            .get("DPoP-Nonce")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 1024)
+            .map(str::to_owned);
         let body = self.read_body(response).await?;
-        Ok(HttpResponse { status, body })
+        Ok((HttpResponse { status, body }, nonce))
     }
 
     fn unreachable(&self, e: reqwest::Error) -> AsError {
@@ -333,7 +363,21 @@ impl Transport for ReqwestTransport {
         authorization: Option<Secret>,
         body: Secret,
     ) -> Result<HttpResponse, AsError> {
-        self.on_engine(async |client| self.send(client, url, authorization, body).await)
+        self.on_engine(async |client| self.send(client, url, authorization, body, None).await)
+            .map(|(response, _)| response)
+    }
+
+    fn post_form_dpop(
+        &self,
+        url: &str,
+        authorization: Option<Secret>,
+        body: Secret,
+        proof: Secret,
+    ) -> Result<(HttpResponse, Option<String>), AsError> {
+        self.on_engine(async |client| {
+            self.send(client, url, authorization, body, Some(proof))
+                .await
+        })
     }
 
     fn get(&self, url: &str) -> Result<Document, AsError> {

@@ -191,6 +191,13 @@ fn parse_key(jwk: &Map<String, Value>, algorithms: &[Algorithm]) -> Option<Key> 
     (!verifiers.is_empty()).then_some(Key { kid, verifiers })
 }
 
+/// The verifier of one JWK for one algorithm (a DPoP proof's own key), or `None` when the key
+/// cannot serve it.
+pub(crate) fn verifier(jwk: &Map<String, Value>, algorithm: Algorithm) -> Option<ParsedPublicKey> {
+    let key = parse_key(jwk, &[algorithm])?;
+    key.verifiers.into_iter().next().map(|(_, k)| k)
+}
+
 enum Material {
     Rsa(Vec<u8>, Vec<u8>),
     Point(Vec<u8>),

@@ -196,6 +196,8 @@ pub struct Jws<'a> {
     pub algorithm: Algorithm,
     /// The header's `kid`, if any.
     pub kid: Option<String>,
+    /// The whole header (a DPoP proof carries its key there).
+    pub(crate) header: Map<String, Value>,
     signing_input: &'a str,
     payload: Vec<u8>,
     signature: Vec<u8>,
@@ -290,6 +292,7 @@ pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRe
     Ok(Jws {
         algorithm,
         kid,
+        header,
         signing_input: &token[..head.len() + 1 + payload.len()],
         payload: payload_bytes,
         signature,

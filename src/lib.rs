@@ -37,6 +37,7 @@ pub mod claims;
 pub mod client_auth;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -47,6 +48,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod log;
 pub mod prometheus;
+pub mod proxy_cert;
 pub mod secret;
 pub mod shared_cache;
 pub mod strict_json;
@@ -54,7 +56,7 @@ pub mod thumbprint;
 pub mod tls;
 pub mod token_client;
 
-pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Verdict};
+pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Request, Verdict};
 pub use config::{FilterConfig, RawOptions};
 pub use error::{AsError, ConfigError};
 pub use secret::Secret;

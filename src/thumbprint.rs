@@ -57,7 +57,8 @@ pub fn cert_der(input: &[u8]) -> Option<Vec<u8>> {
     (der.first() == Some(&0x30)).then_some(der)
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// `%XX` escapes decoded; `None` for a bad escape or non-UTF-8 result.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

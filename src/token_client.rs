@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use zeroize::Zeroize;
 
+use crate::assertion::DpopSigner;
 use crate::client_auth::{ClientAuthenticator, EncodedRequest};
 use crate::clock;
 use crate::config::{ClientConfig, RawOptions, check_url};
 use crate::error::{AsError, ConfigError, sanitize};
-use crate::http::{ReqwestTransport, Transport};
+use crate::http::{HttpResponse, ReqwestTransport, Transport};
 use crate::introspect::json_object;
 use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::secret::Secret;
@@ -37,6 +38,8 @@ pub struct TokenClientConfig {
     pub client: ClientConfig,
     /// Refresh this long before expiry; `None` means min(30 s, lifetime / 2).
     pub expiry_margin: Option<Duration>,
+    /// `dpop_key_file`: ask for DPoP-bound tokens, with proofs signed by this key.
+    pub dpop_key_file: Option<std::path::PathBuf>,
 }
 
 impl TokenClientConfig {
@@ -59,6 +62,7 @@ impl TokenClientConfig {
             scope: raw.string("scope"),
             client: ClientConfig::from_raw(raw)?,
             expiry_margin,
+            dpop_key_file: raw.path("dpop_key_file"),
         })
     }
 }
@@ -70,6 +74,7 @@ pub struct AccessToken {
     expires_at: Instant,
     refresh_at: Instant,
     scope: Option<String>,
+    dpop: bool,
 }
 
 impl fmt::Debug for AccessToken {
@@ -98,6 +103,12 @@ impl AccessToken {
     /// The scope granted, if the AS said.
     pub fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
+    }
+
+    /// The `Authorization` scheme to send it with: `DPoP` for a DPoP-bound token, else
+    /// `Bearer`.
+    pub fn scheme(&self) -> &'static str {
+        if self.dpop { "DPoP" } else { "Bearer" }
     }
 }
 
@@ -129,6 +140,7 @@ fn registry() -> &'static Registry {
 pub struct TokenClient {
     config: TokenClientConfig,
     auth: ClientAuthenticator,
+    dpop: Option<DpopSigner>,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
     warnings: Vec<String>,
@@ -139,6 +151,7 @@ impl fmt::Debug for TokenClient {
         f.debug_struct("TokenClient")
             .field("token_endpoint", &self.config.token_endpoint)
             .field("auth", &self.auth)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -174,7 +187,13 @@ impl TokenClient {
     ) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let auth = ClientAuthenticator::new(&config.client, &mut warnings)?;
-        let key = cache_key(&config, &cert, &auth.credential_digest());
+        let dpop = match &config.dpop_key_file {
+            Some(path) => Some(DpopSigner::from_key_file(path)?),
+            None => None,
+        };
+        // Tokens bound to one DPoP key are not shared with clients holding another.
+        let jkt = dpop.as_ref().map_or("", DpopSigner::jkt);
+        let key = cache_key(&config, &cert, &auth.credential_digest(), jkt);
         let shared = {
             let mut map = registry().lock().unwrap_or_else(PoisonError::into_inner);
             map.retain(|_, weak| weak.strong_count() > 0);
@@ -190,6 +209,7 @@ impl TokenClient {
         Ok(Self {
             config,
             auth,
+            dpop,
             transport,
             shared,
             warnings,
@@ -306,17 +326,24 @@ impl TokenClient {
             params.push(("scope", scope.as_str()));
         }
         params.push(("grant_type", "client_credentials"));
-        let request = self.auth.encode(&params)?;
         let sent_at = Instant::now();
-        let EncodedRequest {
-            authorization,
-            body,
-            assertion,
-        } = request;
-        let mut response =
-            self.transport
-                .post_form(&self.config.token_endpoint, authorization, body)?;
-        let parsed = json_object(&response, &self.auth.secrets(assertion.as_ref()));
+        let (mut response, assertion) = self.send(&params, None)?;
+        let (mut response, assertion) = match (&self.dpop, &response) {
+            // RFC 9449 §8: the AS may insist on a nonce of its own; one retry carries it.
+            (Some(_), (answer, Some(nonce)))
+                if answer.status == 400
+                    && json_object(answer, &[]).err().is_some_and(|e| {
+                        matches!(&e, AsError::Status { error: Some(code), .. } if code == "use_dpop_nonce")
+                    }) =>
+            {
+                let nonce = nonce.clone();
+                response.0.body.zeroize();
+                self.send(&params, Some(&nonce))?
+            }
+            _ => (response, assertion),
+        };
+        let response = &mut response.0;
+        let parsed = json_object(response, &self.auth.secrets(assertion.as_ref()));
         // The answer holds the access token: wipe it once parsed.
         response.body.zeroize();
         let mut body = parsed?;
@@ -330,15 +357,17 @@ impl TokenClient {
                 "no usable access_token in the token response".into(),
             ));
         }
-        match body.get("token_type").and_then(Value::as_str) {
+        let dpop = match body.get("token_type").and_then(Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("dpop") && self.dpop.is_some() => true,
             Some(t) if !t.eq_ignore_ascii_case("bearer") => {
                 return Err(AsError::Malformed(format!(
-                    "token_type {:?} is not Bearer",
-                    sanitize(t, &self.auth.secrets(assertion.as_ref()))
+                    "token_type {:?} is not Bearer{}",
+                    sanitize(t, &self.auth.secrets(assertion.as_ref())),
+                    if self.dpop.is_some() { " or DPoP" } else { "" }
                 )));
             }
-            _ => {}
-        }
+            _ => false,
+        };
         let lifetime = match body.get("expires_in") {
             Some(Value::Number(n)) => n.as_f64(),
             Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
@@ -358,7 +387,53 @@ impl TokenClient {
                 .checked_sub(margin.min(lifetime))
                 .unwrap_or(sent_at),
             scope: body.get("scope").and_then(Value::as_str).map(str::to_owned),
+            dpop,
         })
+    }
+
+    /// One token request: the form (with a fresh assertion) and, with `dpop_key_file`, a
+    /// fresh proof for the token endpoint. Returns the answer, its `DPoP-Nonce` and the
+    /// assertion sent (to scrub from error texts).
+    #[allow(clippy::type_complexity)]
+    fn send(
+        &self,
+        params: &[(&str, &str)],
+        nonce: Option<&str>,
+    ) -> Result<((HttpResponse, Option<String>), Option<Secret>), AsError> {
+        let EncodedRequest {
+            authorization,
+            body,
+            assertion,
+        } = self.auth.encode(params)?;
+        let endpoint = &self.config.token_endpoint;
+        let answer = match &self.dpop {
+            Some(signer) => {
+                let proof = signer.proof("POST", endpoint, None, nonce)?;
+                self.transport
+                    .post_form_dpop(endpoint, authorization, body, proof)?
+            }
+            None => (
+                self.transport.post_form(endpoint, authorization, body)?,
+                None,
+            ),
+        };
+        Ok((answer, assertion))
+    }
+
+    /// A DPoP proof for a request to a resource with `token` (`None` for a Bearer token or
+    /// a client without `dpop_key_file`).
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: &AccessToken,
+    ) -> Result<Option<Secret>, AsError> {
+        match (&self.dpop, token.dpop) {
+            (Some(signer), true) => signer
+                .proof(method, url, Some(token.secret()), None)
+                .map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -412,7 +487,12 @@ impl Drop for FetchGuard<'_> {
 
 /// The sharing key: endpoint, client, method, scope, certificate, and a hash of the credential
 /// (so a client with a wrong secret never borrows a token another one obtained).
-fn cache_key(config: &TokenClientConfig, cert: &[u8; 32], credential: &[u8; 32]) -> [u8; 32] {
+fn cache_key(
+    config: &TokenClientConfig,
+    cert: &[u8; 32],
+    credential: &[u8; 32],
+    dpop_jkt: &str,
+) -> [u8; 32] {
     let c = &config.client;
     let mut h = blake3::Hasher::new_derive_key("tokenward 2026 client credentials cache");
     for part in [
@@ -422,6 +502,7 @@ fn cache_key(config: &TokenClientConfig, cert: &[u8; 32], credential: &[u8; 32])
         config.scope.as_deref().unwrap_or(""),
         c.audience.as_deref().unwrap_or(""),
         c.jwt_algorithm.as_deref().unwrap_or(""),
+        dpop_jkt,
     ] {
         h.update(&(part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
@@ -434,7 +515,6 @@ fn cache_key(config: &TokenClientConfig, cert: &[u8; 32], credential: &[u8; 32])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::HttpResponse;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     type Answer = Box<dyn Fn(usize, &str) -> HttpResponse + Send + Sync>;
@@ -643,5 +723,160 @@ mod tests {
             TokenClientConfig::from_raw(&raw).unwrap_err().option(),
             "token_endpoint"
         );
+    }
+
+    /// An AS that wants a DPoP nonce first, then issues a DPoP-bound token; keeps the proofs.
+    #[derive(Default)]
+    struct DpopAs {
+        proofs: Mutex<Vec<String>>,
+    }
+
+    impl Transport for DpopAs {
+        fn post_form(
+            &self,
+            _: &str,
+            _: Option<Secret>,
+            _: Secret,
+        ) -> Result<HttpResponse, AsError> {
+            panic!("a DPoP client sent no proof");
+        }
+
+        fn post_form_dpop(
+            &self,
+            _: &str,
+            _: Option<Secret>,
+            _: Secret,
+            proof: Secret,
+        ) -> Result<(HttpResponse, Option<String>), AsError> {
+            let mut proofs = self.proofs.lock().unwrap();
+            proofs.push(proof.expose().to_owned());
+            let (status, body) = if proofs.len() == 1 {
+                (400, r#"{"error":"use_dpop_nonce"}"#)
+            } else {
+                (
+                    200,
+                    r#"{"access_token":"AT-dpop","token_type":"DPoP","expires_in":300}"#,
+                )
+            };
+            let answer = HttpResponse {
+                status,
+                body: body.as_bytes().to_vec(),
+            };
+            Ok((answer, Some("nonce-1".into())))
+        }
+    }
+
+    fn claims_of(
+        proof: &str,
+    ) -> (
+        serde_json::Map<String, Value>,
+        serde_json::Map<String, Value>,
+    ) {
+        use base64::Engine as _;
+        let part = |i: usize| -> serde_json::Map<String, Value> {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(proof.split('.').nth(i).unwrap())
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (part(0), part(1))
+    }
+
+    #[test]
+    fn dpop_bound_tokens_with_the_nonce_retry_and_proofs_per_request() {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ec256-sec1.key");
+        let raw = RawOptions::from_pairs([
+            ("token_endpoint", "https://as.example/token?x=1"),
+            ("client_id", "svc"),
+            ("client_secret", "secret"),
+            ("dpop_key_file", key),
+        ]);
+        let transport = Arc::new(DpopAs::default());
+        let client = TokenClient::with_transport(
+            TokenClientConfig::from_raw(&raw).unwrap(),
+            transport.clone(),
+            [0; 32],
+        )
+        .unwrap();
+        let token = client.token().unwrap();
+        assert_eq!((token.secret(), token.scheme()), ("AT-dpop", "DPoP"));
+        let proofs = transport.proofs.lock().unwrap().clone();
+        assert_eq!(proofs.len(), 2, "one retry with the nonce");
+        for (i, proof) in proofs.iter().enumerate() {
+            let (header, claims) = claims_of(proof);
+            assert_eq!(header["typ"], "dpop+jwt");
+            assert_eq!(header["alg"], "ES256");
+            assert!(!header["jwk"].as_object().unwrap().contains_key("d"));
+            assert_eq!(claims["htm"], "POST");
+            assert_eq!(claims["htu"], "https://as.example/token");
+            assert_eq!(claims.get("nonce").is_some(), i == 1);
+            assert!(!claims.contains_key("ath"));
+            // An independent verifier accepts the proof with the key it carries.
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(header["jwk"].clone()).unwrap();
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+            v.required_spec_claims.clear();
+            v.validate_exp = false;
+            jsonwebtoken::decode::<Value>(
+                proof,
+                &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+                &v,
+            )
+            .unwrap();
+        }
+        // A resource request's proof passes tokenward's own resource-server check.
+        let proof = client
+            .proof("GET", "https://api.example/v1/vnf?page=2", &token)
+            .unwrap()
+            .unwrap();
+        let config = crate::dpop::DpopConfig {
+            mode: crate::dpop::DpopMode::Allowed,
+            algorithms: vec![crate::jwt::Algorithm::Es256],
+            max_age: Duration::from_secs(60),
+            public_url: None,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let ctx = crate::dpop::ProofContext {
+            proof: proof.expose(),
+            method: "GET",
+            url: "https://api.example/v1/vnf",
+            token: token.secret(),
+            now,
+            leeway: 5.0,
+        };
+        let replays = crate::dpop::ReplayCache::new(8);
+        let jkt = crate::dpop::check_proof(&config, &replays, Instant::now(), &ctx).unwrap();
+        let (header, _) = claims_of(proof.expose());
+        assert_eq!(
+            Some(jkt),
+            crate::dpop::jwk_thumbprint(header["jwk"].as_object().unwrap())
+        );
+        assert!(format!("{client:?}").contains("jkt"));
+        assert!(!format!("{client:?}").contains("BEGIN"));
+    }
+
+    #[test]
+    fn a_bad_dpop_key_file_names_the_option() {
+        for path in [
+            "/nonexistent/key.pem",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ca.pem"),
+        ] {
+            let raw = RawOptions::from_pairs([
+                ("token_endpoint", "https://as.example/token"),
+                ("client_id", "svc"),
+                ("client_secret", "secret"),
+                ("dpop_key_file", path),
+            ]);
+            let e = TokenClient::with_transport(
+                TokenClientConfig::from_raw(&raw).unwrap(),
+                Arc::new(DpopAs::default()),
+                [0; 32],
+            )
+            .unwrap_err();
+            assert_eq!(e.option(), "dpop_key_file", "{e}");
+        }
     }
 }

@@ -924,3 +924,141 @@ fn prometheus_samples_render_every_family_once() {
         assert_eq!(blocks, expected, "{family}");
     }
 }
+
+// ------------------------------------------------------------------ binding behind proxies (issue 11)
+
+const CERT: &str = include_str!("data/x5t-vector.pem");
+const OTHER_CERT: &str = include_str!("data/client-v3.pem");
+
+fn x5t(pem: &str) -> String {
+    tokenward::thumbprint::x5t_s256(&tokenward::thumbprint::cert_der(pem.as_bytes()).unwrap())
+}
+
+fn bound_to(pem: &str) -> String {
+    active(&format!(r#""cnf":{{"x5t#S256":"{}"}}"#, x5t(pem)))
+}
+
+#[test]
+fn thumbprint_verify_auto_checks_bound_tokens_and_passes_unbound_ones() {
+    let check = |body: &str, cert: Option<&str>| {
+        let r = rig(&[("thumbprint_verify", "auto")], body);
+        r.auth
+            .authenticate(Some(&format!("Bearer {TOKEN}")), cert.map(str::as_bytes))
+    };
+    assert!(
+        allowed(&check(&active(""), None)),
+        "unbound, no certificate"
+    );
+    assert!(
+        allowed(&check(&active(""), Some(OTHER_CERT))),
+        "unbound, any certificate"
+    );
+    assert!(allowed(&check(&bound_to(CERT), Some(CERT))));
+    assert_eq!(
+        denied(&check(&bound_to(CERT), Some(OTHER_CERT))),
+        Some(&DenyReason::CertificateMismatch)
+    );
+    assert_eq!(
+        denied(&check(&bound_to(CERT), None)),
+        Some(&DenyReason::CertificateMismatch)
+    );
+    assert_eq!(
+        denied(&check(
+            &active(r#""cnf":{"x5t#S256":"not-a-thumbprint"}"#),
+            Some(CERT)
+        )),
+        Some(&DenyReason::MalformedClaims("cnf.x5t#S256"))
+    );
+    // The bool spellings still mean true/false; anything else names the option.
+    for (value, ok) in [("yes", true), ("0", true), ("AUTO", true), ("maybe", false)] {
+        let r = FilterConfig::from_raw(&RawOptions::from_pairs(options(&[(
+            "thumbprint_verify",
+            value,
+        )])));
+        assert_eq!(r.is_ok(), ok, "{value}");
+        if let Err(e) = r {
+            assert_eq!(e.option(), "thumbprint_verify");
+        }
+    }
+}
+
+#[test]
+fn a_forwarded_certificate_counts_only_from_a_trusted_proxy() {
+    let r = rig(
+        &[
+            ("thumbprint_verify", "true"),
+            ("client_cert_header", "X-SSL-Client-Cert"),
+            ("client_cert_header_format", "url_encoded_pem"),
+            ("trusted_proxies", "10.0.0.0/24, ::1"),
+        ],
+        &bound_to(CERT),
+    );
+    let escaped: String = CERT
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let authorization = format!("Bearer {TOKEN}");
+    let request = |peer: &'static str, header: Option<&str>, socket: Option<&'static str>| {
+        let req = tokenward::Request {
+            authorization: Some(&authorization),
+            client_cert: socket.map(str::as_bytes),
+            peer: Some(peer),
+            forwarded_cert: header,
+            ..tokenward::Request::default()
+        };
+        r.auth.check(&req)
+    };
+    assert!(allowed(&request("10.0.0.7", Some(&escaped), None)));
+    assert!(allowed(&request("::1", Some(&escaped), None)));
+    for _ in 0..3 {
+        assert_eq!(
+            denied(&request("192.0.2.1", Some(&escaped), None)),
+            Some(&DenyReason::CertificateRequired),
+            "an untrusted peer's header is ignored"
+        );
+    }
+    assert_eq!(
+        denied(&request("192.0.2.1", Some(&escaped), Some(CERT))),
+        Some(&DenyReason::CertificateRequired),
+        "with a header configured the socket's certificate does not count"
+    );
+    let warnings: Vec<_> = r
+        .log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, _)| *l == Level::Warning)
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("192.0.2.1"));
+
+    for (extra, option) in [
+        (&[("client_cert_header", "X-Cert")][..], "trusted_proxies"),
+        (
+            &[
+                ("client_cert_header", "X-Cert"),
+                ("trusted_proxies", "10.0.0.0/40"),
+            ][..],
+            "trusted_proxies",
+        ),
+        (
+            &[
+                ("client_cert_header", "X-Cert"),
+                ("trusted_proxies", "::1"),
+                ("client_cert_header_format", "der"),
+            ][..],
+            "client_cert_header_format",
+        ),
+    ] {
+        let e = FilterConfig::from_raw(&RawOptions::from_pairs(options(extra))).unwrap_err();
+        assert_eq!(e.option(), option, "{extra:?}");
+    }
+}

@@ -18,7 +18,9 @@ use tokenward::clock::{Clock, ManualClock};
 use tokenward::http::{Document, HttpResponse, Transport};
 use tokenward::jwt::JwtRefusal;
 use tokenward::log::{Level, LogSink};
-use tokenward::{AsError, Authenticator, DenyReason, FilterConfig, RawOptions, Secret, Verdict};
+use tokenward::{
+    AsError, Authenticator, Denial, DenyReason, FilterConfig, RawOptions, Secret, Verdict,
+};
 
 const ISSUER: &str = "https://as.example/realms/openstack";
 const JWKS: &str = "https://as.example/realms/openstack/certs";
@@ -120,6 +122,8 @@ fn with(edit: impl FnOnce(&mut Value)) -> Value {
 #[derive(Default)]
 struct Documents {
     docs: Mutex<HashMap<String, Result<Document, AsError>>>,
+    /// The introspection answer (inactive when unset).
+    introspection: Mutex<Option<String>>,
     gets: Mutex<Vec<String>>,
     posts: AtomicUsize,
 }
@@ -152,9 +156,11 @@ impl Documents {
 impl Transport for Documents {
     fn post_form(&self, _: &str, _: Option<Secret>, _: Secret) -> Result<HttpResponse, AsError> {
         self.posts.fetch_add(1, SeqCst);
+        let answer = self.introspection.lock().unwrap().clone();
+        let body = answer.unwrap_or_else(|| r#"{"active":false}"#.to_owned());
         Ok(HttpResponse {
             status: 200,
-            body: br#"{"active":false}"#.to_vec(),
+            body: body.into_bytes(),
         })
     }
 
@@ -764,4 +770,276 @@ fn introspection_options_in_jwt_mode_are_a_warning() {
         "{warnings}"
     );
     assert!(!warnings.contains("\"s\""));
+}
+
+// ------------------------------------------------------------------ DPoP (issue 11)
+
+const URL: &str = "https://api.example:9890/v1/vnflcm";
+
+/// A DPoP key: signs proofs by hand (any header members), with aws-lc-rs directly.
+struct ProofKey(EcdsaKeyPair);
+
+impl ProofKey {
+    fn new() -> Self {
+        Self(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    }
+
+    fn jwk(&self) -> Value {
+        use aws_lc_rs::signature::KeyPair as _;
+        let point = self.0.public_key().as_ref().to_vec();
+        json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..])})
+    }
+
+    /// RFC 7638, written out by hand.
+    fn jkt(&self) -> String {
+        use sha2::Digest as _;
+        let jwk = self.jwk();
+        let text = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap()
+        );
+        B64.encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let sig = self.0.sign(&rng, input.as_bytes()).unwrap();
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    }
+
+    fn proof_with(&self, token: &str, edit: impl FnOnce(&mut Value, &mut Value)) -> String {
+        use sha2::Digest as _;
+        let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk()});
+        let mut claims = json!({
+            "htm": "POST", "htu": URL, "iat": NOW, "jti": uuid::Uuid::new_v4().to_string(),
+            "ath": B64.encode(sha2::Sha256::digest(token.as_bytes())),
+        });
+        edit(&mut header, &mut claims);
+        self.sign(&header, &claims)
+    }
+
+    fn proof(&self, token: &str) -> String {
+        self.proof_with(token, |_, _| {})
+    }
+}
+
+const DPOP_TOKEN: &str = "opaque-dpop-bound-token";
+
+fn dpop_rig(mode: &str, key: &ProofKey) -> Rig {
+    let rig = Rig::new(
+        &[
+            ("validation", "introspection"),
+            ("introspect_endpoint", "https://as.example/introspect"),
+            ("audience", ISSUER),
+            ("client_id", "rs"),
+            ("client_secret", "s"),
+            ("token_issuer", ""),
+            ("jwks_uri", ""),
+            ("mapping_roles", "roles"),
+            ("dpop", mode),
+        ],
+        &[],
+    );
+    let answer = json!({
+        "active": true, "token_type": "DPoP", "cnf": {"jkt": key.jkt()}, "client_id": "svc",
+        "username": "alice", "user_domain": {"id": "default", "name": "Default"},
+        "project": {"id": "p1", "name": "demo", "domain": {"id": "default", "name": "Default"}},
+        "roles": "member", "exp": NOW + 600.0,
+    });
+    *rig.docs.introspection.lock().unwrap() = Some(answer.to_string());
+    rig
+}
+
+impl Rig {
+    fn dpop(
+        &self,
+        scheme: &str,
+        token: &str,
+        proof: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Verdict {
+        let authorization = format!("{scheme} {token}");
+        self.auth.check(&tokenward::Request {
+            authorization: Some(&authorization),
+            method: Some(method),
+            url: Some(url),
+            dpop_proof: proof,
+            ..tokenward::Request::default()
+        })
+    }
+
+    fn dpop_reason(&self, proof: &str) -> DenyReason {
+        match self.dpop("DPoP", DPOP_TOKEN, Some(proof), "POST", URL) {
+            Verdict::Deny(d) => d.reason,
+            Verdict::Allow(_) => panic!("accepted"),
+        }
+    }
+}
+
+#[test]
+fn a_dpop_bound_token_needs_a_fresh_proof_by_its_key_on_every_request() {
+    use tokenward::dpop::ProofFault;
+    let key = ProofKey::new();
+    let rig = dpop_rig("allowed", &key);
+    let first = key.proof(DPOP_TOKEN);
+    assert!(allowed(&rig.dpop(
+        "DPoP",
+        DPOP_TOKEN,
+        Some(&first),
+        "POST",
+        URL
+    )));
+    // A cache hit still checks the proof: a new one passes, the same one again is a replay.
+    let second = key.proof(DPOP_TOKEN);
+    assert!(allowed(&rig.dpop(
+        "DPoP",
+        DPOP_TOKEN,
+        Some(&second),
+        "POST",
+        &format!("{URL}?a=1")
+    )));
+    assert_eq!(rig.auth.metrics().introspections, 1);
+    assert_eq!(
+        rig.dpop_reason(&first),
+        DenyReason::InvalidDpopProof(ProofFault::Replayed)
+    );
+
+    let t = DPOP_TOKEN;
+    let cases: Vec<(String, DenyReason)> = vec![
+        (
+            key.proof_with(t, |_, c| c["htm"] = json!("GET")),
+            DenyReason::InvalidDpopProof(ProofFault::Method),
+        ),
+        (
+            key.proof_with(t, |_, c| {
+                c["htu"] = json!("https://api.example:9890/v1/other")
+            }),
+            DenyReason::InvalidDpopProof(ProofFault::Url),
+        ),
+        (
+            key.proof_with(t, |_, c| c["iat"] = json!(NOW - 120.0)),
+            DenyReason::InvalidDpopProof(ProofFault::Time),
+        ),
+        (
+            key.proof_with(t, |_, c| c["iat"] = json!(NOW + 60.0)),
+            DenyReason::InvalidDpopProof(ProofFault::Time),
+        ),
+        (
+            key.proof_with(t, |_, c| c["ath"] = json!("x")),
+            DenyReason::InvalidDpopProof(ProofFault::TokenHash),
+        ),
+        (
+            key.proof_with(t, |_, c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+            DenyReason::InvalidDpopProof(ProofFault::Claims),
+        ),
+        (
+            key.proof_with(t, |h, _| h["typ"] = json!("JWT")),
+            DenyReason::InvalidDpopProof(ProofFault::Header),
+        ),
+        (
+            key.proof_with(t, |h, _| h["alg"] = json!("none")),
+            DenyReason::InvalidDpopProof(ProofFault::Header),
+        ),
+        (
+            key.proof_with(t, |h, _| h["alg"] = json!("HS256")),
+            DenyReason::InvalidDpopProof(ProofFault::Header),
+        ),
+        (
+            key.proof_with(t, |h, _| h["jwk"]["d"] = json!("c2VjcmV0")),
+            DenyReason::InvalidDpopProof(ProofFault::Header),
+        ),
+        (
+            key.proof_with(t, |h, _| h["jwk"] = ProofKey::new().jwk()),
+            DenyReason::InvalidDpopProof(ProofFault::Signature),
+        ),
+        (
+            ProofKey::new().proof(t),
+            DenyReason::DpopToken("the proof's key is not the token's cnf.jkt"),
+        ),
+    ];
+    for (proof, reason) in cases {
+        assert_eq!(rig.dpop_reason(&proof), reason);
+    }
+    let Verdict::Deny(d) = rig.dpop("DPoP", t, None, "POST", URL) else {
+        panic!()
+    };
+    assert_eq!(d.reason, DenyReason::InvalidDpopProof(ProofFault::Missing));
+    assert_eq!(
+        rig.auth.denial_headers(&d),
+        vec![(
+            "WWW-Authenticate",
+            "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 RS256 PS256 EdDSA\"".to_owned()
+        )]
+    );
+    // RFC 9449 §7.2: never as a bearer token.
+    let Verdict::Deny(d) = rig.dpop("Bearer", t, Some(&key.proof(t)), "POST", URL) else {
+        panic!()
+    };
+    assert!(matches!(d.reason, DenyReason::DpopToken(_)));
+    assert!(
+        rig.auth.denial_headers(&d)[0]
+            .1
+            .starts_with("DPoP error=\"invalid_token\"")
+    );
+}
+
+#[test]
+fn dpop_modes_decide_the_schemes() {
+    let key = ProofKey::new();
+    // off: the DPoP scheme is unknown, and a key-bound token is still refused as a bearer token.
+    let off = dpop_rig("off", &key);
+    assert_eq!(
+        match off.dpop(
+            "DPoP",
+            DPOP_TOKEN,
+            Some(&key.proof(DPOP_TOKEN)),
+            "POST",
+            URL
+        ) {
+            Verdict::Deny(d) => d.reason,
+            Verdict::Allow(_) => panic!(),
+        },
+        DenyReason::MissingToken
+    );
+    assert!(matches!(
+        off.dpop("Bearer", DPOP_TOKEN, None, "POST", URL),
+        Verdict::Deny(Denial {
+            reason: DenyReason::DpopToken(_)
+        })
+    ));
+    // required: an unbound bearer token is refused; allowed: accepted.
+    for (mode, ok) in [("allowed", true), ("required", false)] {
+        let rig = dpop_rig(mode, &key);
+        let unbound = json!({"active": true, "client_id": "svc", "username": "a",
+            "user_domain": {"id": "d", "name": "D"}, "roles": "r",
+            "project": {"id": "p", "name": "n", "domain": {"id": "d", "name": "D"}}});
+        *rig.docs.introspection.lock().unwrap() = Some(unbound.to_string());
+        assert_eq!(
+            allowed(&rig.dpop("Bearer", "plain", None, "GET", URL)),
+            ok,
+            "{mode}"
+        );
+        // An unbound token with the DPoP scheme has no key to match.
+        assert!(matches!(
+            rig.dpop("DPoP", "plain", Some(&key.proof("plain")), "POST", URL),
+            Verdict::Deny(Denial {
+                reason: DenyReason::DpopToken(_)
+            })
+        ));
+    }
+    let e = FilterConfig::from_raw(&RawOptions::from_pairs(options(&[(
+        "dpop_algorithms",
+        "ES256,HS256",
+    )])))
+    .unwrap_err();
+    assert_eq!(e.option(), "dpop_algorithms");
 }

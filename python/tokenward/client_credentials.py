@@ -47,6 +47,7 @@ OPTION_NAMES = (
     "http_connect_timeout",
     "token_expiry_margin",
     "metrics_name",
+    "dpop_key_file",
 )
 
 try:
@@ -100,7 +101,22 @@ class ClientCredentials(_PluginBase):  # type: ignore[misc]
         return token
 
     def get_headers(self, session: Any = None, **kwargs: Any) -> dict[str, str]:
+        """keystoneauth1 knows no request URL here, so this stays Bearer: with
+        ``dpop_key_file`` use :class:`BearerAuth` (``requests``), which sends DPoP."""
         return {"Authorization": f"Bearer {self.get_token(session)}"}
+
+    def authorization(self, method: str, url: str) -> tuple[str, Optional[str]]:
+        """``(Authorization value, DPoP proof or None)`` for one request: ``DPoP <token>``
+        and a fresh proof for a DPoP-bound token, else ``Bearer <token>``."""
+        pair = self._native.authorization(method, url, False)
+        if pair is None:
+            green = _green_executor()
+            if green is not None:
+                pair = green(self._native.authorization, method, url, True)
+            else:
+                pair = self._native.authorization(method, url, True)
+        assert pair is not None
+        return pair
 
     def invalidate(self) -> bool:
         """Drops the cached token; the next call fetches a new one."""
@@ -187,13 +203,22 @@ except ImportError:  # pragma: no cover - keystoneauth1 not installed
 
 
 class BearerAuth:
-    """``requests`` auth: sends the token; on a 401 invalidates and retries once."""
+    """``requests`` auth: sends the token (``Bearer``, or ``DPoP`` with a fresh proof per
+    request for a DPoP-bound token); on a 401 invalidates and retries once."""
 
     def __init__(self, credentials: ClientCredentials) -> None:
         self.credentials = credentials
 
+    def _sign(self, request: Any) -> None:
+        value, proof = self.credentials.authorization(request.method or "GET", request.url)
+        request.headers["Authorization"] = value
+        if proof is not None:
+            request.headers["DPoP"] = proof
+        else:
+            request.headers.pop("DPoP", None)
+
     def __call__(self, request: Any) -> Any:
-        request.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+        self._sign(request)
         request.register_hook("response", self._retry_on_401)
         return request
 
@@ -204,7 +229,7 @@ class BearerAuth:
         _ = response.content
         response.close()
         retry = response.request.copy()
-        retry.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+        self._sign(retry)
         retry._tokenward_retried = True
         again = response.connection.send(retry, **kwargs)
         again.history.append(response)

@@ -8,8 +8,10 @@ the reference are deliberate and listed in the README ("Differences from keyston
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import quote
 
 from tokenward import _config, _native
 from tokenward._config import list_opts
@@ -21,6 +23,11 @@ __all__ = ["ConfigurationError", "ExternalAuth2Protocol", "filter_factory", "lis
 DEFAULT_LOG_NAME = "keystonemiddleware.external_oauth2_token"
 
 StartResponse = Callable[..., Any]
+
+# A Host value that is only host[:port] (a reg-name or an IP literal). Anything else ('/', '?',
+# '#', '@') would move the request's path into the query, fragment or userinfo of the URL a
+# DPoP proof is compared with, so that a proof for any path of that host would pass.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
 
 
 def _green_executor() -> Optional[Callable[..., Any]]:
@@ -65,8 +72,24 @@ class ExternalAuth2Protocol:
         self._strip = self._native.strip_environ_keys
         self._challenge = self._native.challenge
         self._thumbprint_verify = self._native.thumbprint_verify
+        self._cert_header_key = self._native.cert_header_key
+        self._dpop_public_url = self._native.dpop_public_url
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
+
+    def _request_url(self, environ: dict[str, Any]) -> Optional[str]:
+        """The URL a DPoP proof's ``htu`` must name: ``dpop_public_url`` (or the request's
+        scheme and Host) + ``SCRIPT_NAME`` + ``PATH_INFO``; no query (RFC 9449 §4.3). None
+        (no proof matches) when Host is not a host[:port]."""
+        # PEP 3333 paths are bytes decoded as latin-1: encode them back before quoting.
+        raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
+        path = quote(raw, safe="/:@!$&'()*+,;=-._~")
+        if self._dpop_public_url:
+            return self._dpop_public_url + path
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if not _HOST.match(host):
+            return None
+        return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
 
     def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:
         """This filter's Prometheus samples (see ``tokenward.metrics``)."""
@@ -79,18 +102,27 @@ class ExternalAuth2Protocol:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         pop = environ.pop
+        # A forwarded certificate never reaches the application, whoever sent it.
+        forwarded = pop(self._cert_header_key, None) if self._cert_header_key else None
         for key in self._strip:
             pop(key, None)
         authorization = environ.get("HTTP_AUTHORIZATION")
         cert = _client_cert(environ) if self._thumbprint_verify else None
+        peer = environ.get("REMOTE_ADDR") if forwarded is not None else None
+        proof = environ.get("HTTP_DPOP")
+        method = url = None
+        if proof is not None:
+            method = environ.get("REQUEST_METHOD")
+            url = self._request_url(environ)
+        args = (authorization, cert, peer, forwarded, method, url, proof)
         try:
-            outcome = self._native.lookup(authorization, cert)
+            outcome = self._native.lookup(*args)
             if outcome is None:
                 green = _green_executor()
                 if green is not None:
-                    outcome = green(self._native.authenticate, authorization, cert)
+                    outcome = green(self._native.authenticate, *args)
                 else:
-                    outcome = self._native.authenticate(authorization, cert)
+                    outcome = self._native.authenticate(*args)
                 self._native.flush_logs()
         except _native.TokenwardError:
             self._log.exception("tokenward failed to check a request")

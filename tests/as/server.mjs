@@ -4,7 +4,7 @@
 //
 //   node tests/as/server.mjs --pki DIR --port PORT [--http-port PORT2]
 //        [--token-ttl SECONDS] [--delay-ms N] [--verbose] [--exit-on-stdin-eof]
-//        [--signing-keys FILE] [--jwt-alg ALG]
+//        [--signing-keys FILE] [--jwt-alg ALG] [--dpop-nonce] [--store FILE]
 //
 // HTTPS on 127.0.0.1:PORT (issuer https://localhost:PORT), client
 // certificates requested but optional. With --http-port the same provider is
@@ -18,6 +18,16 @@
 // has one fresh RSA key, kid as-rs256. Any other resource is invalid_target;
 // requests without `resource` get opaque tokens.
 //
+// DPoP (RFC 9449): a token request with a `DPoP` proof header (ES256, ES384,
+// RS256, PS256 or EdDSA) gets a DPoP-bound token (token_type DPoP, cnf.jkt in
+// introspection and in JWT access tokens); without a proof nothing changes.
+// --dpop-nonce makes the token endpoint require a server nonce (400
+// use_dpop_nonce with a DPoP-Nonce header first).
+//
+// --store FILE keeps tokens (and revocations) in a journal file, so a server
+// restarted with the same file and port still knows the tokens it issued, as
+// an AS backed by a database does; without it they live in memory only.
+//
 // Test hooks (outside the provider's routes):
 //   GET  /_health  -> 200 {"ok": true}
 //   GET  /_stats   -> {"token": {client_id: n, "_all": n}, "introspection": {...}}
@@ -28,7 +38,7 @@
 // logged.
 
 import { createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
@@ -46,12 +56,14 @@ const { values: opts } = parseArgs({
     'exit-on-stdin-eof': { type: 'boolean', default: false },
     'signing-keys': { type: 'string' },
     'jwt-alg': { type: 'string', default: 'RS256' },
+    'dpop-nonce': { type: 'boolean', default: false },
+    store: { type: 'string' },
   },
   strict: true,
 });
 
 if (!opts.pki) {
-  process.stderr.write('usage: server.mjs --pki DIR --port PORT [--http-port PORT2] [--token-ttl S] [--delay-ms N] [--verbose] [--signing-keys FILE] [--jwt-alg ALG]\n');
+  process.stderr.write('usage: server.mjs --pki DIR --port PORT [--http-port PORT2] [--token-ttl S] [--delay-ms N] [--verbose] [--signing-keys FILE] [--jwt-alg ALG] [--dpop-nonce] [--store FILE]\n');
   process.exit(2);
 }
 const PKI = path.resolve(opts.pki);
@@ -59,6 +71,7 @@ const TOKEN_TTL = Number.parseInt(opts['token-ttl'], 10);
 const DELAY_MS = Number.parseInt(opts['delay-ms'], 10);
 const VERBOSE = opts.verbose;
 const JWT_ALG = opts['jwt-alg'];
+const DPOP_NONCE = opts['dpop-nonce'];
 const JWT_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 // The one resource indicator with a (JWT) resource server.
 const JWT_RESOURCE = 'urn:tokenward:api';
@@ -198,6 +211,63 @@ function peerCertificatePem(ctx) {
   return new X509Certificate(peer.raw).toString();
 }
 
+// ------------------------------------------------------------- token store
+// The --store adapter: every record in a Map, every change appended to the
+// journal as one JSON line ({key, payload, exp}; payload null = deleted) and
+// replayed at start. A line cut short by a kill is skipped.
+const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+function journalAdapter(file) {
+  const records = new Map();
+  const now = () => Math.floor(Date.now() / 1000);
+  if (existsSync(file)) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      let r;
+      try { r = JSON.parse(line); } catch { continue; }
+      if (r.payload === null) records.delete(r.key); else records.set(r.key, r);
+    }
+  }
+  const put = (key, payload, exp) => {
+    const r = { key, payload, exp };
+    appendFileSync(file, `${JSON.stringify(r)}\n`, { mode: 0o600 }); // it holds tokens
+    if (payload === null) records.delete(key); else records.set(key, r);
+  };
+  const get = (key) => {
+    const r = records.get(key);
+    return r && (r.exp == null || r.exp > now()) ? r : undefined;
+  };
+  return class JournalAdapter {
+    constructor(model) { this.model = model; }
+
+    key(id) { return `${this.model}:${id}`; }
+
+    async upsert(id, payload, expiresIn) {
+      const exp = expiresIn ? now() + expiresIn : null;
+      if (this.model === 'Session') put(`sessionUid:${payload.uid}`, id, exp);
+      if (payload.userCode) put(`userCode:${payload.userCode}`, id, exp);
+      put(this.key(id), payload, exp);
+    }
+
+    async find(id) { return get(this.key(id))?.payload; }
+
+    async findByUid(uid) { const r = get(`sessionUid:${uid}`); return r && this.find(r.payload); }
+
+    async findByUserCode(code) { const r = get(`userCode:${code}`); return r && this.find(r.payload); }
+
+    async consume(id) {
+      const r = get(this.key(id));
+      if (r) put(r.key, { ...r.payload, consumed: now() }, r.exp);
+    }
+
+    async destroy(id) { put(this.key(id), null, null); }
+
+    async revokeByGrantId(grantId) {
+      for (const [key, r] of records) {
+        if (GRANTABLE.has(key.split(':')[0]) && r.payload?.grantId === grantId) put(key, null, null);
+      }
+    }
+  };
+}
+
 // ----------------------------------------------------------------- stats
 const stats = { token: {}, introspection: {} };
 const bump = (kind, key) => { stats[kind][key] = (stats[kind][key] || 0) + 1; };
@@ -277,6 +347,7 @@ const httpsPort = await listen(httpsServer, Number.parseInt(opts.port, 10));
 const issuer = `https://localhost:${httpsPort}`;
 
 provider = new Provider(issuer, {
+  ...(opts.store === undefined ? {} : { adapter: journalAdapter(path.resolve(opts.store)) }),
   clients,
   jwks: { keys: signingKeys },
   cookies: { keys: [randomBytes(32).toString('hex')] },
@@ -290,10 +361,18 @@ provider = new Provider(issuer, {
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth'],
   enabledJWA: {
     clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+    dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
   },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    // A proof on a token request binds the token to its key (cnf.jkt); no
+    // proof, no binding. Nonces are offered always, required with --dpop-nonce.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => DPOP_NONCE,
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined, // no resource => opaque token
@@ -419,6 +498,7 @@ const ready = {
   jwt_resource: JWT_RESOURCE,
   jwt_alg: JWT_ALG,
   jwt_kid: jwtKey.kid,
+  dpop_nonce: DPOP_NONCE,
 };
 process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
 

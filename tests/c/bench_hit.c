@@ -7,99 +7,19 @@
  * base64url SHA-256 thumbprint of CERT). Tokens: a 43-byte opaque one and a ~1.2 KB
  * JWT-shaped one. Authenticators: unbound, and thumbprint_verify = true (cert as PEM and DER).
  * Prints median and p99 per call from 1 and 2 threads. Built and run by scripts/c-bench.sh. */
-#define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "tokenward.h"
+#include "bench_common.h"
 
 static char x5t[128];
-static int responder_port;
-
-static void *responder(void *arg) {
-  int srv = (int)(intptr_t)arg;
-  for (;;) {
-    char req[65536], body[2048], resp[4096];
-    size_t got = 0;
-    char *hdr_end = NULL;
-    long clen = 0;
-    int fd = accept(srv, NULL, NULL), n, m;
-    if (fd < 0) return NULL;
-    for (;;) { /* headers, then Content-Length bytes of body */
-      ssize_t r = read(fd, req + got, sizeof req - 1 - got);
-      if (r <= 0) break;
-      got += (size_t)r;
-      req[got] = '\0';
-      if (hdr_end == NULL && (hdr_end = strstr(req, "\r\n\r\n")) != NULL) {
-        char *cl = strstr(req, "content-length:");
-        if (cl == NULL) cl = strstr(req, "Content-Length:");
-        clen = cl ? strtol(cl + 15, NULL, 10) : 0;
-      }
-      if (hdr_end != NULL && (long)(got - (size_t)(hdr_end + 4 - req)) >= clen) break;
-    }
-    n = snprintf(body, sizeof body,
-                 "{\"active\": true, \"client_id\": \"svc-bench\", \"username\": \"bench\", "
-                 "\"exp\": %ld, \"user_domain\": {\"id\": \"default\", \"name\": \"Default\"}, "
-                 "\"project\": {\"id\": \"p1\", \"name\": \"demo\", \"domain\": {\"id\": \"default\", "
-                 "\"name\": \"Default\"}}, \"roles\": \"member,reader\", \"cnf\": {\"x5t#S256\": \"%s\"}}",
-                 (long)time(NULL) + 3600, x5t);
-    m = snprintf(resp, sizeof resp,
-                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                 "Connection: close\r\n\r\n%s", n, body);
-    if (write(fd, resp, (size_t)m) < 0) perror("write");
-    close(fd);
-  }
-}
-
-static void start_responder(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  pthread_t t;
-  int srv = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(srv, (struct sockaddr *)&a, sizeof a) != 0 || listen(srv, 16) != 0 ||
-      getsockname(srv, (struct sockaddr *)&a, &len) != 0) {
-    perror("responder");
-    exit(1);
-  }
-  responder_port = ntohs(a.sin_port);
-  pthread_create(&t, NULL, responder, (void *)(intptr_t)srv);
-  pthread_detach(t);
+static int answer(const char *request, char *body, size_t size) {
+  char cnf[160];
+  (void)request;
+  snprintf(cnf, sizeof cnf, "\"x5t#S256\": \"%s\"", x5t);
+  return bench_claims(body, size, cnf);
 }
 
 static const tokenward_authenticator *build(int bound) {
-  static const char *opts[][2] = {
-      {"audience", "https://as.bench"}, {"client_id", "rs"}, {"client_secret", "secret"},
-      {"mapping_project_id", "project.id"}, {"mapping_project_name", "project.name"},
-      {"mapping_project_domain_id", "project.domain.id"},
-      {"mapping_project_domain_name", "project.domain.name"},
-      {"mapping_user_domain_id", "user_domain.id"}, {"mapping_user_domain_name", "user_domain.name"},
-      {"mapping_roles", "roles"},
-  };
-  char url[128], err[256] = "";
-  size_t i;
-  const tokenward_authenticator *auth = NULL;
-  tokenward_config_builder *b = tokenward_config_builder_new();
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/introspect", responder_port);
-  tokenward_config_builder_set(b, "introspect_endpoint", 19, url, strlen(url));
-  for (i = 0; i < sizeof opts / sizeof opts[0]; i++)
-    tokenward_config_builder_set(b, opts[i][0], strlen(opts[i][0]), opts[i][1], strlen(opts[i][1]));
-  if (bound) tokenward_config_builder_set(b, "thumbprint_verify", 17, "true", 4);
-  if (tokenward_config_builder_build(b, &auth, err, sizeof err, NULL) != TOKENWARD_RESULT_OK) {
-    fprintf(stderr, "build: %s\n", err);
-    exit(1);
-  }
-  return auth;
+  static const char *const thumbprint[] = {"thumbprint_verify", "true", NULL};
+  return bench_build(bound ? thumbprint : NULL);
 }
 
 struct job {
@@ -112,12 +32,6 @@ struct job {
   uint64_t *ns;
   int errors;
 };
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void *run(void *arg) {
   struct job *j = arg;
@@ -135,11 +49,6 @@ static void *run(void *arg) {
     if (!ok) j->errors++;
   }
   return NULL;
-}
-
-static int cmp(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
 }
 
 static void measure(const char *label, const tokenward_authenticator *auth, const char *header,
@@ -165,25 +74,10 @@ static void measure(const char *label, const tokenward_authenticator *auth, cons
     pthread_join(t[i], NULL);
     errors += jobs[i].errors;
   }
-  qsort(all, n, sizeof *all, cmp);
+  qsort(all, n, sizeof *all, cmp_u64);
   printf("| %-35s | %7d | %10.3f | %10.3f | %s\n", label, threads, all[n / 2] / 1000.0,
          all[n * 99 / 100] / 1000.0, errors ? "ERRORS" : "");
   free(all);
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  char *buf;
-  long n;
-  if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    perror(path);
-    exit(1);
-  }
-  buf = malloc((size_t)n + 1);
-  if (fread(buf, 1, (size_t)n, f) != (size_t)n) exit(1);
-  fclose(f);
-  *len = (size_t)n;
-  return buf;
 }
 
 int main(int argc, char **argv) {
@@ -200,7 +94,7 @@ int main(int argc, char **argv) {
   pem = read_file(argv[1], &pem_len);
   der = read_file(argv[2], &der_len);
   snprintf(x5t, sizeof x5t, "%s", argv[3]);
-  start_responder();
+  start_responder(answer);
   unbound = build(0);
   bound = build(1);
 

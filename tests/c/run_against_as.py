@@ -7,6 +7,8 @@ a command with everything the C tests need in its environment:
     TW_ISSUER       issuer (used as `audience`)
     TW_CAFILE       CA bundle that verifies the AS
     TW_TOKEN        opaque access token of svc-post (not bound)
+    TW_JWT          RFC 9068 JWT access token of svc-post for TW_JWT_RESOURCE
+    TW_JWT_RESOURCE the resource (`aud`) of TW_JWT
     TW_BOUND_TOKEN  access token of svc-bound, bound to client-a's certificate
     TW_CERT_A       client-a.pem (the bound certificate)
     TW_CERT_B       client-b.pem (another certificate from the same CA)
@@ -49,6 +51,8 @@ def main() -> int:
                 TW_ISSUER=server.info["issuer"],
                 TW_CAFILE=str(Path(pki) / "ca.pem"),
                 TW_TOKEN=obtain_token(server, "svc-post"),
+                TW_JWT=obtain_token(server, "svc-post", resource=server.jwt_resource),
+                TW_JWT_RESOURCE=server.jwt_resource,
                 TW_BOUND_TOKEN=obtain_token(server, "svc-bound", cert=("client-a.pem", "client-a.key")),
                 TW_CERT_A=str(Path(pki) / "client-a.pem"),
                 TW_CERT_B=str(Path(pki) / "client-b.pem"),

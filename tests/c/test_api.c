@@ -28,13 +28,7 @@ static tokenward_config_builder *offline_builder(void) {
   tw_set(b, "audience", "https://as.example");
   tw_set(b, "client_id", "rs");
   tw_set(b, "client_secret", "secret");
-  tw_set(b, "mapping_project_id", "project.id");
-  tw_set(b, "mapping_project_name", "project.name");
-  tw_set(b, "mapping_project_domain_id", "project.domain.id");
-  tw_set(b, "mapping_project_domain_name", "project.domain.name");
-  tw_set(b, "mapping_user_domain_id", "user_domain.id");
-  tw_set(b, "mapping_user_domain_name", "user_domain.name");
-  tw_set(b, "mapping_roles", "roles");
+  tw_set_mapping(b);
   tw_set(b, "http_connect_timeout", "2");
   return b;
 }
@@ -130,6 +124,9 @@ static void test_builder_misuse(void) {
   }
 }
 
+static void test_request_descriptor(const tokenward_authenticator *auth);
+static void test_metrics_text(const tokenward_authenticator *auth);
+
 /* The number of counters in this header's tokenward_metrics (all after struct_size). */
 #define TW_METRICS_COUNTERS \
   ((sizeof(tokenward_metrics) - offsetof(tokenward_metrics, cache_hits)) / sizeof(uint64_t))
@@ -138,6 +135,13 @@ static void test_builder_misuse(void) {
 struct older_metrics {
   size_t struct_size;
   uint64_t cache_hits, cache_negative_hits, cache_misses, coalesced_waits, introspections, as_errors;
+};
+
+/* The layout of a program built against tokenward 0.1.0's header (before the JWT counters). */
+struct metrics_0_1_0 {
+  size_t struct_size;
+  uint64_t cache_hits, cache_negative_hits, cache_misses, coalesced_waits, introspections, as_errors,
+      cache_entries, cache_evictions, shared_hits, shared_errors;
 };
 
 /* A caller whose struct is smaller (older) or larger (newer) than the library's gets no
@@ -161,6 +165,16 @@ static void test_metrics_sizes(const tokenward_authenticator *auth) {
   size_t i;
 
   if (heap == NULL) return;
+  {
+    struct metrics_0_1_0 *old = malloc(sizeof *old);
+    if (old != NULL) {
+      memset(old, 0, sizeof *old);
+      old->struct_size = sizeof *old;
+      CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)old, &n), TOKENWARD_RESULT_OK);
+      CHECK(n == 10 && old->introspections == 1 && old->as_errors == 1 && old->shared_errors == 0);
+      free(old);
+    }
+  }
   memset(heap, 0, sizeof *heap);
   heap->struct_size = sizeof *heap;
   CHECK_RC(tokenward_authenticator_metrics(auth, (tokenward_metrics *)heap, &n), TOKENWARD_RESULT_OK);
@@ -351,6 +365,11 @@ static void test_verdicts_offline(void) {
   CHECK(n_fields == TW_METRICS_COUNTERS && m.struct_size == sizeof m);
   CHECK(m.introspections == 1 && m.as_errors == 1 && m.cache_hits == 0);
   CHECK(m.cache_evictions == 0 && m.shared_hits == 0 && m.shared_errors == 0);
+  /* Introspection mode: the JWT counters exist and stay 0. */
+  CHECK(m.jwt_verifications == 0 && m.jwt_refusals == 0 && m.jwks_fetches == 0);
+  CHECK(m.jwks_fetch_errors == 0 && m.jwks_unknown_kid_refetches == 0);
+  CHECK(m.breaker_rejections == 0 && m.stale_served == 0 && m.breaker_open == 0);
+  CHECK(TW_METRICS_COUNTERS == 18);
   CHECK_RC(tokenward_authenticator_metrics(auth, &m, NULL), TOKENWARD_RESULT_OK); /* count optional */
   CHECK_RC(tokenward_authenticator_metrics(auth, NULL, &n_fields), TOKENWARD_RESULT_NULL_PARAMETER);
   CHECK_RC(tokenward_authenticator_metrics(NULL, &m, &n_fields), TOKENWARD_RESULT_NULL_PARAMETER);
@@ -362,11 +381,82 @@ static void test_verdicts_offline(void) {
   CHECK(hits == 1);
   CHECK_RC(tokenward_authenticator_metric(auth, "shared_errors", 13, &hits), TOKENWARD_RESULT_OK);
   CHECK(hits == 0);
+  hits = 99;
+  CHECK_RC(tokenward_authenticator_metric(auth, "jwks_unknown_kid_refetches", 26, &hits), TOKENWARD_RESULT_OK);
+  CHECK(hits == 0);
   CHECK_RC(tokenward_authenticator_metric(auth, "nope", 4, &hits), TOKENWARD_RESULT_INVALID_ARGUMENT);
   CHECK_RC(tokenward_authenticator_metric(auth, NULL, 0, &hits), TOKENWARD_RESULT_NULL_PARAMETER);
 
+  test_request_descriptor(auth);
+  test_metrics_text(auth);
+
   tokenward_authenticator_free(auth);
   tokenward_authenticator_free(NULL);
+}
+
+/* tokenward_authenticate_request: the same verdict as tokenward_authenticate, also for a
+ * program built against an older, smaller tokenward_request (the newer fields absent). */
+static void test_request_descriptor(const tokenward_authenticator *auth) {
+  const char *bearer = "Bearer abcdefghijklmnop";
+  tokenward_request req;
+  tokenward_verdict *v = NULL;
+  memset(&req, 0, sizeof req);
+  req.struct_size = sizeof req;
+  req.authorization.data = bearer;
+  req.authorization.len = strlen(bearer);
+  req.method.data = "GET";
+  req.method.len = 3;
+  CHECK_RC(tokenward_authenticate_request(auth, &req, &v), TOKENWARD_RESULT_OK);
+  CHECK(tokenward_verdict_status(v) == 503); /* the AS of this test is unreachable */
+  tokenward_verdict_free(v);
+  req.struct_size = offsetof(tokenward_request, peer); /* an older header's struct */
+  req.method.data = NULL;                                /* never read: past struct_size */
+  req.method.len = 99;
+  CHECK_RC(tokenward_authenticate_request(auth, &req, &v), TOKENWARD_RESULT_OK);
+  CHECK(tokenward_verdict_status(v) == 503);
+  tokenward_verdict_free(v);
+  req.struct_size = sizeof req; /* now the NULL pointer with a length is read */
+  CHECK_RC(tokenward_authenticate_request(auth, &req, &v), TOKENWARD_RESULT_NULL_PARAMETER);
+  req.method.len = 0;
+  req.authorization.len = 0; /* no token */
+  CHECK_RC(tokenward_authenticate_request(auth, &req, &v), TOKENWARD_RESULT_OK);
+  CHECK(tokenward_verdict_status(v) == 401);
+  tokenward_verdict_free(v);
+  CHECK_RC(tokenward_authenticate_request(auth, NULL, &v), TOKENWARD_RESULT_NULL_PARAMETER);
+  CHECK_RC(tokenward_authenticate_request(auth, &req, NULL), TOKENWARD_RESULT_NULL_PARAMETER);
+}
+
+/* The Prometheus text: a size query, a buffer too small, then the text; with
+ * TW_METRICS_TEXT_OUT set it is also written there for prometheus_client's parser. */
+static void test_metrics_text(const tokenward_authenticator *auth) {
+  size_t needed = 0, again = 0;
+  char tiny[8];
+  CHECK_RC(tokenward_authenticator_metrics_text(auth, NULL, 0, &needed), TOKENWARD_RESULT_OK);
+  CHECK(needed > 100);
+  CHECK_RC(tokenward_authenticator_metrics_text(auth, tiny, sizeof tiny, &again),
+           TOKENWARD_RESULT_BUFFER_TOO_SMALL);
+  CHECK(again == needed);
+  CHECK_RC(tokenward_authenticator_metrics_text(auth, NULL, 1, &again), TOKENWARD_RESULT_NULL_PARAMETER);
+  CHECK_RC(tokenward_authenticator_metrics_text(auth, tiny, sizeof tiny, NULL),
+           TOKENWARD_RESULT_NULL_PARAMETER);
+  char *text = malloc(2 * needed);
+  CHECK(text != NULL);
+  if (text == NULL) return;
+  CHECK_RC(tokenward_authenticator_metrics_text(auth, text, 2 * needed, &again), TOKENWARD_RESULT_OK);
+  CHECK(strlen(text) + 1 == again);
+  CHECK(strstr(text, "# TYPE tokenward_introspections_total counter\n") != NULL);
+  CHECK(strstr(text, "tokenward_as_errors_total{filter=\"tokenward\",pid=\"") != NULL);
+  CHECK(strstr(text, "tokenward_as_request_duration_seconds_bucket{") != NULL);
+  const char *path = getenv("TW_METRICS_TEXT_OUT");
+  if (path != NULL) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+      fputs(text, f);
+      fclose(f);
+    }
+  }
+  free(text);
 }
 
 int main(void) {

@@ -76,6 +76,17 @@ static inline int tw_read_file(const char *path, char **out, size_t *len) {
 }
 
 /* The options for the test AS (tests/as), svc-post as tokenward's own client. */
+/* The claim mapping of the test AS's tokens. */
+static inline void tw_set_mapping(tokenward_config_builder *b) {
+  tw_set(b, "mapping_project_id", "project.id");
+  tw_set(b, "mapping_project_name", "project.name");
+  tw_set(b, "mapping_project_domain_id", "project.domain.id");
+  tw_set(b, "mapping_project_domain_name", "project.domain.name");
+  tw_set(b, "mapping_user_domain_id", "user_domain.id");
+  tw_set(b, "mapping_user_domain_name", "user_domain.name");
+  tw_set(b, "mapping_roles", "roles");
+}
+
 static inline void tw_set_as_options(tokenward_config_builder *b, const char *endpoint,
                                      const char *issuer, const char *cafile) {
   tw_set(b, "introspect_endpoint", endpoint);
@@ -86,13 +97,7 @@ static inline void tw_set_as_options(tokenward_config_builder *b, const char *en
   tw_set(b, "cafile", cafile);
   /* Generous: the first TLS handshake of a process takes seconds under valgrind. */
   tw_set(b, "http_connect_timeout", "30");
-  tw_set(b, "mapping_project_id", "project.id");
-  tw_set(b, "mapping_project_name", "project.name");
-  tw_set(b, "mapping_project_domain_id", "project.domain.id");
-  tw_set(b, "mapping_project_domain_name", "project.domain.name");
-  tw_set(b, "mapping_user_domain_id", "user_domain.id");
-  tw_set(b, "mapping_user_domain_name", "user_domain.name");
-  tw_set(b, "mapping_roles", "roles");
+  tw_set_mapping(b);
 }
 
 static inline int tw_report(const char *name) {

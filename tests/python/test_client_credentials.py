@@ -250,3 +250,85 @@ def test_from_config_reads_an_oslo_group(auth_server: oidc_as.AuthServer) -> Non
         conf.set_override(k, v, group="ext_oauth2_auth")
     creds = ClientCredentials.from_config(conf.ext_oauth2_auth)
     assert creds.get_token()
+
+
+# ------------------------------------------------------------------ outbound DPoP (issue 11)
+
+
+def dpop_key_file(tmp_path: Path, alg: str) -> tuple[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+
+    key = oidc_as.new_private_key(alg)
+    path = tmp_path / f"dpop-{alg}.pem"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.write_bytes(pem)
+    return str(path), key
+
+
+@pytest.fixture(scope="module")
+def nonce_as(pki: Path) -> Iterator[oidc_as.AuthServer]:
+    """A second AS that wants a DPoP nonce with every proof (RFC 9449 §8)."""
+    with oidc_as.start_as(pki, dpop_nonce=True) as server:
+        yield server
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_a_dpop_key_gets_bound_tokens_and_signs_each_request(
+    nonce_as: oidc_as.AuthServer, tmp_path: Path, alg: str
+) -> None:
+    import jwt_tools
+
+    path, key = dpop_key_file(tmp_path, alg)
+    creds = fresh(nonce_as, "svc-post", scope="api:read", dpop_key_file=path)
+    url = "https://api.example:9890/v1/vnflcm/v2/vnf_instances"
+    value, proof = creds.authorization("POST", url + "?limit=5")
+    scheme, token = value.split(" ", 1)
+    assert scheme == "DPoP" and proof is not None
+    answer = oidc_as.introspect(nonce_as, token)
+    assert answer["token_type"] == "DPoP"
+    assert answer["cnf"]["jkt"] == jwt_tools.jwk_thumbprint(jwt_tools.public_jwk(key))
+    # The filter (dpop = required) accepts the token with the client's proof for that request.
+    app = ExternalAuth2Protocol(echo_app, {**introspection_options(nonce_as, "svc-post"), "dpop": "required"})
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "/v1",
+        "PATH_INFO": "/vnflcm/v2/vnf_instances",
+        "HTTP_HOST": "api.example:9890",
+        "wsgi.url_scheme": "https",
+    }
+    status, _, body = call(app, {"Authorization": value, "DPoP": proof}, **environ)
+    assert status == "200 OK", body
+    # Each request gets its own proof; the same proof twice is a replay.
+    second, again = creds.authorization("POST", url)
+    assert second == value and again != proof
+    status, headers, _ = call(app, {"Authorization": value, "DPoP": proof}, **environ)
+    assert status == "401 Unauthorized" and 'error="invalid_dpop_proof"' in headers["WWW-Authenticate"]
+
+
+def test_requests_auth_sends_dpop_with_a_fresh_proof(nonce_as: oidc_as.AuthServer, tmp_path: Path) -> None:
+    import requests
+
+    path, _ = dpop_key_file(tmp_path, "ES256")
+    app = ExternalAuth2Protocol(
+        echo_app, {**introspection_options(nonce_as, "svc-post"), "dpop": "allowed", "token_cache_time": "0"}
+    )
+    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        auth = BearerAuth(fresh(nonce_as, "svc-post", scope="api:write", dpop_key_file=path))
+        url = f"http://127.0.0.1:{server.server_port}/v1/things?x=1"
+        for _ in range(3):
+            r = requests.get(url, auth=auth, timeout=10)
+            assert r.status_code == 200, r.text
+            assert r.request.headers["Authorization"].startswith("DPoP ")
+    finally:
+        server.shutdown()
+
+
+def test_a_bad_dpop_key_file_is_a_start_up_error(auth_server: oidc_as.AuthServer, tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("hello")
+    with pytest.raises(ConfigurationError) as e:
+        fresh(auth_server, "svc-post", dpop_key_file=str(bad))
+    assert e.value.option == "dpop_key_file"

@@ -7,6 +7,8 @@
 * :func:`mint`: a compact JWS signed with a ``cryptography`` key, plus
   :func:`alg_none`, :func:`hs256` and :func:`compact` for attack tokens.
 * :func:`keycloak_claims`: a Keycloak-shaped access-token payload.
+* :func:`public_jwk`, :func:`jwk_thumbprint` (RFC 7638) and :func:`dpop_proof`
+  (RFC 9449 proofs for token and resource requests, any member overridable).
 
 Only the standard library and ``cryptography`` are used.
 """
@@ -222,6 +224,91 @@ def alg_none(claims: dict[str, Any], header: dict[str, Any] | None = None) -> st
 def hs256(claims: dict[str, Any], secret: bytes, header: dict[str, Any] | None = None) -> str:
     """HS256 token keyed with ``secret`` (e.g. the victim's public key PEM)."""
     return mint(_with_alg("HS256", header), claims, secret)
+
+
+# ------------------------------------------------------------------ DPoP
+
+
+def _uint(n: int, size: int | None = None) -> str:
+    return b64url(n.to_bytes(size or max(1, (n.bit_length() + 7) // 8), "big"))
+
+
+def public_jwk(key: Any) -> dict[str, str]:
+    """The public JWK (required members only) of a ``cryptography`` RSA, EC or Ed25519 key."""
+    if hasattr(key, "public_key"):
+        key = key.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        n = key.public_numbers()
+        return {"kty": "RSA", "n": _uint(n.n), "e": _uint(n.e)}
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        size = (key.curve.key_size + 7) // 8
+        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
+        n = key.public_numbers()
+        return {"kty": "EC", "crv": crv, "x": _uint(n.x, size), "y": _uint(n.y, size)}
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        from cryptography.hazmat.primitives import serialization
+
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+    raise TypeError(f"unsupported key type {type(key).__name__}")
+
+
+_THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint (what ``cnf.jkt`` holds)."""
+    members = {m: jwk[m] for m in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+    return b64url(hashlib.sha256(_json(members)).digest())
+
+
+def token_hash(token: str) -> str:
+    """``ath``: base64url SHA-256 of the access token."""
+    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+
+
+def dpop_proof(
+    key: Any,
+    htm: str,
+    htu: str,
+    *,
+    token: str | None = None,
+    alg: str | None = None,
+    nonce: str | None = None,
+    iat: float | None = None,
+    jti: str | None = None,
+    header: dict[str, Any] | None = None,
+    claims: dict[str, Any] | None = None,
+    signing_key: Any = None,
+) -> str:
+    """A DPoP proof JWT by ``key`` for ``htm`` ``htu`` (``ath`` when ``token`` is given).
+
+    ``alg`` defaults to ES256 for EC keys, RS256 for RSA, EdDSA for Ed25519. ``header``
+    and ``claims`` override or add members (a value of None removes one);
+    ``signing_key`` signs with another key than the one in ``jwk`` (HS*: bytes).
+    """
+    if alg is None:
+        alg = {"EC": "ES256", "RSA": "RS256", "OKP": "EdDSA"}[public_jwk(key)["kty"]]
+    head: dict[str, Any] = {"typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(key)}
+    body: dict[str, Any] = {
+        "htm": htm,
+        "htu": htu,
+        "iat": int(time.time()) if iat is None else iat,
+        "jti": jti or str(uuid.uuid4()),
+    }
+    if token is not None:
+        body["ath"] = token_hash(token)
+    if nonce is not None:
+        body["nonce"] = nonce
+    for base, edits in ((head, header), (body, claims)):
+        for k, v in (edits or {}).items():
+            if v is None:
+                base.pop(k, None)
+            else:
+                base[k] = v
+    if head.get("alg") == "none":
+        return compact(_json(head), _json(body), b"")
+    return mint(head, body, key if signing_key is None else signing_key)
 
 
 # ---------------------------------------------------------------- claims

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import jwt_tools
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -257,6 +258,8 @@ def start_as(
     *,
     signing_keys: str | os.PathLike[str] | None = None,
     jwt_alg: str = "RS256",
+    dpop_nonce: bool = False,
+    store: str | os.PathLike[str] | None = None,
     verbose: bool = False,
     timeout: float = 30.0,
 ) -> AuthServer:
@@ -267,6 +270,10 @@ def start_as(
     ``http_port=None`` means no plain-HTTP listener. ``signing_keys`` is a
     file from :func:`make_signing_keys` (default: one fresh RSA key, kid
     ``as-rs256``); JWT access tokens are signed with its first ``jwt_alg`` key.
+    ``dpop_nonce`` makes the token endpoint require a DPoP nonce with every proof.
+    ``store`` is a journal file that keeps issued and revoked tokens across a
+    restart (``start_as(pki, port=old.port, store=same_file)``); without it
+    a restarted AS knows none of the old tokens.
     """
     pki = Path(pki_dir).resolve()
     if not (pki / "done").exists():
@@ -292,8 +299,12 @@ def start_as(
     ]
     if signing_keys is not None:
         cmd += ["--signing-keys", str(Path(signing_keys).resolve())]
+    if store is not None:
+        cmd += ["--store", str(Path(store).resolve())]
     if http_port is not None:
         cmd += ["--http-port", str(http_port)]
+    if dpop_nonce:
+        cmd.append("--dpop-nonce")
     if verbose:
         cmd.append("--verbose")
 
@@ -407,24 +418,48 @@ def token_response(
     scope: str | None = None,
     cert: tuple[str, str] | None = None,
     resource: str | None = None,
+    dpop_key: Any = None,
+    dpop_alg: str | None = None,
 ) -> requests.Response:
-    """POST a client_credentials request; return the raw response."""
-    headers, data, auth_cert = client_auth(server, client_id)
-    data = {"grant_type": "client_credentials", **data}
-    if scope is not None:
-        data["scope"] = scope
-    if resource is not None:
-        data["resource"] = resource
-    if cert is None and auth_cert is None and CLIENTS[client_id]["bound"]:
+    """POST a client_credentials request; return the raw response.
+
+    ``dpop_key`` (a ``cryptography`` private key) sends a DPoP proof by that key, for a
+    DPoP-bound token; when the AS asks for a nonce (400 ``use_dpop_nonce`` with a
+    ``DPoP-Nonce`` header) the request is sent once more with a fresh proof carrying it.
+    """
+    if cert is None and CLIENTS[client_id]["auth"] != "tls_client_auth" and CLIENTS[client_id]["bound"]:
         cert = CLIENTS[client_id].get("cert")
-    return requests.post(
-        server.token_endpoint,
-        data=data,
-        headers=headers,
-        cert=_cert_paths(server, cert) or auth_cert,
-        verify=server.ca_file,
-        timeout=30,
-    )
+    nonce = None
+    for _ in range(2):
+        # Client assertions are single-use: authenticate afresh on the retry.
+        headers, data, auth_cert = client_auth(server, client_id)
+        data = {"grant_type": "client_credentials", **data}
+        if scope is not None:
+            data["scope"] = scope
+        if resource is not None:
+            data["resource"] = resource
+        if dpop_key is not None:
+            headers["DPoP"] = jwt_tools.dpop_proof(dpop_key, "POST", server.token_endpoint, alg=dpop_alg, nonce=nonce)
+        r = requests.post(
+            server.token_endpoint,
+            data=data,
+            headers=headers,
+            cert=_cert_paths(server, cert) or auth_cert,
+            verify=server.ca_file,
+            timeout=30,
+        )
+        asked = r.status_code == 400 and r.headers.get("DPoP-Nonce") and _error(r) == "use_dpop_nonce"
+        if dpop_key is None or nonce is not None or not asked:
+            return r
+        nonce = r.headers["DPoP-Nonce"]
+    return r
+
+
+def _error(r: requests.Response) -> str | None:
+    try:
+        return r.json().get("error")
+    except ValueError:
+        return None
 
 
 def obtain_token(
@@ -433,6 +468,8 @@ def obtain_token(
     scope: str | None = None,
     cert: tuple[str, str] | None = None,
     resource: str | None = None,
+    dpop_key: Any = None,
+    dpop_alg: str | None = None,
 ) -> str:
     """Client-credentials grant for ``client_id``; returns the access token.
 
@@ -440,12 +477,16 @@ def obtain_token(
     presents a client certificate on the token request (e.g. for svc-bound;
     certificate-bound clients default to their CLIENTS["cert"]).
     ``resource=server.jwt_resource`` gets an RFC 9068 JWT instead of an
-    opaque token.
+    opaque token. ``dpop_key`` gets a DPoP-bound token (see :func:`token_response`).
     """
-    r = token_response(server, client_id, scope=scope, cert=cert, resource=resource)
+    r = token_response(
+        server, client_id, scope=scope, cert=cert, resource=resource, dpop_key=dpop_key, dpop_alg=dpop_alg
+    )
     if r.status_code != 200:
         raise RuntimeError(f"token request for {client_id} failed: {r.status_code} {r.text}")
     body = r.json()
+    if body["token_type"] != ("DPoP" if dpop_key is not None else "Bearer"):
+        raise RuntimeError(f"token request for {client_id}: unexpected token_type {body['token_type']}")
     return body["access_token"]
 
 

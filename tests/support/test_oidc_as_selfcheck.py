@@ -469,6 +469,111 @@ def test_jwt_alg_without_key_fails(pki):
         start_as(pki, jwt_alg="ES256")
 
 
+# ------------------------------------------------------------ DPoP (RFC 9449)
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "PS256", "EdDSA"])
+def test_dpop_bound_token(server, alg):
+    key = oidc_as.new_private_key(alg)
+    r = token_response(server, "svc-post", scope="api", dpop_key=key, dpop_alg=alg)
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"] == "DPoP"
+    info = introspect(server, r.json()["access_token"])
+    assert info["active"] is True and info["token_type"] == "DPoP"
+    assert info["cnf"] == {"jkt": jwt_tools.jwk_thumbprint(jwt_tools.public_jwk(key))}
+    # The same client without a proof still gets a bearer token.
+    assert introspect(server, obtain_token(server, "svc-post"))["token_type"] == "Bearer"
+
+
+def test_dpop_jwt_access_token_and_not_both_bindings(server):
+    key = oidc_as.new_private_key("ES256")
+    jkt = jwt_tools.jwk_thumbprint(jwt_tools.public_jwk(key))
+    token = obtain_token(server, "svc-admin", resource=server.jwt_resource, dpop_key=key)
+    assert _verify_at(server, token)[1]["cnf"] == {"jkt": jkt}
+    # 8.x refuses a proof for a client with certificate-bound tokens.
+    r = token_response(server, "svc-bound", dpop_key=key)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+
+
+def test_dpop_proofs_the_as_refuses(server):
+    key = oidc_as.new_private_key("ES256")
+    secret = CLIENTS["svc-post"]["secret"]
+
+    def post(proof):
+        return requests.post(
+            server.token_endpoint,
+            data={"grant_type": "client_credentials", "client_id": "svc-post", "client_secret": secret},
+            headers={"DPoP": proof},
+            verify=server.ca_file,
+            timeout=10,
+        )
+
+    endpoint = server.token_endpoint
+    for proof in [
+        jwt_tools.dpop_proof(key, "POST", server.issuer + "/elsewhere"),
+        jwt_tools.dpop_proof(key, "GET", endpoint),
+        jwt_tools.dpop_proof(key, "POST", endpoint, header={"typ": "JWT"}),
+        jwt_tools.dpop_proof(key, "POST", endpoint, alg="HS256", signing_key=b"k" * 32),
+        jwt_tools.dpop_proof(key, "POST", endpoint, signing_key=oidc_as.new_private_key("ES256")),
+        jwt_tools.dpop_proof(key, "POST", endpoint, iat=time.time() - 3600),
+    ]:
+        r = post(proof)
+        assert r.status_code == 400 and r.json()["error"] in ("invalid_dpop_proof", "use_dpop_nonce"), r.text
+    proof = jwt_tools.dpop_proof(key, "POST", endpoint)
+    assert post(proof).status_code == 200
+    r = post(proof)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text  # replayed jti
+
+
+def test_dpop_nonce_is_fetched_and_retried(pki):
+    with start_as(pki, dpop_nonce=True) as s:
+        assert s.info["dpop_nonce"] is True
+        key = oidc_as.new_private_key("ES256")
+        r = requests.post(
+            s.token_endpoint,
+            data={"grant_type": "client_credentials"},
+            headers={
+                "Authorization": oidc_as.basic_auth_header("svc-admin", CLIENTS["svc-admin"]["secret"]),
+                "DPoP": jwt_tools.dpop_proof(key, "POST", s.token_endpoint),
+            },
+            verify=s.ca_file,
+            timeout=10,
+        )
+        assert r.status_code == 400 and r.json()["error"] == "use_dpop_nonce" and r.headers["DPoP-Nonce"]
+        # private_key_jwt: the retry needs a fresh client assertion too.
+        for client_id in ("svc-admin", "svc-private-jwt"):
+            token = obtain_token(s, client_id, dpop_key=key)
+            assert introspect(s, token)["cnf"]["jkt"] == jwt_tools.jwk_thumbprint(jwt_tools.public_jwk(key))
+        assert introspect(s, obtain_token(s, "svc-admin"))["token_type"] == "Bearer"
+
+
+def test_dpop_proof_builder():
+    # RFC 7638 §3.1 example key.
+    n = (
+        "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiF"
+        "V4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c"
+        "7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF"
+        "44-csFCur-kEgU8awapJzKnqDKgw"
+    )
+    vector = {"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"}
+    assert jwt_tools.jwk_thumbprint(vector) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    for alg in ("ES256", "RS256", "EdDSA"):
+        key = oidc_as.new_private_key(alg)
+        proof = jwt_tools.dpop_proof(key, "GET", "https://api.example/v1", token="tok", jti="j1", iat=1000)
+        header = jwt.get_unverified_header(proof)
+        assert header == {"typ": "dpop+jwt", "alg": alg, "jwk": jwt_tools.public_jwk(key)}
+        assert not {"d", "p", "q"} & set(header["jwk"])
+        claims = jwt.decode(proof, jwt.PyJWK(header["jwk"], alg).key, algorithms=[alg])
+        assert claims == {
+            "htm": "GET",
+            "htu": "https://api.example/v1",
+            "iat": 1000,
+            "jti": "j1",
+            "ath": jwt_tools.token_hash("tok"),
+        }
+    edited = jwt_tools.dpop_proof(key, "GET", "u", header={"typ": None, "x": 1}, claims={"jti": None})
+    assert "typ" not in jwt.get_unverified_header(edited) and jwt.get_unverified_header(edited)["x"] == 1
+    assert jwt_tools.dpop_proof(key, "GET", "u", header={"alg": "none"}).endswith(".")
+
+
 # ----------------------------------------------------------------- jwt_tools
 def _cross_keys():
     return {alg: oidc_as.new_private_key(alg) for alg in ["RS256", "PS256", "ES256", "ES384", "EdDSA"]}
@@ -560,3 +665,20 @@ def test_recording_server():
         assert not rs.hit
         assert requests.get(rs.url("/keys.json"), timeout=5).json() == {"keys": []}
         assert rs.hit and rs.requests == [("GET", "/keys.json")]
+
+
+def test_store_keeps_tokens_across_a_kill(pki, tmp_path):
+    store = tmp_path / "store.jsonl"
+    s1 = start_as(pki, store=store)
+    kept = obtain_token(s1, "svc-basic")
+    gone = obtain_token(s1, "svc-post")
+    revoke(s1, gone)
+    s1.process.kill()  # no clean shutdown: the journal is all there is
+    s1.stop()
+    with start_as(pki, port=s1.port, store=store) as s2:
+        assert s2.issuer == s1.issuer
+        info = introspect(s2, kept)
+        assert info["active"] and info["client_id"] == "svc-basic"
+        assert not introspect(s2, gone)["active"]
+    with start_as(pki) as s3:  # no store: a new AS knows nothing
+        assert not introspect(s3, kept)["active"]

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::ffi::c_char;
 use std::sync::{Mutex, PoisonError};
 
-use tokenward::headers::is_identity_header;
 use tokenward::{Authenticator, Metrics};
 
 use crate::ffi::{self, Castable, OwnershipArc};
@@ -121,15 +120,9 @@ pub extern "C" fn tokenward_authenticate(
         if out.is_null() {
             return tokenward_result::NullParameter;
         }
-        let mut strip = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let Some(bytes) = ffi::try_bytes(name.data.cast(), name.len) else {
-                return tokenward_result::NullParameter;
-            };
-            if std::str::from_utf8(bytes).is_ok_and(is_identity_header) {
-                strip.push(i);
-            }
-        }
+        let Some(strip) = crate::request::strip_list(names) else {
+            return tokenward_result::NullParameter;
+        };
         // An absent and an empty header both read as "no token" in the core.
         let authorization = (!authorization.is_empty()).then(|| String::from_utf8_lossy(authorization));
         let header = authorization.as_ref().map(Cow::as_ref);
@@ -177,6 +170,22 @@ pub struct tokenward_metrics {
     pub shared_hits: u64,
     /// Shared-tier operations that failed (down, slow, forged entries).
     pub shared_errors: u64,
+    /// JWTs whose signature verified locally (`validation = jwt`, `jwt_or_introspection`).
+    pub jwt_verifications: u64,
+    /// JWTs refused locally (header, key, signature or claims).
+    pub jwt_refusals: u64,
+    /// Key-set fetch attempts (AS metadata and JWK Set).
+    pub jwks_fetches: u64,
+    /// Key-set fetch attempts that failed.
+    pub jwks_fetch_errors: u64,
+    /// Key-set fetches caused by a token with an unknown `kid`.
+    pub jwks_unknown_kid_refetches: u64,
+    /// Misses answered 503 at once while the circuit breaker was open.
+    pub breaker_rejections: u64,
+    /// Active verdicts served past their lifetime while the AS could not answer.
+    pub stale_served: u64,
+    /// 1 while the circuit breaker toward the AS is open or half-open (a gauge).
+    pub breaker_open: u64,
 }
 
 impl tokenward_metrics {
@@ -184,7 +193,7 @@ impl tokenward_metrics {
     const FIRST_COUNTER: usize = std::mem::offset_of!(tokenward_metrics, cache_hits);
 
     /// The counters of `m` in this struct's field order (append new ones at the end).
-    fn counters(m: &Metrics) -> [u64; 10] {
+    fn counters(m: &Metrics) -> [u64; 18] {
         [
             m.cache_hits,
             m.cache_negative_hits,
@@ -196,6 +205,14 @@ impl tokenward_metrics {
             m.cache_evictions,
             m.shared_hits,
             m.shared_errors,
+            m.jwt_verifications,
+            m.jwt_refusals,
+            m.jwks_fetches,
+            m.jwks_fetch_errors,
+            m.jwks_unknown_kid_refetches,
+            m.breaker_rejections,
+            m.stale_served,
+            m.breaker_open,
         ]
     }
 }
@@ -236,7 +253,9 @@ pub extern "C" fn tokenward_authenticator_metrics(
 /// Reads one counter by name into `*out`: any name `tokenward_authenticator_metrics_list`
 /// lists (`cache_hits`, `cache_negative_hits`, `cache_misses`, `coalesced_waits`,
 /// `introspections`, `as_errors`, `cache_entries`, `cache_evictions`, `shared_hits`,
-/// `shared_errors`, and the counters later versions add). Returns
+/// `shared_errors`, `jwt_verifications`, `jwt_refusals`, `jwks_fetches`, `jwks_fetch_errors`,
+/// `jwks_unknown_kid_refetches`, `breaker_rejections`, `stale_served`, `breaker_open`, and
+/// the counters later versions add). Returns
 /// `TOKENWARD_RESULT_INVALID_ARGUMENT` for a name this library does not have.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticator_metric(
@@ -370,7 +389,14 @@ mod tests {
             cache_evictions: 8,
             shared_hits: 9,
             shared_errors: 10,
-            ..Metrics::default()
+            jwt_verifications: 11,
+            jwt_refusals: 12,
+            jwks_fetches: 13,
+            jwks_fetch_errors: 14,
+            jwks_unknown_kid_refetches: 15,
+            breaker_rejections: 16,
+            stale_served: 17,
+            breaker_open: 1,
         };
         let size = std::mem::size_of::<tokenward_metrics>();
         let mut out = tokenward_metrics {
@@ -398,7 +424,20 @@ mod tests {
             cache_evictions: m.cache_evictions,
             shared_hits: m.shared_hits,
             shared_errors: m.shared_errors,
+            jwt_verifications: m.jwt_verifications,
+            jwt_refusals: m.jwt_refusals,
+            jwks_fetches: m.jwks_fetches,
+            jwks_fetch_errors: m.jwks_fetch_errors,
+            jwks_unknown_kid_refetches: m.jwks_unknown_kid_refetches,
+            breaker_rejections: m.breaker_rejections,
+            stale_served: m.stale_served,
+            breaker_open: m.breaker_open,
         };
         assert_eq!(out, want);
+        // The struct's order is the core's `pairs()` order (what the names list shows).
+        let pairs = m.pairs();
+        for (i, value) in counters.iter().enumerate() {
+            assert_eq!(*value, pairs[i].1, "counter {i} is {}", pairs[i].0);
+        }
     }
 }

@@ -135,6 +135,26 @@ pub(crate) fn read_struct_size<T>(ptr: *const T) -> Option<usize> {
     Some(unsafe { ptr.cast::<usize>().read_unaligned() })
 }
 
+/// The caller's size-prefixed `#[repr(C)]` struct at `ptr` (its first field a `size_t`
+/// giving its size), read as far as that size and this library's version of `T` both reach,
+/// in whole machine words; the fields past it keep their value in `value`. `None` for NULL.
+///
+/// Only for structs made of pointers and `size_t`s, so any word the caller wrote is a valid
+/// value and no field is read in part.
+pub(crate) fn read_struct_within<T: Copy>(ptr: *const T, mut value: T) -> Option<T> {
+    let size = read_struct_size(ptr)?;
+    let word = std::mem::size_of::<usize>();
+    let n = size.min(std::mem::size_of::<T>()) / word * word;
+    // SAFETY: `ptr` is non-NULL and points to the caller's struct of `size` initialised bytes
+    // (header contract); we copy `n <= size` bytes into our own `value`, which is at least
+    // `n` bytes long; the two never overlap. `T` holds only pointers and `usize`s, copied
+    // whole, so the result is a valid `T`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&raw mut value).cast::<u8>(), n);
+    }
+    Some(value)
+}
+
 /// Writes as many of `values` as fit, as consecutive `u64`s starting `offset` bytes into the
 /// caller's struct at `out`, which is `struct_size` bytes long by the caller's word. Never
 /// writes past `struct_size` nor past `size_of::<T>()`; returns how many values it wrote.

@@ -29,6 +29,7 @@ pub mod builder;
 pub(crate) mod ffi;
 pub mod log;
 pub(crate) mod panic;
+pub mod request;
 pub mod result;
 pub mod token_client;
 pub mod verdict;

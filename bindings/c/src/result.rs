@@ -62,6 +62,14 @@ pub enum tokenward_result {
     DenyCertificateMismatch = 310,
     /// The identity claims do not map to the identity headers (403).
     DenyUnmappableClaims = 311,
+    /// A JWT refused before its claims: header, unknown key or signature (401;
+    /// `validation = jwt`, `jwt_or_introspection`).
+    DenyInvalidJwt = 312,
+    /// The DPoP proof is missing or wrong (401, `WWW-Authenticate: DPoP
+    /// error="invalid_dpop_proof"`).
+    DenyInvalidDpopProof = 313,
+    /// The token does not fit its scheme or the proof's key (401, `error="invalid_token"`).
+    DenyDpopBinding = 314,
     /// A deny reason newer than this library's table (see the reason string).
     DenyOther = 399,
     // 4xx: authorization server
@@ -105,6 +113,9 @@ impl tokenward_result {
             DenyCertificateRequired => "denied: client certificate required",
             DenyCertificateMismatch => "denied: certificate mismatch",
             DenyUnmappableClaims => "denied: unmappable claims",
+            DenyInvalidJwt => "denied: JWT refused (header, key or signature)",
+            DenyInvalidDpopProof => "denied: invalid DPoP proof",
+            DenyDpopBinding => "denied: token not usable with this scheme or proof key",
             DenyOther => "denied",
             DenyAsUnavailable => "denied: authorization server unavailable",
             TokenCredentialsRejected => "token request: the client credentials were rejected",
@@ -138,6 +149,9 @@ impl tokenward_result {
             DenyCertificateRequired,
             DenyCertificateMismatch,
             DenyUnmappableClaims,
+            DenyInvalidJwt,
+            DenyInvalidDpopProof,
+            DenyDpopBinding,
             DenyOther,
             DenyAsUnavailable,
             TokenCredentialsRejected,
@@ -167,6 +181,9 @@ impl tokenward_result {
             "certificate_required" => DenyCertificateRequired,
             "certificate_mismatch" => DenyCertificateMismatch,
             "unmappable_claims" => DenyUnmappableClaims,
+            "invalid_jwt" => DenyInvalidJwt,
+            "invalid_dpop_proof" => DenyInvalidDpopProof,
+            "dpop_binding" => DenyDpopBinding,
             "as_unavailable" => DenyAsUnavailable,
             _ => DenyOther,
         }
@@ -225,6 +242,9 @@ mod tests {
             (tokenward_result::ConfigInvalid, 200),
             (tokenward_result::DenyMissingToken, 300),
             (tokenward_result::DenyUnmappableClaims, 311),
+            (tokenward_result::DenyInvalidJwt, 312),
+            (tokenward_result::DenyInvalidDpopProof, 313),
+            (tokenward_result::DenyDpopBinding, 314),
             (tokenward_result::DenyOther, 399),
             (tokenward_result::DenyAsUnavailable, 400),
             (tokenward_result::TokenCredentialsRejected, 450),

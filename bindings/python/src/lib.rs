@@ -130,6 +130,18 @@ impl PythonLogger {
         }
         self.refresh_threshold(py);
     }
+
+    /// [`PythonLogger::flush`] when a line is queued (a lock and a length check otherwise).
+    fn flush_pending(&self, py: Python<'_>) {
+        let queued = !self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        if queued {
+            self.flush(py);
+        }
+    }
 }
 
 impl LogSink for PythonLogger {
@@ -389,10 +401,28 @@ impl Authenticator {
         self.strip.clone_ref(py)
     }
 
-    /// Whether `thumbprint_verify` is on (the door then reads the client certificate).
+    /// Whether the door must read the TLS client certificate (`SSL_CLIENT_CERT`, the socket):
+    /// `thumbprint_verify` is true or auto and no `client_cert_header` is configured.
     #[getter]
     fn thumbprint_verify(&self) -> bool {
-        self.inner.config().policy.thumbprint_verify
+        let config = self.inner.config();
+        config.policy.binding.reads_certificate() && config.proxy_certs.is_none()
+    }
+
+    /// `dpop_public_url` (the external scheme://host[:port]), or None.
+    #[getter]
+    fn dpop_public_url(&self) -> Option<String> {
+        self.inner.config().dpop.public_url.clone()
+    }
+
+    /// The environ key of `client_cert_header` (popped from every request), or None.
+    #[getter]
+    fn cert_header_key(&self) -> Option<String> {
+        self.inner
+            .config()
+            .proxy_certs
+            .as_ref()
+            .map(|p| p.wsgi_key())
     }
 
     /// The `WWW-Authenticate` value of a 401.
@@ -402,36 +432,68 @@ impl Authenticator {
     }
 
     /// A verdict from the header and cache alone (no I/O), or None when the AS must be asked.
-    #[pyo3(signature = (authorization, client_cert=None))]
+    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None, method=None, url=None, dpop_proof=None))]
+    #[allow(clippy::too_many_arguments)]
     fn lookup(
         &self,
         py: Python<'_>,
         authorization: Option<&str>,
         client_cert: Option<&Bound<'_, PyAny>>,
+        peer: Option<&str>,
+        forwarded_cert: Option<&str>,
+        method: Option<&str>,
+        url: Option<&str>,
+        dpop_proof: Option<&str>,
     ) -> PyResult<Option<Outcome>> {
         let cert = cert_bytes(client_cert)?;
         let verdict = catch_unwind(AssertUnwindSafe(|| {
-            self.inner.lookup(authorization, cert.as_deref())
+            self.inner.lookup_request(&tokenward::Request {
+                authorization,
+                client_cert: cert.as_deref(),
+                peer,
+                forwarded_cert,
+                method,
+                url,
+                dpop_proof,
+            })
         }))
         .map_err(|_| internal_error())?;
+        // A check without I/O may still log (an untrusted proxy's header): hand it over here.
+        if let Some(logger) = &self.logger {
+            logger.flush_pending(py);
+        }
         verdict.map(|v| self.outcome(py, v)).transpose()
     }
 
     /// The whole check; blocks on the AS with the GIL released. Under eventlet call it through
     /// `eventlet.tpool`.
-    #[pyo3(signature = (authorization, client_cert=None))]
+    #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None, method=None, url=None, dpop_proof=None))]
+    #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &self,
         py: Python<'_>,
         authorization: Option<String>,
         client_cert: Option<&Bound<'_, PyAny>>,
+        peer: Option<String>,
+        forwarded_cert: Option<String>,
+        method: Option<String>,
+        url: Option<String>,
+        dpop_proof: Option<String>,
     ) -> PyResult<Outcome> {
         let cert = cert_bytes(client_cert)?;
         let inner = Arc::clone(&self.inner);
         let verdict = py
             .detach(move || {
                 catch_unwind(AssertUnwindSafe(|| {
-                    inner.authenticate(authorization.as_deref(), cert.as_deref())
+                    inner.check(&tokenward::Request {
+                        authorization: authorization.as_deref(),
+                        client_cert: cert.as_deref(),
+                        peer: peer.as_deref(),
+                        forwarded_cert: forwarded_cert.as_deref(),
+                        method: method.as_deref(),
+                        url: url.as_deref(),
+                        dpop_proof: dpop_proof.as_deref(),
+                    })
                 }))
             })
             .map_err(|_| internal_error())?;
@@ -534,6 +596,37 @@ impl TokenClient {
             Ok(Err(e)) => Err(token_error(py, &e)),
             Err(_) => Err(internal_error()),
         }
+    }
+
+    /// `(Authorization value, DPoP proof or None)` for a request to `method url`: the scheme
+    /// follows the token (`DPoP` for a DPoP-bound one, with a fresh proof). With `fetch`
+    /// false, None when no token is cached (no I/O); with `fetch` true the token may be
+    /// fetched with the GIL released (under eventlet call it through `eventlet.tpool`).
+    fn authorization(
+        &self,
+        py: Python<'_>,
+        method: String,
+        url: String,
+        fetch: bool,
+    ) -> PyResult<Option<(String, Option<String>)>> {
+        let inner = Arc::clone(&self.inner);
+        let cached = inner.cached();
+        let token = match (cached, fetch) {
+            (Some(token), _) => token,
+            (None, false) => return Ok(None),
+            (None, true) => match py.detach(|| catch_unwind(AssertUnwindSafe(|| inner.token()))) {
+                Ok(Ok(token)) => token,
+                Ok(Err(e)) => return Err(token_error(py, &e)),
+                Err(_) => return Err(internal_error()),
+            },
+        };
+        let proof = catch_unwind(AssertUnwindSafe(|| inner.proof(&method, &url, &token)))
+            .map_err(|_| internal_error())?
+            .map_err(|e| token_error(py, &e))?;
+        Ok(Some((
+            format!("{} {}", token.scheme(), token.secret()),
+            proof.map(|p| p.expose().to_owned()),
+        )))
     }
 
     /// Drops the cached token.
