@@ -680,7 +680,7 @@ impl Authenticator {
             cache_entries: self.cache.len() as u64,
             cache_evictions: self.cache.evictions(),
             shared_hits: self.shared.as_ref().map_or(0, |t| t.hits.load(Relaxed)),
-            shared_errors: self.shared.as_ref().map_or(0, |t| t.errors.load(Relaxed)),
+            shared_errors: self.shared.as_ref().map_or(0, SharedTier::error_count),
             jwt_verifications: c.jwt_verifications.load(Relaxed),
             jwt_refusals: c.jwt_refusals.load(Relaxed),
             jwks_fetches: key_counter(|k| &k.fetches),

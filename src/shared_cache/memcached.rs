@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub struct MemcachedStore {
     health: Vec<ServerHealth>,
     dead_retry: Duration,
     clock: Arc<dyn Clock>,
+    failovers: AtomicU64,
 }
 
 impl MemcachedStore {
@@ -54,13 +56,12 @@ impl MemcachedStore {
                 .collect(),
             dead_retry: config.dead_retry,
             clock,
+            failovers: AtomicU64::new(0),
         }
     }
 
-    /// The server that serves `key` now: the first available one in the key's rendezvous
-    /// order. `None` while every server is left alone.
-    fn owner(&self, key: &str) -> Option<usize> {
-        let now = self.clock.monotonic();
+    /// Every server by falling rendezvous weight for `key`: the order it tries them in.
+    fn order(&self, key: &str) -> Vec<usize> {
         let mut order: Vec<(u64, usize)> = self
             .servers
             .iter()
@@ -68,66 +69,125 @@ impl MemcachedStore {
             .map(|(i, server)| (rendezvous_weight(server, key), i))
             .collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
-        order
-            .into_iter()
-            .map(|(_, i)| i)
-            .find(|&i| self.health[i].is_available(now))
+        order.into_iter().map(|(_, i)| i).collect()
     }
 
-    /// Runs one exchange on a pooled connection to the server that owns `key`; a failure
-    /// leaves that server alone for `memcache_pool_dead_retry`.
+    /// Runs one exchange for `key` on the first available server in its rendezvous order.
+    /// A server that fails is left alone for `memcache_pool_dead_retry`; when it failed fast
+    /// (refused, reset, closed) the key's next server is tried at once, so a crashed owner
+    /// costs no miss. A timed-out server is not followed by another wait.
     fn exchange<T>(
         &self,
         key: &str,
         request: &[u8],
-        read: impl FnOnce(&mut BufReader<TcpStream>) -> std::io::Result<T>,
+        read: impl Fn(&mut BufReader<TcpStream>) -> std::io::Result<T>,
     ) -> Result<T, String> {
-        let Some(index) = self.owner(key) else {
-            return Err("every memcached server is left alone after a failure".into());
-        };
+        let now = self.clock.monotonic();
+        let mut failure = None;
+        for index in self.order(key) {
+            if !self.health[index].is_available(now) {
+                continue;
+            }
+            match self.on_server(index, request, &read) {
+                Ok(value) => {
+                    if failure.is_some() {
+                        self.failovers.fetch_add(1, Relaxed);
+                    }
+                    return Ok(value);
+                }
+                Err(e) => {
+                    self.idle[index]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clear();
+                    self.health[index].mark_failed(self.clock.monotonic(), self.dead_retry);
+                    let timed_out = e.timed_out;
+                    if failure.replace(e.message).is_some() || timed_out {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(failure
+            .unwrap_or_else(|| "every memcached server is left alone after a failure".into()))
+    }
+
+    /// One exchange with server `index`: on an idle connection if there is one, else (or
+    /// when the idle one turns out closed, as after a server restart) on a new one.
+    fn on_server<T>(
+        &self,
+        index: usize,
+        request: &[u8],
+        read: &impl Fn(&mut BufReader<TcpStream>) -> std::io::Result<T>,
+    ) -> Result<T, Failure> {
+        let server = &self.servers[index];
         let pooled = self.idle[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let mut conn = match pooled {
-            Some(conn) => Ok(conn),
-            None => self.connect(&self.servers[index]),
-        };
-        let result = match &mut conn {
-            Ok(conn) => conn
-                .get_mut()
+        let attempt = |conn: &mut BufReader<TcpStream>| {
+            conn.get_mut()
                 .write_all(request)
                 .and_then(|()| read(conn))
-                .map_err(|e| format!("memcached {}: {e}", self.servers[index])),
-            Err(e) => Err(e.clone()),
+                .map_err(|e| Failure::io(server, &e))
         };
-        match (result, conn) {
-            (Ok(value), Ok(conn)) => {
-                self.idle[index]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .give(conn, self.pool_size);
-                Ok(value)
-            }
-            (Ok(_), Err(e)) | (Err(e), _) => {
-                self.health[index].mark_failed(self.clock.monotonic(), self.dead_retry);
-                Err(e)
+        if let Some(mut conn) = pooled {
+            match attempt(&mut conn) {
+                Ok(value) => {
+                    self.give_back(index, conn);
+                    return Ok(value);
+                }
+                Err(e) if e.timed_out => return Err(e),
+                Err(_) => {}
             }
         }
+        let mut conn = self.connect(server)?;
+        let value = attempt(&mut conn)?;
+        self.give_back(index, conn);
+        Ok(value)
     }
 
-    fn connect(&self, server: &str) -> Result<BufReader<TcpStream>, String> {
-        let fail = |e: std::io::Error| format!("memcached {server}: {e}");
+    fn give_back(&self, index: usize, conn: BufReader<TcpStream>) {
+        self.idle[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give(conn, self.pool_size);
+    }
+
+    fn connect(&self, server: &str) -> Result<BufReader<TcpStream>, Failure> {
+        let fail = |e: std::io::Error| Failure::io(server, &e);
         let addr = server
             .to_socket_addrs()
             .map_err(fail)?
             .next()
-            .ok_or_else(|| format!("memcached {server}: no address"))?;
+            .ok_or_else(|| Failure {
+                message: format!("memcached {server}: no address"),
+                timed_out: false,
+            })?;
         let stream = TcpStream::connect_timeout(&addr, self.timeout).map_err(fail)?;
         stream.set_nodelay(true).map_err(fail)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(fail)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(fail)?;
         Ok(BufReader::new(stream))
+    }
+}
+
+/// Why an exchange with one server failed.
+struct Failure {
+    message: String,
+    /// The server did not answer in time (as opposed to refusing or closing at once).
+    timed_out: bool,
+}
+
+impl Failure {
+    fn io(server: &str, e: &std::io::Error) -> Self {
+        Self {
+            message: format!("memcached {server}: {e}"),
+            timed_out: matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+        }
     }
 }
 
@@ -191,6 +251,10 @@ impl SharedStore for MemcachedStore {
         })
     }
 
+    fn failovers(&self) -> u64 {
+        self.failovers.load(Relaxed)
+    }
+
     fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
         let secs = ttl.as_secs().clamp(1, 30 * 24 * 3600);
         let mut request = format!("set {key} 0 {secs} {}\r\n", value.len()).into_bytes();
@@ -209,7 +273,6 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::shared_cache::Protection;
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
     /// A reader that hands out at most `step` bytes per read, like a socket under load.
     struct Trickle<'a> {
@@ -296,6 +359,7 @@ mod tests {
         connections: Arc<AtomicU64>,
         failing: Arc<std::sync::atomic::AtomicBool>,
         entries: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+        open: Arc<Mutex<Vec<TcpStream>>>,
     }
 
     impl ScriptedMemcached {
@@ -307,21 +371,36 @@ mod tests {
                 connections: Arc::default(),
                 failing: Arc::default(),
                 entries: Arc::default(),
+                open: Arc::default(),
             };
-            let (connections, failing, entries) = (
+            let (connections, failing, entries, open) = (
                 server.connections.clone(),
                 server.failing.clone(),
                 server.entries.clone(),
+                server.open.clone(),
             );
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { return };
                     connections.fetch_add(1, Relaxed);
+                    open.lock().unwrap().push(stream.try_clone().unwrap());
                     let (failing, entries) = (failing.clone(), entries.clone());
-                    std::thread::spawn(move || serve(stream, &failing, &entries));
+                    std::thread::spawn(move || {
+                        let keep = stream.try_clone().unwrap();
+                        serve(stream, &failing, &entries);
+                        // The clone in `open` would keep the socket open.
+                        let _ = keep.shutdown(std::net::Shutdown::Both);
+                    });
                 }
             });
             server
+        }
+
+        /// Closes every connection, as a restart does.
+        fn close_connections(&self) {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 
@@ -399,9 +478,11 @@ mod tests {
         let (b_keys, a_keys): (Vec<&String>, Vec<&String>) = keys
             .iter()
             .partition(|k| b.entries.lock().unwrap().contains_key(*k));
-        // The first request to b fails; from then on b is left alone: its keys miss without
-        // a connection attempt, a's keys keep hitting.
-        assert!(store.get(b_keys[0]).is_err());
+        // The first request to b fails at once (closed) and goes on to the key's next server,
+        // a: a miss there, not an error. From then on b is left alone: its keys go to a
+        // without a connection attempt to b, a's keys keep hitting.
+        assert_eq!(store.get(b_keys[0]).unwrap(), None);
+        assert_eq!(store.failovers(), 1);
         let b_connections = b.connections.load(Relaxed);
         for key in &a_keys {
             assert_eq!(store.get(key).unwrap(), Some(key.as_bytes().to_vec()));
@@ -410,6 +491,16 @@ mod tests {
             assert_eq!(store.get(key).unwrap(), None, "moved to a, not there yet");
         }
         assert_eq!(b.connections.load(Relaxed), b_connections, "b left alone");
+        let on_a = a.entries.lock().unwrap().len();
+        store
+            .set(b_keys[2], b"moved", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            a.entries.lock().unwrap().len(),
+            on_a + 1,
+            "b's key stored on a"
+        );
+        assert_eq!(store.get(b_keys[2]).unwrap(), Some(b"moved".to_vec()));
 
         // After memcache_pool_dead_retry b is tried again, and serves once it is back.
         b.failing.store(false, Relaxed);
@@ -421,6 +512,24 @@ mod tests {
             Some(b_keys[1].as_bytes().to_vec())
         );
         assert!(b.connections.load(Relaxed) > b_connections);
+    }
+
+    #[test]
+    fn idle_connections_closed_by_a_restart_are_replaced_not_a_failure() {
+        let a = ScriptedMemcached::start();
+        let clock = Arc::new(ManualClock::starting_now());
+        let store = fleet(&[&a], clock);
+        store.set("k", b"v", Duration::from_secs(60)).unwrap();
+        assert_eq!(a.connections.load(Relaxed), 1);
+        a.close_connections();
+        assert_eq!(store.get("k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(a.connections.load(Relaxed), 2, "a new connection");
+        assert_eq!(
+            store.get("k").unwrap(),
+            Some(b"v".to_vec()),
+            "a not left alone"
+        );
+        assert_eq!(a.connections.load(Relaxed), 2, "the new one is kept");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! share of the keys, to the next server in each key's order. A server that is down or slow
 //! is a miss, never an error for the user, and that server alone is left alone for
 //! `memcache_pool_dead_retry` seconds (as keystonemiddleware's pool does); the others keep
-//! serving.
+//! serving. An operation whose server fails at once (refused, reset) goes on to the key's
+//! next server; one that timed out does not wait again.
 
 mod config;
 pub mod memcached;
@@ -51,6 +52,10 @@ pub trait SharedStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
     /// Stores `value` for `ttl`.
     fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String>;
+    /// Server failures that an operation rode out on another server (so never an `Err`).
+    fn failovers(&self) -> u64 {
+        0
+    }
 }
 
 /// The shared tier in use.
@@ -109,6 +114,13 @@ impl SharedTier {
 
     fn failed(&self) {
         self.errors.fetch_add(1, Relaxed);
+    }
+
+    /// Failed operations, garbage entries, and server failures ridden out on another server.
+    pub fn error_count(&self) -> u64 {
+        self.errors
+            .load(Relaxed)
+            .saturating_add(self.store.failovers())
     }
 
     /// The introspection answer stored for `token`, if any and intact.

@@ -28,6 +28,13 @@ impl<T> PerProcess<T> {
         self.items.pop()
     }
 
+    /// Drops every idle item (their server failed: they are likely dead too).
+    pub(super) fn clear(&mut self) {
+        if self.pid == std::process::id() {
+            self.items.clear();
+        }
+    }
+
     pub(super) fn give(&mut self, item: T, max: usize) {
         if self.pid == std::process::id() && self.items.len() < max {
             self.items.push(item);

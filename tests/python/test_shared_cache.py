@@ -11,7 +11,16 @@ from typing import Any, Iterator
 
 import oidc_as
 import pytest
-from cache_servers import Server, memcached_get, memcached_keys, redis_cli, redis_keys, start_memcached, start_redis
+from cache_servers import (
+    Server,
+    memcached_get,
+    memcached_keys,
+    memcached_stats,
+    redis_cli,
+    redis_keys,
+    start_memcached,
+    start_redis,
+)
 from conftest import call, introspection_options
 from tokenward.external_oauth2_token import ExternalAuth2Protocol
 from wsgi_apps import echo_app
@@ -176,6 +185,84 @@ def test_cache_server_down_or_hung_degrades_to_introspection(auth_server: oidc_a
             assert metrics["introspections"] == 2, "the dead server is left alone after its first failure"
     finally:
         stop.set()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def stored_on(app: ExternalAuth2Protocol, tokens: list[str], servers: list[Server]) -> list[int]:
+    """Calls ``app`` once with each token (a miss everywhere) and tells, per token, which of
+    ``servers`` stored its answer (by memcached's set counter)."""
+    owners = []
+    for token in tokens:
+        before = [memcached_stats(s.port)["cmd_set"] for s in servers]
+        assert call(app, bearer(token))[0] == "200 OK"
+        stored = [memcached_stats(s.port)["cmd_set"] - n for s, n in zip(servers, before)]
+        assert sorted(stored) == [0] * (len(servers) - 1) + [1], stored
+        owners.append(stored.index(1))
+    return owners
+
+
+def test_two_memcached_servers_one_killed_then_back(auth_server: oidc_as.AuthServer) -> None:
+    """Rendezvous hashing over two real memcached: each owns a share; when one is killed its
+    share degrades to introspection (no error, no wait) and moves to the other, whose own keys
+    keep being served from it; after memcache_pool_dead_retry the restarted server is used
+    again."""
+    timeout, dead_retry = 1, 5
+    with start_memcached() as a, start_memcached() as b:
+        opts = {
+            "memcached_servers": f"127.0.0.1:{a.port},127.0.0.1:{b.port}",
+            "memcache_security_strategy": "MAC",
+            "memcache_secret_key": "fleet-secret-3",
+            "memcache_pool_socket_timeout": str(timeout),
+            "memcache_pool_dead_retry": str(dead_retry),
+        }
+        tokens = [oidc_as.obtain_token(auth_server, "svc-post") for _ in range(24)]
+        while_dead = [oidc_as.obtain_token(auth_server, "svc-post") for _ in range(8)]
+        once_back = [oidc_as.obtain_token(auth_server, "svc-post") for _ in range(24)]
+        owner = stored_on(host(auth_server, **opts), tokens, [a, b])
+        on_a = [t for t, o in zip(tokens, owner) if o == 0]
+        on_b = [t for t, o in zip(tokens, owner) if o == 1]
+        assert on_a and on_b, "each server owns a share"
+        a_keys = set(memcached_keys(a.port))
+
+        # Another host, with pooled connections to both servers; then b crashes.
+        reader = host(auth_server, **opts)
+        for token in (on_a[0], on_b[0]):
+            assert call(reader, bearer(token))[0] == "200 OK"
+        assert reader.authenticator.metrics()["shared_hits"] == 2
+        b.kill()
+        failed_at = time.monotonic()
+        a_hits, asked = memcached_stats(a.port)["get_hits"], introspections(auth_server)
+        for token in on_b[1:] + on_a[1:]:
+            started = time.monotonic()
+            status, _, body = call(reader, bearer(token))
+            assert status == "200 OK", body
+            assert time.monotonic() - started < timeout, "no wait on the dead server"
+        metrics = reader.authenticator.metrics()
+        assert memcached_stats(a.port)["get_hits"] - a_hits == len(on_a) - 1, "a's keys served from a"
+        assert metrics["shared_hits"] == 2 + len(on_a) - 1
+        assert introspections(auth_server) - asked == len(on_b) - 1, "b's share degrades to introspection"
+        assert metrics["shared_errors"] >= 1
+        # Only b's share moved: a kept every key it had, and gained one per token of b's.
+        after = set(memcached_keys(a.port))
+        assert a_keys <= after and len(after - a_keys) == len(on_b) - 1
+        # A third host finds b's share on a now.
+        third = host(auth_server, **opts)
+        asked = introspections(auth_server)
+        for token in on_b[1:]:
+            assert call(third, bearer(token))[0] == "200 OK"
+        assert introspections(auth_server) == asked
+
+        with start_memcached(b.port) as b_back:
+            # b is back on its port, but the reader leaves it alone until dead_retry passes...
+            assert stored_on(reader, while_dead, [a, b_back]) == [0] * len(while_dead)
+            assert time.monotonic() - failed_at < dead_retry, "too slow to see b left alone"
+            # ...and then uses it again for the keys it owns.
+            time.sleep(max(0.0, dead_retry + 0.2 - (time.monotonic() - failed_at)))
+            again = stored_on(reader, once_back, [a, b_back])
+            assert 0 in again and 1 in again, "the restarted server owns its share again"
 
 
 def test_keystonemiddleware_and_tokenward_share_one_memcached(
