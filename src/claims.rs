@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::config::MappingConfig;
@@ -202,81 +203,126 @@ pub fn map_identity(
         }
     };
 
-    let mut info = Map::new();
-    info.insert(
-        "origin_token_metadata".into(),
-        Value::Object(claims.clone()),
-    );
-    info.insert("roles".into(), Value::String(roles.clone()));
-    info.insert(
-        "is_admin".into(),
-        Value::String(if is_admin { "true" } else { "false" }.into()),
-    );
+    // Every value first (in the reference's order of checks), then token_info and the headers.
+    let is_admin = if is_admin { "true" } else { "false" };
+    let scope = if system {
+        Scope::System
+    } else if let Some(project_id) = project_id {
+        let name = required_opt(claims, cfg.project_name.as_ref(), "mapping_project_name")?;
+        let (domain_id, domain_name) = project_domain(cfg, claims)?;
+        Scope::Project {
+            id: project_id,
+            name,
+            domain_id,
+            domain_name,
+        }
+    } else {
+        let (domain_id, domain_name) = project_domain(cfg, claims)?;
+        Scope::Domain {
+            id: domain_id,
+            name: domain_name,
+        }
+    };
+    let user_id = required(claims, &cfg.user_id, "mapping_user_id")?;
+    let user_name = required(claims, &cfg.user_name, "mapping_user_name")?;
+    let user_domain_id = required(claims, &cfg.user_domain_id, "mapping_user_domain_id")?;
+    let user_domain_name = required(claims, &cfg.user_domain_name, "mapping_user_domain_name")?;
+
+    let mut fields: Vec<(&str, &str)> = vec![("roles", &roles), ("is_admin", is_admin)];
+    match &scope {
+        Scope::System => fields.push(("system_scope", "all")),
+        Scope::Project {
+            id,
+            name,
+            domain_id,
+            domain_name,
+        } => fields.extend([
+            ("project_id", id.as_str()),
+            ("project_name", name),
+            ("project_domain_id", domain_id),
+            ("project_domain_name", domain_name),
+        ]),
+        Scope::Domain { id, name } => {
+            fields.extend([("domain_id", id.as_str()), ("domain_name", name)]);
+        }
+    }
+    fields.extend([
+        ("user_id", user_id.as_str()),
+        ("user_name", &user_name),
+        ("user_domain_id", &user_domain_id),
+        ("user_domain_name", &user_domain_name),
+    ]);
+    let token_info_json = serde_json::to_string(&TokenInfo { claims, fields })
+        // Cannot fail: every key is a string.
+        .unwrap_or_else(|_| "{}".to_owned());
 
     let mut headers = vec![
         (h::IDENTITY_STATUS, "Confirmed".to_owned()),
         (h::ROLES, roles.clone()),
         (h::ROLE, roles),
-    ];
-    let mut scope_headers = Vec::new();
-    if system {
-        info.insert("system_scope".into(), Value::String("all".into()));
-        scope_headers.push((h::SYSTEM_SCOPE, "all".to_owned()));
-    } else if let Some(project_id) = project_id {
-        let name = required_opt(claims, cfg.project_name.as_ref(), "mapping_project_name")?;
-        let (domain_id, domain_name) = project_domain(cfg, claims)?;
-        for (k, v) in [
-            ("project_id", &project_id),
-            ("project_name", &name),
-            ("project_domain_id", &domain_id),
-            ("project_domain_name", &domain_name),
-        ] {
-            info.insert(k.into(), Value::String(v.clone()));
-        }
-        scope_headers.extend([
-            (h::PROJECT_ID, project_id.clone()),
-            (h::PROJECT_NAME, name.clone()),
-            (h::PROJECT_DOMAIN_ID, domain_id),
-            (h::PROJECT_DOMAIN_NAME, domain_name),
-            (h::TENANT_ID, project_id.clone()),
-            (h::TENANT_NAME, name),
-            (h::TENANT, project_id),
-        ]);
-    } else {
-        let (domain_id, domain_name) = project_domain(cfg, claims)?;
-        info.insert("domain_id".into(), Value::String(domain_id.clone()));
-        info.insert("domain_name".into(), Value::String(domain_name.clone()));
-        scope_headers.extend([(h::DOMAIN_ID, domain_id), (h::DOMAIN_NAME, domain_name)]);
-    }
-    let user_id = required(claims, &cfg.user_id, "mapping_user_id")?;
-    let user_name = required(claims, &cfg.user_name, "mapping_user_name")?;
-    let user_domain_id = required(claims, &cfg.user_domain_id, "mapping_user_domain_id")?;
-    let user_domain_name = required(claims, &cfg.user_domain_name, "mapping_user_domain_name")?;
-    for (k, v) in [
-        ("user_id", &user_id),
-        ("user_name", &user_name),
-        ("user_domain_id", &user_domain_id),
-        ("user_domain_name", &user_domain_name),
-    ] {
-        info.insert(k.into(), Value::String(v.clone()));
-    }
-    headers.extend([
         (h::USER_ID, user_id),
         (h::USER_NAME, user_name.clone()),
         (h::USER, user_name),
         (h::USER_DOMAIN_ID, user_domain_id),
         (h::USER_DOMAIN_NAME, user_domain_name),
-        (
-            h::IS_ADMIN_PROJECT,
-            if is_admin { "true" } else { "false" }.to_owned(),
-        ),
-    ]);
-    headers.extend(scope_headers);
+        (h::IS_ADMIN_PROJECT, is_admin.to_owned()),
+    ];
+    match scope {
+        Scope::System => headers.push((h::SYSTEM_SCOPE, "all".to_owned())),
+        Scope::Project {
+            id,
+            name,
+            domain_id,
+            domain_name,
+        } => headers.extend([
+            (h::PROJECT_ID, id.clone()),
+            (h::PROJECT_NAME, name.clone()),
+            (h::PROJECT_DOMAIN_ID, domain_id),
+            (h::PROJECT_DOMAIN_NAME, domain_name),
+            (h::TENANT_ID, id.clone()),
+            (h::TENANT_NAME, name),
+            (h::TENANT, id),
+        ]),
+        Scope::Domain { id, name } => headers.extend([(h::DOMAIN_ID, id), (h::DOMAIN_NAME, name)]),
+    }
     Ok(MappedIdentity {
         headers,
-        token_info_json: Value::Object(info).to_string(),
+        token_info_json,
         expires_at,
     })
+}
+
+/// What a token is scoped to.
+enum Scope {
+    System,
+    Project {
+        id: String,
+        name: String,
+        domain_id: String,
+        domain_name: String,
+    },
+    Domain {
+        id: String,
+        name: String,
+    },
+}
+
+/// keystonemiddleware's `token_data`: the claims under `origin_token_metadata`, then the
+/// mapped values, written from the borrowed claims (a first sight copies no claim).
+struct TokenInfo<'a> {
+    claims: &'a Map<String, Value>,
+    fields: Vec<(&'static str, &'a str)>,
+}
+
+impl Serialize for TokenInfo<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + self.fields.len()))?;
+        map.serialize_entry("origin_token_metadata", self.claims)?;
+        for (name, value) in &self.fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +387,44 @@ mod tests {
         assert_eq!(info["project_id"], "p1");
         assert_eq!(info["origin_token_metadata"]["user"]["id"], "u1");
         assert_eq!(info["is_admin"], "true");
+    }
+
+    /// token_info is keystonemiddleware's `token_data`, member for member and in its order
+    /// (the claims are written from the borrowed map, not copied into a new one).
+    #[test]
+    fn token_info_text_and_header_order() {
+        let v = sample();
+        let m = map_identity(&mapping(&[]), &claims(v.clone())).unwrap();
+        let want = json!({
+            "origin_token_metadata": v,
+            "roles": "member, admin", "is_admin": "true",
+            "project_id": "p1", "project_name": "demo",
+            "project_domain_id": "d", "project_domain_name": "D",
+            "user_id": "u1", "user_name": "alice", "user_domain_id": "ud", "user_domain_name": "UD",
+        });
+        assert_eq!(m.token_info_json, want.to_string());
+        let names: Vec<&str> = m.headers.iter().map(|(h, _)| h.name).collect();
+        assert_eq!(
+            names,
+            [
+                "X-Identity-Status",
+                "X-Roles",
+                "X-Role",
+                "X-User-Id",
+                "X-User-Name",
+                "X-User",
+                "X-User-Domain-Id",
+                "X-User-Domain-Name",
+                "X-Is-Admin-Project",
+                "X-Project-Id",
+                "X-Project-Name",
+                "X-Project-Domain-Id",
+                "X-Project-Domain-Name",
+                "X-Tenant-Id",
+                "X-Tenant-Name",
+                "X-Tenant",
+            ]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 const DUPLICATE: &str = "duplicate member name in an object";
@@ -104,12 +105,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
-            if members.contains_key(&name) {
+            // One hash per member: the slot found for the check is the one filled.
+            match members.entry(name) {
                 // The name itself is AS text: it is not repeated in the error.
-                return Err(de::Error::custom(DUPLICATE));
+                Entry::Occupied(_) => return Err(de::Error::custom(DUPLICATE)),
+                Entry::Vacant(slot) => {
+                    let Strict(value) = map.next_value()?;
+                    slot.insert(value);
+                }
             }
-            let Strict(value) = map.next_value()?;
-            members.insert(name, value);
         }
         Ok(Strict(Value::Object(members)))
     }

@@ -1,5 +1,6 @@
 /* Shared by the C benchmarks: a tiny in-process HTTP responder that plays the introspection
- * endpoint (asked only on the first miss of each token), a clock, and file reading. */
+ * endpoint (asked only on the first miss of each token), a clock, and file reading. The
+ * functions are `static inline` so that a benchmark may use only some of them. */
 #ifndef TW_BENCH_COMMON_H
 #define TW_BENCH_COMMON_H
 #define _POSIX_C_SOURCE 200809L
@@ -23,7 +24,7 @@ typedef int (*bench_answer)(const char *request, char *body, size_t size);
 static int responder_port;
 static bench_answer responder_answer;
 
-static void *responder(void *arg) {
+static inline void *responder(void *arg) {
   int srv = (int)(intptr_t)arg;
   for (;;) {
     char req[65536], body[4096], resp[6144];
@@ -53,7 +54,7 @@ static void *responder(void *arg) {
   }
 }
 
-static void start_responder(bench_answer answer) {
+static inline void start_responder(bench_answer answer) {
   struct sockaddr_in a;
   socklen_t len = sizeof a;
   pthread_t t;
@@ -73,7 +74,7 @@ static void start_responder(bench_answer answer) {
 }
 
 /* The active answer every benchmark token gets, with `cnf` members spliced in. */
-static int bench_claims(char *body, size_t size, const char *cnf_members) {
+static inline int bench_claims(char *body, size_t size, const char *cnf_members) {
   return snprintf(body, size,
                   "{\"active\": true, \"client_id\": \"svc-bench\", \"username\": \"bench\", "
                   "\"exp\": %ld, \"user_domain\": {\"id\": \"default\", \"name\": \"Default\"}, "
@@ -84,7 +85,7 @@ static int bench_claims(char *body, size_t size, const char *cnf_members) {
 
 /* An authenticator against the responder with the benchmarks' mapping and `extra`
  * (name, value pairs ending with NULL). */
-static const tokenward_authenticator *bench_build(const char *const *extra) {
+static inline const tokenward_authenticator *bench_build(const char *const *extra) {
   static const char *opts[][2] = {
       {"audience", "https://as.bench"}, {"client_id", "rs"}, {"client_secret", "secret"},
       {"mapping_project_id", "project.id"}, {"mapping_project_name", "project.name"},
@@ -110,18 +111,18 @@ static const tokenward_authenticator *bench_build(const char *const *extra) {
   return auth;
 }
 
-static uint64_t now_ns(void) {
+static inline uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int cmp_u64(const void *a, const void *b) {
+static inline int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
 
-static char *read_file(const char *path, size_t *len) {
+static inline char *read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   char *buf;
   long n;

@@ -123,8 +123,7 @@ pub extern "C" fn tokenward_authenticate(
         let Some(strip) = crate::request::strip_list(names) else {
             return tokenward_result::NullParameter;
         };
-        // An absent and an empty header both read as "no token" in the core.
-        let authorization = (!authorization.is_empty()).then(|| String::from_utf8_lossy(authorization));
+        let authorization = crate::request::authorization_text(authorization);
         let header = authorization.as_ref().map(Cow::as_ref);
         let cert = (!cert.is_empty()).then_some(cert);
         let verdict = auth.inner.authenticate(header, cert);
