@@ -36,7 +36,7 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -375,13 +375,15 @@ class Chaos(threading.Thread):
 
 
 class Sampler(threading.Thread):
-    """Peak RSS of each worker (every second), and its open fds once warm (at ``warm_at``)."""
+    """Every second: peak RSS of each worker, one worker's ``/stats`` (whichever answers a new
+    connection), and once warm (at ``warm_at``) the open fds of each worker."""
 
-    def __init__(self, pids: list[int], stop: threading.Event, t0: float, warm_at: float) -> None:
+    def __init__(self, pids: list[int], port: int, stop: threading.Event, t0: float, warm_at: float) -> None:
         super().__init__(daemon=True, name="sampler")
-        self.pids, self.stop, self.t0, self.warm_at = pids, stop, t0, warm_at
+        self.pids, self.port, self.stop, self.t0, self.warm_at = pids, port, stop, t0, warm_at
         self.peak = {p: rss_kib(p) for p in pids}
         self.warm_fds: dict[int, int] = {}
+        self.stats: list[tuple[float, dict[str, Any]]] = []
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
@@ -389,6 +391,31 @@ class Sampler(threading.Thread):
                 self.peak[p] = max(self.peak[p], rss_kib(p))
             if not self.warm_fds and time.monotonic() - self.t0 >= self.warm_at:
                 self.warm_fds = {p: open_fds(p) for p in self.pids}
+            try:
+                status, body = get(self.port, "/stats", timeout=5)
+            except OSError:
+                continue
+            if status == 200:
+                self.stats.append((time.monotonic() - self.t0, json.loads(body)))
+
+    def recovery(
+        self, since: float, until: float, settled: Callable[[dict[str, Any], dict[str, Any]], bool]
+    ) -> dict[int, float]:
+        """Per worker: the first sample in [since, until) from which on ``settled(previous,
+        sample)`` held for every later sample of that worker in it (-1: never)."""
+        out: dict[int, float] = {}
+        for pid in self.pids:
+            series = [(t, s) for t, s in self.stats if s["pid"] == pid]
+            back = -1.0
+            for (_, prev), (t, cur) in zip(series, series[1:]):
+                if t < since or t >= until:
+                    continue
+                if settled(prev, cur):
+                    back = t if back < 0 else back
+                else:
+                    back = -1.0
+            out[pid] = back
+        return out
 
 
 # --------------------------------------------------------------------------- report
@@ -476,7 +503,7 @@ def main(argv: list[str]) -> int:
         t0 = time.monotonic()
         clients = [Client(n, port, pool, stop, t0, a.seed) for n in range(a.clients)]
         chaos = Chaos(auth, mc, plan, t0)
-        sampler = Sampler(workers, stop, t0, warm_at=0.1 * d)
+        sampler = Sampler(workers, port, stop, t0, warm_at=0.1 * d)
         for t in (*clients, chaos, sampler):
             t.start()
         while (left := d - (time.monotonic() - t0)) > 0:
@@ -501,6 +528,8 @@ def main(argv: list[str]) -> int:
         prom = per_worker(port, "/metrics", a.workers)
         fds = {p: (fds_start[p], sampler.warm_fds.get(p, -1), fds_end[p]) for p in workers}
         result = report(a, clients, chaos, workers, workers_after, (rss_start, rss_end, sampler.peak), fds, stats, prom)
+        result["recovery"] = recovery(chaos, sampler)
+        result["stats_samples"] = [{"t": round(t, 1), **s} for t, s in sampler.stats]
         result["elapsed_s"] = round(elapsed, 1)
         result["hung_clients"] = hung
     finally:
@@ -546,6 +575,25 @@ def main(argv: list[str]) -> int:
     return 1 if bad else 0
 
 
+def recovery(chaos: Chaos, sampler: Sampler) -> list[dict[str, Any]]:
+    """When each worker was healthy again after each restart, from the /stats samples: the
+    breaker closed (AS), no more shared-tier errors (memcached)."""
+    out = []
+    print("recovery (s from start; from /stats sampled every second, one worker a sample):")
+    kills = [lo for _, lo, _ in chaos.events[1:]] + [float("inf")]
+    for (what, _, hi), until in zip(chaos.events, kills):
+        if what == "AS":
+            back = sampler.recovery(hi, until, lambda prev, cur: cur["breaker_open"] == 0)
+            label = "breaker closed"
+        else:  # nothing else makes shared-tier errors: look until the end
+            back = sampler.recovery(hi, float("inf"), lambda prev, cur: cur["shared_errors"] == prev["shared_errors"])
+            label = "no new shared-tier errors from"
+        shown = ", ".join(f"pid {p} {'never' if t < 0 else f'{t:.1f}'}" for p, t in back.items())
+        print(f"  {what:<10} back {hi:6.1f}: {label}: {shown}")
+        out.append({"what": what, "back_s": round(hi, 1), "healthy_s": {str(p): round(t, 1) for p, t in back.items()}})
+    return out
+
+
 def per_worker_ready(port: int) -> bool:
     try:
         return get(port, "/stats", timeout=2)[0] == 200
@@ -578,6 +626,7 @@ def report(
     latencies: dict[str, list[float]] = defaultdict(list)
     wrong: list[str] = []
     valid_503_outage = valid_503_unexplained = stale_200 = 0
+    valid_503_at: list[float] = []
     for start, lat, cat, kind, status, matches, stale in records:
         where = window_of(start, lat, windows)
         by_status[status] += 1
@@ -591,6 +640,7 @@ def report(
             elif status == 200:
                 stale_200 += stale
             elif status == 503:
+                valid_503_at.append(start)
                 if where == "AS outage":
                     valid_503_outage += 1
                 else:
@@ -623,6 +673,13 @@ def report(
     print(
         f"valid token 503 during an AS outage: {valid_503_outage}; outside one (unexplained): {valid_503_unexplained}"
     )
+    spans = []
+    for what, lo, hi in chaos.events:
+        inside = [t for t in valid_503_at if lo <= t <= hi + AS_OPEN_TIME + 1] if what == "AS" else []
+        if inside:
+            spans.append(f"{len(inside)} from {min(inside):.1f} to {max(inside):.1f} s")
+    if spans:
+        print(f"  when: {'; '.join(spans)}")
     print(f"valid token 200 served stale: {stale_200}")
     print(f"transport errors: {len(errors)}")
     for e in errors[:10]:
