@@ -133,7 +133,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("memcache_pool_conn_get_timeout", Int, Some("10"), Ksm, "accepted for compatibility (at most 600); a request opens a connection when none is idle"),
     opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool kind"),
     opt("memcache_secret_key_fallback", OptionKind::Secret, None, Tw, "previous memcache_secret_key, still read during a key rollover"),
-    opt("redis_url", Str, None, Tw, "Redis (`redis://host:port/db`) for a shared cache tier, instead of memcached"),
+    opt("redis_url", Str, None, Tw, "Redis (`redis://host:port/db`, or `rediss://` for TLS) for a shared cache tier, instead of memcached"),
+    opt("redis_cafile", Str, None, Tw, "CA bundle that verifies a `rediss://` server; unset means the system roots"),
+    opt("redis_certfile", Str, None, Tw, "client certificate for mutual TLS to a `rediss://` server (may also hold the key)"),
+    opt("redis_keyfile", Str, None, Tw, "private key for redis_certfile"),
     opt("auth_type", Str, None, Ksm, "accepted for compatibility; unused"),
     opt("auth_section", Str, None, Ksm, "accepted for compatibility; unused"),
     opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
@@ -1145,8 +1148,19 @@ mod tests {
             ("memcache_pool_dead_retry", "-1"),
             ("memcached_servers", "localhost"),
             ("redis_url", "http://x"),
+            ("redis_url", "rediss://localhost:6380/0#insecure"),
         ] {
             assert_eq!(parse(&with(&[(name, value)])).unwrap_err().option(), name);
+        }
+        let plain = ("redis_url", "redis://localhost:6379/0");
+        let tls = ("redis_url", "rediss://localhost:6380/0");
+        assert!(parse(&with(&[tls, ("redis_cafile", "/ca.pem")])).is_ok());
+        for (pairs, option) in [
+            (vec![plain, ("redis_cafile", "/ca.pem")], "redis_cafile"),
+            (vec![("redis_certfile", "/c.pem")], "redis_certfile"),
+            (vec![tls, ("redis_keyfile", "/k.pem")], "redis_certfile"),
+        ] {
+            assert_eq!(parse(&with(&pairs)).unwrap_err().option(), option);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The shared tier's options, read from the one parser.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Protection;
@@ -14,6 +15,8 @@ pub struct SharedTierConfig {
     pub memcached_servers: Vec<String>,
     /// Redis URL.
     pub redis_url: Option<String>,
+    /// TLS files for `rediss://`.
+    pub redis_tls: RedisTlsFiles,
     /// Entry protection.
     pub protection: Protection,
     /// Current secret.
@@ -26,6 +29,51 @@ pub struct SharedTierConfig {
     pub dead_retry: Duration,
     /// Connections kept per server.
     pub pool_size: u32,
+}
+
+/// `redis_cafile`, `redis_certfile`, `redis_keyfile`: read and checked when the tier starts.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTlsFiles {
+    /// CA bundle that verifies the server (else the system roots).
+    pub cafile: Option<PathBuf>,
+    /// Client certificate chain (may also hold the key).
+    pub certfile: Option<PathBuf>,
+    /// Client key.
+    pub keyfile: Option<PathBuf>,
+}
+
+impl RedisTlsFiles {
+    /// The first option set, if any.
+    fn first_set(&self) -> Option<&'static str> {
+        [
+            ("redis_cafile", &self.cafile),
+            ("redis_certfile", &self.certfile),
+            ("redis_keyfile", &self.keyfile),
+        ]
+        .into_iter()
+        .find_map(|(name, v)| v.is_some().then_some(name))
+    }
+}
+
+/// Checks a Redis URL given in `option`; true when it asks for TLS (`rediss://`).
+pub(super) fn check_redis_url(option: &'static str, url: &str) -> Result<bool, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::new(option, format!("is not a URL ({e})")))?;
+    if parsed.fragment().is_some() {
+        // The redis crate reads `#insecure` as "skip certificate checks": never.
+        return Err(ConfigError::new(
+            option,
+            "must not have a #fragment (certificate checks cannot be turned off; set redis_cafile)",
+        ));
+    }
+    match parsed.scheme() {
+        "redis" | "redis+unix" | "unix" => Ok(false),
+        "rediss" => Ok(true),
+        _ => Err(ConfigError::new(
+            option,
+            "must be a redis:// or rediss:// URL",
+        )),
+    }
 }
 
 impl SharedTierConfig {
@@ -47,12 +95,28 @@ impl SharedTierConfig {
             }
         }
         let redis_url = raw.string("redis_url");
-        if let Some(url) = &redis_url {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| ConfigError::new("redis_url", format!("is not a URL ({e})")))?;
-            if !matches!(parsed.scheme(), "redis" | "redis+unix" | "unix") {
-                return Err(ConfigError::new("redis_url", "must be a redis:// URL"));
-            }
+        let tls = match &redis_url {
+            Some(url) => check_redis_url("redis_url", url)?,
+            None => false,
+        };
+        let redis_tls = RedisTlsFiles {
+            cafile: raw.path("redis_cafile"),
+            certfile: raw.path("redis_certfile"),
+            keyfile: raw.path("redis_keyfile"),
+        };
+        if redis_tls.keyfile.is_some() && redis_tls.certfile.is_none() {
+            return Err(ConfigError::new(
+                "redis_certfile",
+                "is required when redis_keyfile is set",
+            ));
+        }
+        if let Some(name) = redis_tls.first_set()
+            && !tls
+        {
+            return Err(ConfigError::new(
+                name,
+                "is only used with a rediss:// redis_url",
+            ));
         }
         let protection = match raw.choice("memcache_security_strategy")?.unwrap_or("None") {
             "MAC" => Protection::Mac,
@@ -86,6 +150,7 @@ impl SharedTierConfig {
         let config = Self {
             memcached_servers,
             redis_url,
+            redis_tls,
             protection,
             secret,
             fallback_secret: raw.secret("memcache_secret_key_fallback"),

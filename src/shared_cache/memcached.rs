@@ -446,6 +446,7 @@ mod tests {
         let mut cfg = SharedTierConfig {
             memcached_servers: Vec::new(),
             redis_url: None,
+            redis_tls: Default::default(),
             protection: Protection::None,
             secret: None,
             fallback_secret: None,

@@ -19,6 +19,7 @@ mod config;
 pub mod memcached;
 mod pool;
 mod redis_store;
+mod redis_tls;
 mod sealing;
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use serde_json::{Map, Value};
 use crate::clock::Clock;
 use crate::error::ConfigError;
 
-pub use config::SharedTierConfig;
+pub use config::{RedisTlsFiles, SharedTierConfig};
 pub use memcached::MemcachedStore;
 pub use redis_store::RedisStore;
 use sealing::Keys;
@@ -202,6 +203,7 @@ mod tests {
         SharedTierConfig {
             memcached_servers: vec!["127.0.0.1:1".into()],
             redis_url: None,
+            redis_tls: Default::default(),
             protection,
             secret: secret.map(Secret::new),
             fallback_secret: fallback.map(Secret::new),

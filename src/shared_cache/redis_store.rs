@@ -25,8 +25,11 @@ impl RedisStore {
         config: &SharedTierConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| ConfigError::new("redis_url", format!("is not usable ({e})")))?;
+        let client = match super::redis_tls::load(&config.redis_tls)? {
+            Some(certificates) => redis::Client::build_with_tls(url, certificates),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| ConfigError::new("redis_url", format!("is not usable ({e})")))?;
         Ok(Self {
             client,
             timeout: config.socket_timeout,

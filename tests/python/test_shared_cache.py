@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import oidc_as
@@ -20,8 +21,10 @@ from cache_servers import (
     redis_keys,
     start_memcached,
     start_redis,
+    start_redis_tls,
 )
 from conftest import call, introspection_options
+from tokenward import ConfigurationError
 from tokenward.external_oauth2_token import ExternalAuth2Protocol
 from wsgi_apps import echo_app
 
@@ -38,9 +41,25 @@ def redis() -> Iterator[Server]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def redis_tls(pki: Path) -> Iterator[Server]:
+    with start_redis_tls(pki) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_mtls(pki: Path) -> Iterator[Server]:
+    with start_redis_tls(pki, auth_clients=True) as server:
+        yield server
+
+
 def host(auth_server: oidc_as.AuthServer, **extra: str) -> ExternalAuth2Protocol:
     """One API host: its own in-process cache, the shared tier as configured."""
     return ExternalAuth2Protocol(echo_app, {**introspection_options(auth_server, "svc-post"), **extra})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def introspections(auth_server: oidc_as.AuthServer) -> int:
@@ -126,6 +145,78 @@ def test_hosts_share_answers_through_redis(auth_server: oidc_as.AuthServer, redi
     assert any(b"svc-array" in v for v in values) == (strategy != "ENCRYPT")
 
 
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost"])
+def test_hosts_share_answers_through_redis_over_tls(
+    auth_server: oidc_as.AuthServer, redis_tls: Server, pki: Path, name: str
+) -> None:
+    opts = {
+        "redis_url": f"rediss://{name}:{redis_tls.port}/0",
+        "redis_cafile": str(pki / "ca.pem"),
+        "memcache_security_strategy": "MAC",
+        "memcache_secret_key": "fleet-secret-4",
+    }
+    a, b = host(auth_server, **opts), host(auth_server, **opts)
+    token = oidc_as.obtain_token(auth_server, "svc-basic")
+    before = introspections(auth_server)
+    keys_before = set(redis_keys(redis_tls.plain_port))
+    assert call(a, bearer(token))[0] == "200 OK"
+    assert call(b, bearer(token))[0] == "200 OK"
+    assert introspections(auth_server) == before + 1, "host B used host A's answer, over TLS"
+    assert b.authenticator.metrics()["shared_hits"] == 1
+    for app in (a, b):
+        assert app.authenticator.metrics()["shared_errors"] == 0
+    assert [k for k in redis_keys(redis_tls.plain_port) if k.startswith("tokenward/v1/") and k not in keys_before]
+
+
+def test_redis_mutual_tls_and_what_is_not_trusted(
+    auth_server: oidc_as.AuthServer, redis_mtls: Server, pki: Path
+) -> None:
+    url = f"rediss://localhost:{redis_mtls.port}/0"
+    trusted = {"redis_url": url, "redis_cafile": str(pki / "ca.pem")}
+    token = oidc_as.obtain_token(auth_server, "svc-post")
+    writer = host(
+        auth_server, **trusted, redis_certfile=str(pki / "client-a.pem"), redis_keyfile=str(pki / "client-a.key")
+    )
+    assert call(writer, bearer(token))[0] == "200 OK"
+    reader = host(auth_server, **trusted, redis_certfile=str(pki / "client-a-combined.pem"))
+    assert call(reader, bearer(token))[0] == "200 OK"
+    assert reader.authenticator.metrics()["shared_hits"] == 1, "a certfile holding the key works too"
+    assert writer.authenticator.metrics()["shared_errors"] == 0
+    # Without a client certificate the server refuses us; with the system roots we refuse the
+    # server (the test CA is not among them). Both are a miss, never an error for the user.
+    for opts in (trusted, {"redis_url": url, "redis_certfile": str(pki / "client-a-combined.pem")}):
+        app = host(auth_server, **opts)
+        started = time.monotonic()
+        status, _, body = call(app, bearer(token))
+        assert status == "200 OK", body
+        assert time.monotonic() - started < 5
+        metrics = app.authenticator.metrics()
+        assert (metrics["shared_hits"], metrics["introspections"]) == (0, 1), opts
+        assert metrics["shared_errors"] >= 1, opts
+
+
+def test_redis_tls_start_up_errors_name_the_option(auth_server: oidc_as.AuthServer, pki: Path) -> None:
+    tls = "rediss://localhost:1/0"
+    cases = [
+        ({"redis_url": tls, "redis_cafile": "/nonexistent/ca.pem"}, "redis_cafile", "cannot be read"),
+        ({"redis_url": tls, "redis_cafile": str(pki / "client-a.key")}, "redis_cafile", "no CERTIFICATE"),
+        ({"redis_url": tls, "redis_certfile": str(pki / "client-a.pem")}, "redis_certfile", "private key"),
+        (
+            {"redis_url": tls, "redis_certfile": str(pki / "client-a.pem"), "redis_keyfile": str(pki / "client-b.key")},
+            "redis_keyfile",
+            "TLS",
+        ),
+        ({"redis_url": tls, "redis_keyfile": str(pki / "client-a.key")}, "redis_certfile", "required"),
+        ({"redis_url": "redis://localhost:1/0", "redis_cafile": str(pki / "ca.pem")}, "redis_cafile", "rediss://"),
+        ({"redis_url": tls + "#insecure"}, "redis_url", "fragment"),
+    ]
+    for change, option, words in cases:
+        with pytest.raises(ConfigurationError) as err:
+            host(auth_server, **change)
+        assert err.value.option == option, (change, str(err.value))
+        assert words in str(err.value), str(err.value)
+
+
 def test_inactive_answers_are_shared_too(auth_server: oidc_as.AuthServer, memcached: Server) -> None:
     opts = {
         "memcached_servers": f"127.0.0.1:{memcached.port}",
@@ -172,6 +263,8 @@ def test_cache_server_down_or_hung_degrades_to_introspection(auth_server: oidc_a
             {"redis_url": f"redis://127.0.0.1:{dead_port}/0"},
             {"memcached_servers": f"127.0.0.1:{hung_port}", "memcache_pool_socket_timeout": "1"},
             {"redis_url": f"redis://127.0.0.1:{hung_port}/0", "memcache_pool_socket_timeout": "1"},
+            {"redis_url": f"rediss://127.0.0.1:{dead_port}/0"},
+            {"redis_url": f"rediss://127.0.0.1:{hung_port}/0", "memcache_pool_socket_timeout": "1"},
         ):
             app = host(auth_server, **opts)
             for client in ("svc-post", "svc-basic"):
@@ -185,10 +278,6 @@ def test_cache_server_down_or_hung_degrades_to_introspection(auth_server: oidc_a
             assert metrics["introspections"] == 2, "the dead server is left alone after its first failure"
     finally:
         stop.set()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def stored_on(app: ExternalAuth2Protocol, tokens: list[str], servers: list[Server]) -> list[int]:
