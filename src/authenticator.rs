@@ -861,22 +861,27 @@ impl Authenticator {
             now: self.clock.wall(),
             leeway: self.config.policy.leeway.as_secs_f64(),
         };
-        let thumbprint = dpop::check_proof(
+        let checked = dpop::check_proof(
             &self.config.dpop,
             &self.replays,
             self.clock.monotonic(),
             &ctx,
         )
         .map_err(DenyReason::InvalidDpopProof)?;
-        if bool::from(subtle::ConstantTimeEq::ct_eq(
-            thumbprint.as_bytes(),
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            checked.jkt.as_bytes(),
             jkt.as_bytes(),
         )) {
-            Ok(())
-        } else {
-            Err(DenyReason::DpopToken(
+            return Err(DenyReason::DpopToken(
                 "the proof's key is not the token's cnf.jkt",
-            ))
+            ));
+        }
+        // Across hosts, through the shared tier; a tier that cannot answer leaves this
+        // process's replay cache as the guard.
+        let shared = self.shared.as_ref();
+        match shared.and_then(|tier| tier.first_use(&checked.id, checked.window)) {
+            Some(false) => Err(DenyReason::InvalidDpopProof(ProofFault::Replayed)),
+            _ => Ok(()),
         }
     }
 

@@ -175,13 +175,24 @@ pub struct ProofContext<'a> {
     pub leeway: f64,
 }
 
-/// Checks a proof and returns its key's thumbprint (to compare with `cnf.jkt`).
+/// A proof that passed [`check_proof`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// The RFC 7638 thumbprint of its key (to compare with `cnf.jkt`).
+    pub jkt: String,
+    /// Its replay id (key and `jti`), for a replay check across hosts.
+    pub id: [u8; 32],
+    /// How long it must be remembered against replay.
+    pub window: Duration,
+}
+
+/// Checks a proof (this process's replay cache included).
 pub fn check_proof(
     config: &DpopConfig,
     replay: &ReplayCache,
     monotonic_now: Instant,
     ctx: &ProofContext<'_>,
-) -> Result<String, ProofFault> {
+) -> Result<CheckedProof, ProofFault> {
     if ctx.proof.is_empty() || ctx.proof.contains(',') {
         return Err(ProofFault::Missing);
     }
@@ -241,10 +252,15 @@ pub fn check_proof(
     id.update([0]);
     id.update(jti.as_bytes());
     let until = crate::clock::instant_after(monotonic_now, window);
-    if !replay.first_use(id.finalize().into(), monotonic_now, until) {
+    let id: [u8; 32] = id.finalize().into();
+    if !replay.first_use(id, monotonic_now, until) {
         return Err(ProofFault::Replayed);
     }
-    Ok(thumbprint)
+    Ok(CheckedProof {
+        jkt: thumbprint,
+        id,
+        window,
+    })
 }
 
 #[cfg(test)]

@@ -655,8 +655,8 @@ fn dpop_proof(data: &[u8]) {
         leeway: 5.0,
     };
     let now = std::time::Instant::now();
-    if let Ok(thumbprint) = check_proof(&config, &replays, now, &ctx) {
-        assert_eq!(thumbprint.len(), 43, "a thumbprint is base64url SHA-256");
+    if let Ok(checked) = check_proof(&config, &replays, now, &ctx) {
+        assert_eq!(checked.jkt.len(), 43, "a thumbprint is base64url SHA-256");
         assert_eq!(
             check_proof(&config, &replays, now, &ctx),
             Err(ProofFault::Replayed),

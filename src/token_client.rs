@@ -848,7 +848,9 @@ mod tests {
             leeway: 5.0,
         };
         let replays = crate::dpop::ReplayCache::new(8);
-        let jkt = crate::dpop::check_proof(&config, &replays, Instant::now(), &ctx).unwrap();
+        let jkt = crate::dpop::check_proof(&config, &replays, Instant::now(), &ctx)
+            .unwrap()
+            .jkt;
         let (header, _) = claims_of(proof.expose());
         assert_eq!(
             Some(jkt),

@@ -265,6 +265,18 @@ impl SharedStore for MemcachedStore {
             other => Err(protocol_error(other.trim())),
         })
     }
+
+    fn add(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, String> {
+        let secs = ttl.as_secs().clamp(1, 30 * 24 * 3600);
+        let mut request = format!("add {key} 0 {secs} {}\r\n", value.len()).into_bytes();
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+        self.exchange(key, &request, |conn| match read_line(conn)?.as_str() {
+            "STORED\r\n" => Ok(true),
+            "NOT_STORED\r\n" => Ok(false),
+            other => Err(protocol_error(other.trim())),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ pub trait SharedStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
     /// Stores `value` for `ttl`.
     fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String>;
+    /// Stores `value` for `ttl` only if `key` holds nothing: true when stored, false when
+    /// the key was taken (memcached `add`, Redis `SET NX`).
+    fn add(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, String> {
+        let _ = (key, value, ttl);
+        Err("this store cannot add".into())
+    }
     /// Server failures that an operation rode out on another server (so never an `Err`).
     fn failovers(&self) -> u64 {
         0
@@ -147,6 +153,22 @@ impl SharedTier {
         None
     }
 
+    /// Records a DPoP proof id for `ttl` across every host of the tier: `Some(true)` when no
+    /// host had it, `Some(false)` for a replay, `None` when the tier cannot say (down).
+    pub fn first_use(&self, proof_id: &[u8; 32], ttl: Duration) -> Option<bool> {
+        // Keyed like the entries: a proof's key cannot be computed without the secret.
+        let key = self
+            .current
+            .storage_key(&format!("dpop-jti:{}", hex32(proof_id)));
+        match self.store.add(&key, b"1", ttl) {
+            Ok(first) => Some(first),
+            Err(_) => {
+                self.failed();
+                None
+            }
+        }
+    }
+
     /// Stores the answer for `token` for `ttl`.
     pub fn put(&self, token: &str, claims: &Map<String, Value>, ttl: Duration) {
         if ttl.is_zero() {
@@ -161,6 +183,10 @@ impl SharedTier {
             self.failed();
         }
     }
+}
+
+fn hex32(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -95,6 +95,20 @@ impl SharedStore for RedisStore {
         self.with_connection(|c| redis::cmd("GET").arg(key).query(c))
     }
 
+    fn add(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, String> {
+        let ms = u64::try_from(ttl.as_millis().max(1)).unwrap_or(u64::MAX);
+        let stored: Option<String> = self.with_connection(|c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query(c)
+        })?;
+        Ok(stored.is_some())
+    }
+
     fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
         let ms = u64::try_from(ttl.as_millis().max(1)).unwrap_or(u64::MAX);
         self.with_connection(|c| {

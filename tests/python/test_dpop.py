@@ -361,3 +361,35 @@ def test_a_dpop_bound_jwt_access_token_offline(auth_server: oidc_as.AuthServer, 
     assert body["environ"]["HTTP_X_USER_ID"] == "svc-admin"
     refused(send(app, "DPoP", token, jwt_tools.dpop_proof(_other_key(), "POST", URL, token=token)), "invalid_token")
     refused(send(app, "Bearer", token, None), "invalid_token")
+
+
+# ------------------------------------------------------------------ replay across hosts
+
+
+@pytest.mark.parametrize("store", ["memcached", "redis"])
+def test_a_proof_used_on_one_host_is_a_replay_on_another(
+    auth_server: oidc_as.AuthServer, es_key: Any, es_token: str, store: str
+) -> None:
+    """Two filters (two hosts) sharing a real memcached or Redis: the proof that one accepted
+    is refused by the other, and each proof is recorded once in the store."""
+    import cache_servers
+
+    start = cache_servers.start_memcached if store == "memcached" else cache_servers.start_redis
+    with start() as server:
+        option = (
+            {"memcached_servers": f"127.0.0.1:{server.port}"}
+            if store == "memcached"
+            else {"redis_url": f"redis://127.0.0.1:{server.port}/0"}
+        )
+        shared = {**option, "memcache_security_strategy": "MAC", "memcache_secret_key": "k" * 32}
+        host_a, host_b = dpop_filter(auth_server, **shared), dpop_filter(auth_server, **shared)
+        proof = jwt_tools.dpop_proof(es_key, "POST", URL, token=es_token)
+        assert send(host_a, "DPoP", es_token, proof)[0] == "200 OK"
+        refused(send(host_b, "DPoP", es_token, proof), "invalid_dpop_proof")
+        # A fresh proof is fine on either host.
+        fresh = jwt_tools.dpop_proof(es_key, "POST", URL, token=es_token)
+        assert send(host_b, "DPoP", es_token, fresh)[0] == "200 OK"
+        keys = (
+            cache_servers.memcached_keys(server.port) if store == "memcached" else cache_servers.redis_keys(server.port)
+        )
+        assert sum(1 for k in keys if k.startswith("tokenward/v1/")) >= 2, keys
