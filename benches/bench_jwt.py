@@ -21,7 +21,7 @@ Rows:
 Tokens: Keycloak-shaped access tokens (``jwt_tools.keycloak_claims``, ~1 KB), minted in
 advance; keys served by ``jwt_tools.JwksServer`` in a background process (``jwks_uri``).
 First sight includes the heap growth of a cache that is filling (every new verdict is kept,
-~3.5 KB each from C; the page faults are ~1-2 µs of a C first sight); with a full cache,
+~5 KB each from C, measured by RSS; the page faults are ~1-2 µs of a C first sight); with a full cache,
 whose evictions free memory for the next verdict, it is that much less.
 Each pass builds new authenticators (empty caches) and runs every row; passes interleave
 the rows so that drift on a busy machine hits them alike. A cell is the median over passes
