@@ -134,8 +134,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("memcache_use_advanced_pool", Bool, Some("true"), Ksm, "accepted for compatibility; tokenward has one pool kind"),
     opt("memcache_secret_key_fallback", OptionKind::Secret, None, Tw, "previous memcache_secret_key, still read during a key rollover"),
     opt("redis_url", Str, None, Tw, "Redis (`redis://host:port/db`, or `rediss://` for TLS) for a shared cache tier, instead of memcached"),
-    opt("redis_cafile", Str, None, Tw, "CA bundle that verifies a `rediss://` server; unset means the system roots"),
-    opt("redis_certfile", Str, None, Tw, "client certificate for mutual TLS to a `rediss://` server (may also hold the key)"),
+    opt("redis_cluster_nodes", List, None, Tw, "Redis Cluster seed nodes (`host:port`, or `redis://` / `rediss://` URLs) for a shared cache tier, instead of redis_url or memcached"),
+    opt("redis_cafile", Str, None, Tw, "CA bundle that verifies `rediss://` servers; unset means the system roots"),
+    opt("redis_certfile", Str, None, Tw, "client certificate for mutual TLS to `rediss://` servers (may also hold the key)"),
     opt("redis_keyfile", Str, None, Tw, "private key for redis_certfile"),
     opt("auth_type", Str, None, Ksm, "accepted for compatibility; unused"),
     opt("auth_section", Str, None, Ksm, "accepted for compatibility; unused"),
@@ -1155,10 +1156,45 @@ mod tests {
         let plain = ("redis_url", "redis://localhost:6379/0");
         let tls = ("redis_url", "rediss://localhost:6380/0");
         assert!(parse(&with(&[tls, ("redis_cafile", "/ca.pem")])).is_ok());
+        let cluster = parse(&with(&[
+            ("redis_cluster_nodes", "rediss://a:1, REDISS://b:2"),
+            ("redis_cafile", "/ca.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(cluster.shared.unwrap().redis_cluster_nodes.len(), 2);
+        let plain_nodes = parse(&with(&[("redis_cluster_nodes", "a:1,redis://b:2")])).unwrap();
+        assert_eq!(
+            plain_nodes.shared.unwrap().redis_cluster_nodes,
+            ["redis://a:1", "redis://b:2"]
+        );
         for (pairs, option) in [
             (vec![plain, ("redis_cafile", "/ca.pem")], "redis_cafile"),
             (vec![("redis_certfile", "/c.pem")], "redis_certfile"),
             (vec![tls, ("redis_keyfile", "/k.pem")], "redis_certfile"),
+            (
+                vec![("redis_cluster_nodes", "a:1,b")],
+                "redis_cluster_nodes",
+            ),
+            (
+                vec![("redis_cluster_nodes", "unix:///tmp/r.sock")],
+                "redis_cluster_nodes",
+            ),
+            (
+                vec![("redis_cluster_nodes", "a:1,rediss://b:2")],
+                "redis_cluster_nodes",
+            ),
+            (
+                vec![plain, ("redis_cluster_nodes", "a:1")],
+                "redis_cluster_nodes",
+            ),
+            (
+                vec![("memcached_servers", "m:1"), ("redis_cluster_nodes", "a:1")],
+                "redis_cluster_nodes",
+            ),
+            (
+                vec![("redis_cluster_nodes", "a:1"), ("redis_cafile", "/ca.pem")],
+                "redis_cafile",
+            ),
         ] {
             assert_eq!(parse(&with(&pairs)).unwrap_err().option(), option);
         }

@@ -15,6 +15,8 @@ pub struct SharedTierConfig {
     pub memcached_servers: Vec<String>,
     /// Redis URL.
     pub redis_url: Option<String>,
+    /// Redis Cluster seed nodes, as URLs.
+    pub redis_cluster_nodes: Vec<String>,
     /// TLS files for `rediss://`.
     pub redis_tls: RedisTlsFiles,
     /// Entry protection.
@@ -76,6 +78,47 @@ pub(super) fn check_redis_url(option: &'static str, url: &str) -> Result<bool, C
     }
 }
 
+/// `redis_cluster_nodes` as URLs (`host:port` is `redis://host:port`), all of one scheme;
+/// true when that is `rediss://`.
+fn cluster_nodes(raw: &RawOptions) -> Result<(Vec<String>, bool), ConfigError> {
+    const OPTION: &str = "redis_cluster_nodes";
+    let mut nodes = Vec::new();
+    let mut schemes = Vec::new();
+    for entry in raw.list(OPTION) {
+        let url = if entry.contains("://") {
+            entry
+        } else {
+            let ok = entry
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(ConfigError::new(
+                    OPTION,
+                    format!("entry {entry:?} is neither host:port nor a URL"),
+                ));
+            }
+            format!("redis://{entry}")
+        };
+        let tls = check_redis_url(OPTION, &url)?;
+        // A cluster is reached over TCP only: no unix sockets.
+        if !tls && !url.to_ascii_lowercase().starts_with("redis://") {
+            return Err(ConfigError::new(
+                OPTION,
+                format!("entry {url:?} is not a redis:// or rediss:// URL"),
+            ));
+        }
+        nodes.push(url);
+        schemes.push(tls);
+    }
+    if schemes.windows(2).any(|w| w[0] != w[1]) {
+        return Err(ConfigError::new(
+            OPTION,
+            "mixes redis:// and rediss:// nodes",
+        ));
+    }
+    Ok((nodes, schemes.first().copied().unwrap_or(false)))
+}
+
 impl SharedTierConfig {
     /// Reads the memcache options and `redis_url`; `None` when no shared tier is configured.
     pub fn from_raw(raw: &RawOptions) -> Result<Option<Self>, ConfigError> {
@@ -95,10 +138,20 @@ impl SharedTierConfig {
             }
         }
         let redis_url = raw.string("redis_url");
-        let tls = match &redis_url {
+        let mut tls = match &redis_url {
             Some(url) => check_redis_url("redis_url", url)?,
             None => false,
         };
+        let (redis_cluster_nodes, cluster_tls) = cluster_nodes(raw)?;
+        if !redis_cluster_nodes.is_empty() {
+            if redis_url.is_some() || !memcached_servers.is_empty() {
+                return Err(ConfigError::new(
+                    "redis_cluster_nodes",
+                    "cannot be set with redis_url or memcached_servers",
+                ));
+            }
+            tls = cluster_tls;
+        }
         let redis_tls = RedisTlsFiles {
             cafile: raw.path("redis_cafile"),
             certfile: raw.path("redis_certfile"),
@@ -115,7 +168,7 @@ impl SharedTierConfig {
         {
             return Err(ConfigError::new(
                 name,
-                "is only used with a rediss:// redis_url",
+                "is only used with a rediss:// redis_url or redis_cluster_nodes",
             ));
         }
         let protection = match raw.choice("memcache_security_strategy")?.unwrap_or("None") {
@@ -150,6 +203,7 @@ impl SharedTierConfig {
         let config = Self {
             memcached_servers,
             redis_url,
+            redis_cluster_nodes,
             redis_tls,
             protection,
             secret,
@@ -162,6 +216,9 @@ impl SharedTierConfig {
         secs("memcache_pool_conn_get_timeout", 10)?;
         secs("memcache_pool_unused_timeout", 60)?;
         // Every value is checked even without a shared tier: a typo fails at start-up.
-        Ok((!config.memcached_servers.is_empty() || config.redis_url.is_some()).then_some(config))
+        let any = !config.memcached_servers.is_empty()
+            || config.redis_url.is_some()
+            || !config.redis_cluster_nodes.is_empty();
+        Ok(any.then_some(config))
     }
 }

@@ -458,6 +458,7 @@ mod tests {
         let mut cfg = SharedTierConfig {
             memcached_servers: Vec::new(),
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             redis_tls: Default::default(),
             protection: Protection::None,
             secret: None,

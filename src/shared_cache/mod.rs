@@ -1,5 +1,5 @@
-//! The shared cache tier for many hosts: memcached (keystonemiddleware's options) or Redis
-//! (`redis_url`), behind the in-process tier.
+//! The shared cache tier for many hosts: memcached (keystonemiddleware's options), Redis
+//! (`redis_url`) or Redis Cluster (`redis_cluster_nodes`), behind the in-process tier.
 //!
 //! What is stored is the AS's introspection answer, so every host re-applies its own checks
 //! and mapping on a hit. Entries are plain JSON (`None`, as the reference), authenticated with
@@ -18,6 +18,7 @@
 mod config;
 pub mod memcached;
 mod pool;
+mod redis_cluster;
 mod redis_store;
 mod redis_tls;
 mod sealing;
@@ -33,6 +34,7 @@ use crate::error::ConfigError;
 
 pub use config::{RedisTlsFiles, SharedTierConfig};
 pub use memcached::MemcachedStore;
+pub use redis_cluster::RedisClusterStore;
 pub use redis_store::RedisStore;
 use sealing::Keys;
 
@@ -95,6 +97,9 @@ impl SharedTier {
     ) -> Result<Self, ConfigError> {
         let store: Box<dyn SharedStore> = match &config.redis_url {
             Some(url) => Box::new(RedisStore::new(url, config, clock)?),
+            None if !config.redis_cluster_nodes.is_empty() => {
+                Box::new(RedisClusterStore::new(config, clock)?)
+            }
             None => Box::new(MemcachedStore::new(config, clock)),
         };
         Ok(Self::with_store(store, config, policy))
@@ -229,6 +234,7 @@ mod tests {
         SharedTierConfig {
             memcached_servers: vec!["127.0.0.1:1".into()],
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             redis_tls: Default::default(),
             protection,
             secret: secret.map(Secret::new),

@@ -41,52 +41,58 @@ impl RedisStore {
         })
     }
 
+    /// Runs `f` on an idle connection, or on a new one when there is none or the idle one
+    /// turns out closed (a server restart); a failure leaves Redis alone for
+    /// `memcache_pool_dead_retry` and drops the idle connections.
     fn with_connection<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, String> {
         if !self.health.is_available(self.clock.monotonic()) {
             return Err("redis is left alone after a failure".into());
         }
-        let result = self.run(f);
-        if result.is_err() {
-            self.health
-                .mark_failed(self.clock.monotonic(), self.dead_retry);
-        }
-        result
-    }
-
-    fn run<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, String> {
         let pooled = self
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .client
-                    .get_connection_with_timeout(self.timeout)
-                    .map_err(|e| e.to_string())?;
-                c.set_read_timeout(Some(self.timeout))
-                    .map_err(|e| e.to_string())?;
-                c.set_write_timeout(Some(self.timeout))
-                    .map_err(|e| e.to_string())?;
-                c
+        if let Some(mut conn) = pooled {
+            match f(&mut conn) {
+                Ok(value) => return Ok(self.give_back(conn, value)),
+                Err(e) if e.is_timeout() => return Err(self.failed(&e)),
+                Err(_) => {}
             }
-        };
-        let result = f(&mut conn).map_err(|e| e.to_string());
-        if result.is_ok() {
-            self.connections
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .give(conn, self.pool_size);
         }
-        result
+        let mut conn = self.connect().map_err(|e| self.failed(&e))?;
+        match f(&mut conn) {
+            Ok(value) => Ok(self.give_back(conn, value)),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(conn)
+    }
+
+    fn give_back<T>(&self, conn: redis::Connection, value: T) -> T {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give(conn, self.pool_size);
+        value
+    }
+
+    fn failed(&self, e: &redis::RedisError) -> String {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.health
+            .mark_failed(self.clock.monotonic(), self.dead_retry);
+        e.to_string()
     }
 }
 

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import oidc_as
 import pytest
 from cache_servers import (
+    Cluster,
     Server,
     memcached_get,
     memcached_keys,
@@ -195,7 +196,47 @@ def test_redis_mutual_tls_and_what_is_not_trusted(
         assert metrics["shared_errors"] >= 1, opts
 
 
-def test_redis_tls_start_up_errors_name_the_option(auth_server: oidc_as.AuthServer, pki: Path) -> None:
+def test_hosts_share_answers_through_a_redis_cluster(auth_server: oidc_as.AuthServer) -> None:
+    """Three real redis-server masters in one cluster: entries land on the master of their
+    slot, so on every node; a second host finds each one; a node killed degrades to
+    introspection without an error or a wait."""
+    timeout = 1
+    with Cluster() as cluster:
+        opts = {
+            # Two seeds: the third master is found from the slot map.
+            "redis_cluster_nodes": f"127.0.0.1:{cluster.ports[0]},redis://127.0.0.1:{cluster.ports[1]}",
+            "memcache_security_strategy": "ENCRYPT",
+            "memcache_secret_key": "fleet-secret-5",
+            "memcache_pool_socket_timeout": str(timeout),
+        }
+        a, b = host(auth_server, **opts), host(auth_server, **opts)
+        tokens = [oidc_as.obtain_token(auth_server, "svc-post") for _ in range(30)]
+        for token in tokens:
+            assert call(a, bearer(token))[0] == "200 OK"
+        asked = introspections(auth_server)
+        for token in tokens:
+            assert call(b, bearer(token))[0] == "200 OK"
+        assert introspections(auth_server) == asked, "host B found every answer of host A's"
+        assert b.authenticator.metrics()["shared_hits"] == len(tokens)
+        for app in (a, b):
+            assert app.authenticator.metrics()["shared_errors"] == 0
+        per_node = [[k for k in redis_keys(port) if k.startswith("tokenward/v1/")] for port in cluster.ports]
+        assert sum(map(len, per_node)) == len(tokens)
+        assert all(per_node), f"entries on every master: {list(map(len, per_node))}"
+        for port, keys in zip(cluster.ports, per_node):
+            assert 0 < int(redis_cli(port, "PTTL", keys[0]).strip()) <= 300_000
+
+        cluster.nodes[2].kill()
+        c = host(auth_server, **opts)
+        for token in tokens:
+            started = time.monotonic()
+            status, _, body = call(c, bearer(token))
+            assert status == "200 OK", body
+            assert time.monotonic() - started < 2 * timeout
+        assert c.authenticator.metrics()["shared_errors"] >= 1
+
+
+def test_redis_start_up_errors_name_the_option(auth_server: oidc_as.AuthServer, pki: Path) -> None:
     tls = "rediss://localhost:1/0"
     cases = [
         ({"redis_url": tls, "redis_cafile": "/nonexistent/ca.pem"}, "redis_cafile", "cannot be read"),
@@ -209,6 +250,20 @@ def test_redis_tls_start_up_errors_name_the_option(auth_server: oidc_as.AuthServ
         ({"redis_url": tls, "redis_keyfile": str(pki / "client-a.key")}, "redis_certfile", "required"),
         ({"redis_url": "redis://localhost:1/0", "redis_cafile": str(pki / "ca.pem")}, "redis_cafile", "rediss://"),
         ({"redis_url": tls + "#insecure"}, "redis_url", "fragment"),
+        ({"redis_url": tls, "redis_cluster_nodes": "127.0.0.1:1"}, "redis_cluster_nodes", "redis_url"),
+        (
+            {"memcached_servers": "127.0.0.1:1", "redis_cluster_nodes": "127.0.0.1:1"},
+            "redis_cluster_nodes",
+            "memcached",
+        ),
+        ({"redis_cluster_nodes": "127.0.0.1:1,rediss://127.0.0.1:2"}, "redis_cluster_nodes", "mixes"),
+        ({"redis_cluster_nodes": "127.0.0.1"}, "redis_cluster_nodes", "host:port"),
+        ({"redis_cluster_nodes": "127.0.0.1:1", "redis_cafile": str(pki / "ca.pem")}, "redis_cafile", "rediss://"),
+        (
+            {"redis_cluster_nodes": "rediss://127.0.0.1:1", "redis_cafile": str(pki / "client-a.key")},
+            "redis_cafile",
+            "no CERTIFICATE",
+        ),
     ]
     for change, option, words in cases:
         with pytest.raises(ConfigurationError) as err:
@@ -265,6 +320,8 @@ def test_cache_server_down_or_hung_degrades_to_introspection(auth_server: oidc_a
             {"redis_url": f"redis://127.0.0.1:{hung_port}/0", "memcache_pool_socket_timeout": "1"},
             {"redis_url": f"rediss://127.0.0.1:{dead_port}/0"},
             {"redis_url": f"rediss://127.0.0.1:{hung_port}/0", "memcache_pool_socket_timeout": "1"},
+            {"redis_cluster_nodes": f"127.0.0.1:{dead_port}"},
+            {"redis_cluster_nodes": f"127.0.0.1:{hung_port}", "memcache_pool_socket_timeout": "1"},
         ):
             app = host(auth_server, **opts)
             for client in ("svc-post", "svc-basic"):
