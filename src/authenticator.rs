@@ -5,6 +5,7 @@
 //! or scope, 503 AS unavailable). Every door maps a [`Denial`] to its response the same way.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -384,14 +385,79 @@ const _: fn() = || {
     assert_send_sync::<Authenticator>();
 };
 
-enum Prepared<'a> {
-    Done(Verdict),
-    Check {
-        token: &'a str,
-        scheme: Scheme,
-        key: CacheKey,
-        cert: Option<CertDigest>,
-    },
+/// A request read once: its credentials parsed, its cache key and certificate digest
+/// computed. Made by [`Authenticator::prepare`]; then [`Authenticator::lookup`] (the cache
+/// only, no I/O) and [`Authenticator::authenticate`] (may ask the AS) read it as it is, so a
+/// miss after a lookup parses, hashes and decodes nothing again.
+#[derive(Debug, Clone)]
+pub struct Prepared<'a>(Stage<'a>);
+
+#[derive(Debug, Clone)]
+enum Stage<'a> {
+    /// The header or the certificate alone decide (no token, malformed, no certificate).
+    Decided(Verdict),
+    Check(Check<'a>),
+}
+
+/// What the cache and the AS need of a request.
+#[derive(Clone)]
+struct Check<'a> {
+    token: Cow<'a, str>,
+    scheme: Scheme,
+    key: CacheKey,
+    cert: Option<CertDigest>,
+    /// The proof's inputs, kept only for the DPoP scheme.
+    dpop: Option<DpopInputs<'a>>,
+}
+
+impl fmt::Debug for Check<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token, the key or the proof.
+        f.debug_struct("Check")
+            .field("scheme", &self.scheme)
+            .field("cert", &self.cert.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a request a DPoP proof is checked against.
+#[derive(Clone)]
+struct DpopInputs<'a> {
+    proof: Option<Cow<'a, str>>,
+    method: Option<Cow<'a, str>>,
+    url: Option<Cow<'a, str>>,
+}
+
+fn owned(text: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+    text.map(|t| Cow::Owned(t.into_owned()))
+}
+
+impl Prepared<'_> {
+    /// The same request, owning its text (to carry it to another thread).
+    pub fn into_owned(self) -> Prepared<'static> {
+        Prepared(match self.0 {
+            Stage::Decided(v) => Stage::Decided(v),
+            Stage::Check(c) => Stage::Check(Check {
+                token: Cow::Owned(c.token.into_owned()),
+                scheme: c.scheme,
+                key: c.key,
+                cert: c.cert,
+                dpop: c.dpop.map(|d| DpopInputs {
+                    proof: owned(d.proof),
+                    method: owned(d.method),
+                    url: owned(d.url),
+                }),
+            }),
+        })
+    }
+
+    /// The verdict when the request alone decides it (no cache or AS needed).
+    pub fn decided(&self) -> Option<&Verdict> {
+        match &self.0 {
+            Stage::Decided(v) => Some(v),
+            Stage::Check(_) => None,
+        }
+    }
 }
 
 /// What a door knows of a request that the check may need.
@@ -737,51 +803,70 @@ impl Authenticator {
         self.config.metrics_name.as_deref().unwrap_or(default)
     }
 
-    /// The check without network I/O: a verdict if the header alone or the cache decides,
-    /// `None` when the AS must be asked (call [`Authenticator::authenticate`] off the event
-    /// loop then).
-    pub fn lookup(
-        &self,
-        authorization: Option<&str>,
-        client_cert: Option<&[u8]>,
-    ) -> Option<Verdict> {
-        self.lookup_request(&Request::new(authorization, client_cert))
+    /// Reads a request once: the `Authorization` header parsed, the cache key and the
+    /// certificate digest computed. No I/O.
+    pub fn prepare<'a>(&self, request: &Request<'a>) -> Prepared<'a> {
+        let dpop = self.config.dpop.mode != DpopMode::Off;
+        let (scheme, token) = match credentials(request.authorization, dpop) {
+            Ok(t) => t,
+            Err(reason) => return Prepared(Stage::Decided(Verdict::deny(reason))),
+        };
+        let binding = self.config.policy.binding;
+        let cert = if binding.reads_certificate() {
+            let digest = match &self.proxy_certs {
+                // Only the proxy's header counts, and only from a trusted proxy.
+                Some(proxy) => proxy.certificate(request.peer, request.forwarded_cert, &*self.log),
+                None => request
+                    .client_cert
+                    .filter(|c| !c.is_empty())
+                    .and_then(thumbprint::cert_digest),
+            };
+            // Checked before any AS round trip: without a certificate the answer is known.
+            if digest.is_none() && binding == Binding::Required {
+                return Prepared(Stage::Decided(Verdict::deny(
+                    DenyReason::CertificateRequired,
+                )));
+            }
+            digest
+        } else {
+            None
+        };
+        let dpop = (scheme == Scheme::Dpop).then(|| DpopInputs {
+            proof: request.dpop_proof.map(Cow::Borrowed),
+            method: request.method.map(Cow::Borrowed),
+            url: request.url.map(Cow::Borrowed),
+        });
+        Prepared(Stage::Check(Check {
+            key: self.cache_keys.key(token),
+            token: Cow::Borrowed(token),
+            scheme,
+            cert,
+            dpop,
+        }))
     }
 
-    /// [`Authenticator::lookup`] for a request with all its parts.
-    pub fn lookup_request(&self, request: &Request<'_>) -> Option<Verdict> {
-        match self.prepare(request) {
-            Prepared::Done(v) => Some(v),
-            Prepared::Check {
-                key,
-                cert,
-                token,
-                scheme,
-            } => self
-                .cached(key, cert.as_ref())
-                .map(|v| self.possession(request, scheme, token, v)),
+    /// The check without network I/O: a verdict if the request alone or the cache decides,
+    /// `None` when the AS must be asked (call [`Authenticator::authenticate`] off the event
+    /// loop then, with the same prepared request).
+    pub fn lookup(&self, prepared: &Prepared<'_>) -> Option<Verdict> {
+        match &prepared.0 {
+            Stage::Decided(v) => Some(v.clone()),
+            Stage::Check(c) => self
+                .cached(c.key, c.cert.as_ref())
+                .map(|v| self.possession(c, v)),
         }
     }
 
-    /// The whole check: header, cache, then introspection (blocking, bounded by
-    /// `http_connect_timeout`), with concurrent misses on one token coalesced.
-    pub fn authenticate(&self, authorization: Option<&str>, client_cert: Option<&[u8]>) -> Verdict {
-        self.check(&Request::new(authorization, client_cert))
-    }
-
-    /// [`Authenticator::authenticate`] for a request with all its parts.
-    pub fn check(&self, request: &Request<'_>) -> Verdict {
-        let (token, scheme, key, cert) = match self.prepare(request) {
-            Prepared::Done(v) => return v,
-            Prepared::Check {
-                token,
-                scheme,
-                key,
-                cert,
-            } => (token, scheme, key, cert),
+    /// The whole check: the cache, then introspection or the offline JWT checks (blocking,
+    /// bounded by `http_connect_timeout`), with concurrent misses on one token coalesced.
+    pub fn authenticate(&self, prepared: &Prepared<'_>) -> Verdict {
+        let c = match &prepared.0 {
+            Stage::Decided(v) => return v.clone(),
+            Stage::Check(c) => c,
         };
-        if let Some(v) = self.cached(key, cert.as_ref()) {
-            return self.possession(request, scheme, token, v);
+        let (token, key, cert) = (&*c.token, c.key, c.cert.as_ref());
+        if let Some(v) = self.cached(key, cert) {
+            return self.possession(c, v);
         }
         self.counters.misses.fetch_add(1, Relaxed);
         let entry = match self
@@ -795,15 +880,15 @@ impl Authenticator {
             }
         };
         let verdict = match entry {
-            Ok(entry) => self.judge(&entry, cert.as_ref(), self.clock.wall()),
-            Err(e) => match self.stale(key, cert.as_ref(), &e) {
+            Ok(entry) => self.judge(&entry, cert, self.clock.wall()),
+            Err(e) => match self.stale(key, cert, &e) {
                 Some(verdict) => verdict,
                 None => Verdict::deny(DenyReason::Unavailable(e)),
             },
         };
         let verdict = match verdict {
             // possession() logs its own refusals.
-            allowed @ Verdict::Allow(_) => return self.possession(request, scheme, token, allowed),
+            allowed @ Verdict::Allow(_) => return self.possession(c, allowed),
             denied => denied,
         };
         if let Verdict::Deny(d) = &verdict {
@@ -812,21 +897,21 @@ impl Authenticator {
         verdict
     }
 
+    /// [`Authenticator::prepare`] then [`Authenticator::authenticate`], for a door that can
+    /// block on every request.
+    pub fn check(&self, request: &Request<'_>) -> Verdict {
+        self.authenticate(&self.prepare(request))
+    }
+
     /// RFC 9449 on an accepted token, on every request (hits included): a key-bound token
     /// (`cnf.jkt`) needs the DPoP scheme and a valid proof by that key; an unbound one the
     /// Bearer scheme (and only when `dpop` is not `required`).
-    fn possession(
-        &self,
-        request: &Request<'_>,
-        scheme: Scheme,
-        token: &str,
-        verdict: Verdict,
-    ) -> Verdict {
+    fn possession(&self, c: &Check<'_>, verdict: Verdict) -> Verdict {
         let Verdict::Allow(grant) = &verdict else {
             return verdict;
         };
         let mode = self.config.dpop.mode;
-        let refusal = match (grant.jkt.as_deref(), scheme) {
+        let refusal = match (grant.jkt.as_deref(), c.scheme) {
             (None, Scheme::Bearer) if mode == DpopMode::Required => {
                 Some(DenyReason::DpopToken("DPoP is required"))
             }
@@ -835,29 +920,31 @@ impl Authenticator {
                 "the token is bound to a key: use the DPoP scheme",
             )),
             (None, Scheme::Dpop) => Some(DenyReason::DpopToken("the token is not bound to a key")),
-            (Some(jkt), Scheme::Dpop) => self.check_proof(request, token, jkt).err(),
+            (Some(jkt), Scheme::Dpop) => self.check_proof(c, jkt).err(),
         };
         match refusal {
             None => verdict,
             Some(reason) => {
                 let denial = Denial { reason };
-                self.log_denial(token, &denial);
+                self.log_denial(&c.token, &denial);
                 Verdict::Deny(denial)
             }
         }
     }
 
-    fn check_proof(&self, request: &Request<'_>, token: &str, jkt: &str) -> Result<(), DenyReason> {
-        let missing = DenyReason::InvalidDpopProof(ProofFault::Missing);
-        let proof = request.dpop_proof.ok_or(missing.clone())?;
-        let url = request
-            .url
+    fn check_proof(&self, c: &Check<'_>, jkt: &str) -> Result<(), DenyReason> {
+        let inputs = c.dpop.as_ref();
+        let proof = inputs
+            .and_then(|d| d.proof.as_deref())
+            .ok_or(DenyReason::InvalidDpopProof(ProofFault::Missing))?;
+        let url = inputs
+            .and_then(|d| d.url.as_deref())
             .ok_or(DenyReason::InvalidDpopProof(ProofFault::Url))?;
         let ctx = ProofContext {
             proof: proof.trim(),
-            method: request.method.unwrap_or(""),
+            method: inputs.and_then(|d| d.method.as_deref()).unwrap_or(""),
             url,
-            token,
+            token: &c.token,
             now: self.clock.wall(),
             leeway: self.config.policy.leeway.as_secs_f64(),
         };
@@ -916,38 +1003,6 @@ impl Authenticator {
     pub fn forget(&self, authorization: Option<&str>) {
         if let Ok(token) = bearer_token(authorization) {
             self.cache.remove(self.cache_keys.key(token));
-        }
-    }
-
-    fn prepare<'a>(&self, request: &Request<'a>) -> Prepared<'a> {
-        let dpop = self.config.dpop.mode != DpopMode::Off;
-        let (scheme, token) = match credentials(request.authorization, dpop) {
-            Ok(t) => t,
-            Err(reason) => return Prepared::Done(Verdict::deny(reason)),
-        };
-        let binding = self.config.policy.binding;
-        let cert = if binding.reads_certificate() {
-            let digest = match &self.proxy_certs {
-                // Only the proxy's header counts, and only from a trusted proxy.
-                Some(proxy) => proxy.certificate(request.peer, request.forwarded_cert, &*self.log),
-                None => request
-                    .client_cert
-                    .filter(|c| !c.is_empty())
-                    .and_then(thumbprint::cert_digest),
-            };
-            // Checked before any AS round trip: without a certificate the answer is known.
-            if digest.is_none() && binding == Binding::Required {
-                return Prepared::Done(Verdict::deny(DenyReason::CertificateRequired));
-            }
-            digest
-        } else {
-            None
-        };
-        Prepared::Check {
-            token,
-            scheme,
-            key: self.cache_keys.key(token),
-            cert,
         }
     }
 

@@ -170,7 +170,7 @@ pub fn introspection_answer(data: &[u8]) {
     };
     let authorization = format!("Bearer {TOKEN}");
     let cert = (profile == 3).then_some(CLIENT_CERT.as_bytes());
-    let verdict = filter.authenticate(Some(&authorization), cert);
+    let verdict = filter.check(&crate::Request::new(Some(&authorization), cert));
     filter.forget(Some(&authorization));
 
     let answer = crate::strict_json::from_slice(body).ok();
@@ -426,8 +426,8 @@ pub fn config_map(data: &[u8]) {
                 body: active.into_bytes(),
             };
             let authorization = format!("Bearer {TOKEN}");
-            let _ = auth.authenticate(Some(&authorization), None);
-            let _ = auth.authenticate(Some(&authorization), None);
+            let _ = auth.check(&crate::Request::new(Some(&authorization), None));
+            let _ = auth.check(&crate::Request::new(Some(&authorization), None));
         }
         Err(e) => check(&e),
     }
@@ -514,7 +514,7 @@ pub fn jwt(data: &[u8]) {
     };
     let filter = jwt_filter();
     let authorization = format!("Bearer {token}");
-    let verdict = filter.authenticate(Some(&authorization), None);
+    let verdict = filter.check(&crate::Request::new(Some(&authorization), None));
     filter.forget(Some(&authorization));
     match verdict {
         Verdict::Allow(grant) => {

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use tokenward::{Authenticator, Verdict, log::NoLog};
+//! use tokenward::{Authenticator, Request, Verdict, log::NoLog};
 //! let auth = Authenticator::from_options([
 //!     ("introspect_endpoint", "https://as.example/introspect"),
 //!     ("audience", "https://as.example"),
@@ -20,7 +20,13 @@
 //!     ("mapping_user_domain_id", "user_domain.id"), ("mapping_user_domain_name", "user_domain.name"),
 //!     ("mapping_roles", "roles"),
 //! ], Arc::new(NoLog))?;
-//! match auth.authenticate(Some("Bearer abc"), None) {
+//! // Read the request once, try the cache (no I/O), then ask the AS only on a miss.
+//! let prepared = auth.prepare(&Request::new(Some("Bearer abc"), None));
+//! let verdict = match auth.lookup(&prepared) {
+//!     Some(verdict) => verdict,
+//!     None => auth.authenticate(&prepared), // blocks: run it off an event loop
+//! };
+//! match verdict {
 //!     Verdict::Allow(grant) => { for (h, v) in grant.headers() { let _ = (h.name, v); } }
 //!     Verdict::Deny(d) => { let _ = (d.status(), d.body()); }
 //! }
@@ -56,7 +62,9 @@ pub mod thumbprint;
 pub mod tls;
 pub mod token_client;
 
-pub use authenticator::{Authenticator, Denial, DenyReason, Grant, Metrics, Request, Verdict};
+pub use authenticator::{
+    Authenticator, Denial, DenyReason, Grant, Metrics, Prepared, Request, Verdict,
+};
 pub use config::{FilterConfig, RawOptions};
 pub use error::{AsError, ConfigError};
 pub use secret::Secret;

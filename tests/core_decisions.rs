@@ -75,13 +75,17 @@ struct Rig {
 
 impl Rig {
     fn check(&self) -> Verdict {
-        self.auth
-            .authenticate(Some(&format!("Bearer {TOKEN}")), None)
+        self.auth.check(&tokenward::Request::new(
+            Some(&format!("Bearer {TOKEN}")),
+            None,
+        ))
     }
 
     fn check_token(&self, token: &str) -> Verdict {
-        self.auth
-            .authenticate(Some(&format!("Bearer {token}")), None)
+        self.auth.check(&tokenward::Request::new(
+            Some(&format!("Bearer {token}")),
+            None,
+        ))
     }
 
     fn set_down(&self, down: bool) {
@@ -684,7 +688,12 @@ fn a_cached_grant_past_its_exp_is_refused_on_a_hit_and_dropped() {
         clock.clone(),
     )
     .unwrap();
-    let check = || auth.authenticate(Some(&format!("Bearer {TOKEN}")), None);
+    let check = || {
+        auth.check(&tokenward::Request::new(
+            Some(&format!("Bearer {TOKEN}")),
+            None,
+        ))
+    };
     assert!(allowed(&check()));
     assert!(allowed(&check()));
     assert_eq!(auth.metrics().cache_hits, 1);
@@ -942,8 +951,10 @@ fn bound_to(pem: &str) -> String {
 fn thumbprint_verify_auto_checks_bound_tokens_and_passes_unbound_ones() {
     let check = |body: &str, cert: Option<&str>| {
         let r = rig(&[("thumbprint_verify", "auto")], body);
-        r.auth
-            .authenticate(Some(&format!("Bearer {TOKEN}")), cert.map(str::as_bytes))
+        r.auth.check(&tokenward::Request::new(
+            Some(&format!("Bearer {TOKEN}")),
+            cert.map(str::as_bytes),
+        ))
     };
     assert!(
         allowed(&check(&active(""), None)),
@@ -1061,4 +1072,67 @@ fn a_forwarded_certificate_counts_only_from_a_trusted_proxy() {
         let e = FilterConfig::from_raw(&RawOptions::from_pairs(options(extra))).unwrap_err();
         assert_eq!(e.option(), option, "{extra:?}");
     }
+}
+
+// ------------------------------------------------------------------ the prepared request (issue 13)
+
+#[test]
+fn a_prepared_request_serves_the_lookup_and_then_the_miss_from_another_thread() {
+    let r = rig(&[("thumbprint_verify", "true")], &bound_to(CERT));
+    let authorization = format!("Bearer {TOKEN}");
+    let request = tokenward::Request::new(Some(&authorization), Some(CERT.as_bytes()));
+    let prepared = r.auth.prepare(&request);
+    assert!(
+        prepared.decided().is_none(),
+        "a token and a certificate: the cache decides"
+    );
+    assert!(
+        r.auth.lookup(&prepared).is_none(),
+        "a miss: nothing cached yet"
+    );
+    assert_eq!(r.calls(), 0, "a lookup never asks the AS");
+    // The same prepared request, owning its text, goes to another thread for the round trip.
+    let owned = prepared.clone().into_owned();
+    let verdict = std::thread::scope(|s| s.spawn(|| r.auth.authenticate(&owned)).join().unwrap());
+    assert!(allowed(&verdict), "{verdict:?}");
+    assert_eq!(r.calls(), 1);
+    assert!(allowed(&r.auth.lookup(&prepared).unwrap()), "now a hit");
+    let m = r.auth.metrics();
+    assert_eq!((m.cache_misses, m.cache_hits, m.introspections), (1, 1, 1));
+    // Another certificate is another prepared request: refused from the cache.
+    let other = r.auth.prepare(&tokenward::Request::new(
+        Some(&authorization),
+        Some(OTHER_CERT.as_bytes()),
+    ));
+    assert_eq!(
+        denied(&r.auth.lookup(&other).unwrap()),
+        Some(&DenyReason::CertificateMismatch)
+    );
+}
+
+#[test]
+fn a_request_that_decides_itself_never_reaches_the_cache_or_the_as() {
+    let r = rig(&[("thumbprint_verify", "true")], &bound_to(CERT));
+    for (authorization, cert, want) in [
+        (None, Some(CERT), DenyReason::MissingToken),
+        (Some("Basic abc"), Some(CERT), DenyReason::MissingToken),
+        (Some("Bearer a b"), Some(CERT), DenyReason::MalformedToken),
+        (Some("Bearer abc"), None, DenyReason::CertificateRequired),
+    ] {
+        let prepared = r.auth.prepare(&tokenward::Request::new(
+            authorization,
+            cert.map(str::as_bytes),
+        ));
+        assert_eq!(prepared.decided().and_then(denied), Some(&want));
+        assert_eq!(
+            r.auth.lookup(&prepared).as_ref().and_then(denied),
+            Some(&want)
+        );
+        assert_eq!(
+            denied(&r.auth.authenticate(&prepared.into_owned())),
+            Some(&want)
+        );
+    }
+    let m = r.auth.metrics();
+    assert_eq!((r.calls(), m.cache_misses, m.cache_hits), (0, 0, 0));
 }

@@ -233,8 +233,10 @@ impl Rig {
     }
 
     fn check(&self, token: &str) -> Verdict {
-        self.auth
-            .authenticate(Some(&format!("Bearer {token}")), None)
+        self.auth.check(&tokenward::Request::new(
+            Some(&format!("Bearer {token}")),
+            None,
+        ))
     }
 
     fn reason(&self, token: &str) -> DenyReason {

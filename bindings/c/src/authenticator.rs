@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::ffi::c_char;
 use std::sync::{Mutex, PoisonError};
 
-use tokenward::{Authenticator, Metrics};
+use tokenward::{Authenticator, Metrics, Request};
 
 use crate::ffi::{self, Castable, OwnershipArc};
 use crate::panic::ffi_panic_boundary;
@@ -126,7 +126,8 @@ pub extern "C" fn tokenward_authenticate(
         let authorization = crate::request::authorization_text(authorization);
         let header = authorization.as_ref().map(Cow::as_ref);
         let cert = (!cert.is_empty()).then_some(cert);
-        let verdict = auth.inner.authenticate(header, cert);
+        let prepared = auth.inner.prepare(&Request::new(header, cert));
+        let verdict = auth.inner.authenticate(&prepared);
         let verdict = Verdict::new(&auth.inner, verdict, strip);
         ffi::write_out(out, ffi::box_into_ptr::<tokenward_verdict>(verdict));
         tokenward_result::Ok

@@ -149,7 +149,7 @@ pub extern "C" fn tokenward_authenticate_request(
             url,
             dpop_proof,
         };
-        let verdict = auth.inner.check(&request);
+        let verdict = auth.inner.authenticate(&auth.inner.prepare(&request));
         let verdict = Verdict::new(&auth.inner, verdict, strip);
         ffi::write_out(out, ffi::box_into_ptr::<tokenward_verdict>(verdict));
         tokenward_result::Ok

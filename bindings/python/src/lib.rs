@@ -447,7 +447,7 @@ impl Authenticator {
     ) -> PyResult<Option<Outcome>> {
         let cert = cert_bytes(client_cert)?;
         let verdict = catch_unwind(AssertUnwindSafe(|| {
-            self.inner.lookup_request(&tokenward::Request {
+            let prepared = self.inner.prepare(&tokenward::Request {
                 authorization,
                 client_cert: cert.as_deref(),
                 peer,
@@ -455,7 +455,8 @@ impl Authenticator {
                 method,
                 url,
                 dpop_proof,
-            })
+            });
+            self.inner.lookup(&prepared)
         }))
         .map_err(|_| internal_error())?;
         // A check without I/O may still log (an untrusted proxy's header): hand it over here.
