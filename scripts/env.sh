@@ -2,7 +2,7 @@
 # (Debian packages, a Python venv with tokenward built from this tree, the test AS's npm
 # packages) and activates the venv. Idempotent; safe to source again.
 # Prerequisites it checks but does not install: the Rust toolchain (≥ the crate's
-# rust-version), Python ≥ 3.9 with venv, Node.js ≥ 20 (installed from Debian when missing).
+# rust-version), Python ≥ 3.10 with venv, Node.js ≥ 20 (installed from Debian when missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$ROOT/tests/.work"
@@ -24,9 +24,9 @@ fi
 rust_have="$(rustc --version | awk '{print $2}')"
 version_at_least "${rust_have%%-*}" "$rust_wanted" ||
   prereq_fail "rustc $rust_have is older than the crate's rust-version $rust_wanted: run \`rustup update\`"
-command -v python3 >/dev/null 2>&1 || prereq_fail "Python >= 3.9 (python3) is needed"
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
-  prereq_fail "Python >= 3.9 is needed; python3 is $(python3 -c 'import platform; print(platform.python_version())')"
+command -v python3 >/dev/null 2>&1 || prereq_fail "Python >= 3.10 (python3) is needed"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+  prereq_fail "Python >= 3.10 is needed; python3 is $(python3 -c 'import platform; print(platform.python_version())')"
 if [ ! -x "$WORK/venv/bin/python" ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   prereq_fail "python3 cannot make a venv: install python3-venv (Debian: apt-get install python3-venv)"
 fi
