@@ -76,6 +76,10 @@ pub enum DenyReason {
     DpopToken(&'static str),
     /// The AS could not answer (503).
     Unavailable(AsError),
+    /// A Keystone token (`X-Auth-Token`, `X-Service-Token`) refused (401).
+    Keystone(crate::keystone::KeystoneRefusal),
+    /// Keystone could not answer, or refused this service's own credentials (503).
+    KeystoneUnavailable(AsError),
 }
 
 impl DenyReason {
@@ -83,7 +87,7 @@ impl DenyReason {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unmappable(_) | Self::InsufficientScope => 403,
-            Self::Unavailable(_) => 503,
+            Self::Unavailable(_) | Self::KeystoneUnavailable(_) => 503,
             _ => 401,
         }
     }
@@ -107,6 +111,8 @@ impl DenyReason {
             Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::DpopToken(_) => "dpop_binding",
             Self::Unavailable(_) => "as_unavailable",
+            Self::Keystone(refusal) => refusal.code(),
+            Self::KeystoneUnavailable(_) => "keystone_unavailable",
         }
     }
 }
@@ -120,6 +126,8 @@ impl fmt::Display for DenyReason {
             Self::InvalidDpopProof(fault) => write!(f, "invalid DPoP proof: {}", fault.code()),
             Self::DpopToken(why) => write!(f, "DPoP: {why}"),
             Self::Unavailable(e) => write!(f, "{e}"),
+            Self::Keystone(refusal) => write!(f, "{refusal}"),
+            Self::KeystoneUnavailable(e) => write!(f, "Keystone: {e}"),
             other => f.write_str(&other.code().replace('_', " ")),
         }
     }
@@ -181,6 +189,28 @@ impl Grant {
         }
     }
 
+    /// A grant of prebuilt headers (a Keystone token's), with `token_info_json` as given
+    /// (empty when there is none).
+    pub(crate) fn keystone(
+        headers: Vec<(IdentityHeader, String)>,
+        token_info_json: String,
+        expires: Option<f64>,
+    ) -> Self {
+        Self {
+            identity: MappedIdentity {
+                headers,
+                token_info_json,
+                expires_at: None,
+            },
+            expires,
+            not_before: None,
+            bound_to: None,
+            jkt: None,
+            stale: false,
+            attachment: OnceLock::new(),
+        }
+    }
+
     /// A door's own per-grant data (say, prebuilt Python objects), made once on first use.
     pub fn attachment<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
         self.attachment
@@ -213,6 +243,12 @@ impl Denial {
             }
             DenyReason::Unavailable(_) => {
                 r#"{"error": {"code": 503, "title": "Service Unavailable", "message": "The request you have made is denied, because an exception occurred while accessing the external authentication server for token validation."}}"#
+            }
+            DenyReason::Keystone(_) => {
+                r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}"#
+            }
+            DenyReason::KeystoneUnavailable(_) => {
+                r#"{"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}"#
             }
             _ => {
                 r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made is denied, because the token is invalid."}}"#
@@ -262,16 +298,16 @@ enum Entry {
 
 /// Counters, readable from both doors.
 #[derive(Debug, Default)]
-struct Counters {
-    hits: AtomicU64,
-    negative_hits: AtomicU64,
-    misses: AtomicU64,
-    coalesced: AtomicU64,
-    introspections: AtomicU64,
-    as_errors: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) negative_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) introspections: AtomicU64,
+    pub(crate) as_errors: AtomicU64,
     jwt_verifications: AtomicU64,
     jwt_refusals: AtomicU64,
-    breaker_rejections: AtomicU64,
+    pub(crate) breaker_rejections: AtomicU64,
     stale_served: AtomicU64,
 }
 
@@ -347,22 +383,24 @@ impl Metrics {
 
 /// Validates bearer tokens. Build once at start-up; share across threads.
 pub struct Authenticator {
-    config: FilterConfig,
+    pub(crate) config: FilterConfig,
     client: ClientAuthenticator,
-    transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Transport>,
     cache_keys: KeyDeriver,
     cache: VerdictCache<Entry, AsError>,
-    shared: Option<SharedTier>,
+    pub(crate) shared: Option<SharedTier>,
     keys: Option<KeyStore>,
+    /// The Keystone backend (`validation = keystone`).
+    pub(crate) keystone: Option<crate::keystone::Backend>,
     proxy_certs: Option<ProxyCerts>,
     replays: ReplayCache,
-    breaker: Arc<Breaker>,
-    as_stats: AsStats,
+    pub(crate) breaker: Arc<Breaker>,
+    pub(crate) as_stats: AsStats,
     /// When a 4xx to our own credentials was last logged at ERROR.
     config_error_logged: Mutex<Option<std::time::Instant>>,
-    log: Arc<dyn LogSink>,
-    clock: Arc<dyn Clock>,
-    counters: Counters,
+    pub(crate) log: Arc<dyn LogSink>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) counters: Counters,
     challenge: String,
     dpop_algs: String,
     warnings: Vec<String>,
@@ -550,6 +588,11 @@ impl Authenticator {
             .iter()
             .map(|k| format!("The option \"{k}\" is not known to tokenward"));
         auth.warnings.splice(0..0, unknown);
+        auth.warnings
+            .extend(crate::keystone::unused_option_warnings(
+                &raw,
+                auth.config.keystone.is_some(),
+            ));
         if auth.config.validation == Validation::Jwt {
             for name in [
                 "introspect_endpoint",
@@ -570,9 +613,16 @@ impl Authenticator {
     /// Builds from a checked config: loads keys and TLS material now.
     pub fn new(config: FilterConfig, log: Arc<dyn LogSink>) -> Result<Self, ConfigError> {
         let transport = Arc::new(ReqwestTransport::new(&config.client)?);
+        let (endpoint, client_id) = match &config.keystone {
+            Some(ks) => (ks.auth_url.clone(), ks.auth.principal()),
+            None => (
+                config.introspect_endpoint.clone(),
+                config.client.client_id.clone(),
+            ),
+        };
         let breaker = breaker::shared(
-            &config.introspect_endpoint,
-            &config.client.client_id,
+            &endpoint,
+            &client_id,
             config.breaker.failure_threshold,
             config.breaker.open_time,
         );
@@ -634,10 +684,20 @@ impl Authenticator {
             }
             None => None,
         };
-        let challenge = format!(
-            "Authorization OAuth 2.0 uri=\"{}\"",
-            config.audience.replace('"', "%22")
-        );
+        let challenge = match &config.keystone {
+            Some(ks) => format!(
+                "Keystone uri=\"{}\"",
+                ks.www_authenticate_uri.replace('"', "%22")
+            ),
+            None => format!(
+                "Authorization OAuth 2.0 uri=\"{}\"",
+                config.audience.replace('"', "%22")
+            ),
+        };
+        let keystone = config
+            .keystone
+            .as_ref()
+            .map(|ks| crate::keystone::Backend::new(ks, &config, &seed, &policy, &mut warnings));
         let fingerprints = fingerprint_key(&policy, &client, &config);
         Ok(Self {
             fingerprints,
@@ -659,6 +719,7 @@ impl Authenticator {
                 )
             }),
             shared,
+            keystone,
             client,
             transport,
             log,
@@ -717,9 +778,10 @@ impl Authenticator {
             401 => vec![("WWW-Authenticate", self.challenge.clone())],
             503 => {
                 let seconds = match &denial.reason {
-                    DenyReason::Unavailable(AsError::CircuitOpen { retry_after, .. }) => {
-                        *retry_after
-                    }
+                    DenyReason::Unavailable(AsError::CircuitOpen { retry_after, .. })
+                    | DenyReason::KeystoneUnavailable(AsError::CircuitOpen {
+                        retry_after, ..
+                    }) => *retry_after,
                     _ => self.config.retry_after,
                 };
                 vec![("Retry-After", seconds.to_string())]
@@ -743,7 +805,12 @@ impl Authenticator {
             coalesced_waits: c.coalesced.load(Relaxed),
             introspections: c.introspections.load(Relaxed),
             as_errors: c.as_errors.load(Relaxed),
-            cache_entries: self.cache.len() as u64,
+            cache_entries: (self.cache.len()
+                + self
+                    .keystone
+                    .as_ref()
+                    .map_or(0, crate::keystone::Backend::cache_len))
+                as u64,
             cache_evictions: self.cache.evictions(),
             shared_hits: self.shared.as_ref().map_or(0, |t| t.hits.load(Relaxed)),
             shared_errors: self.shared.as_ref().map_or(0, SharedTier::error_count),
@@ -806,6 +873,9 @@ impl Authenticator {
     /// Reads a request once: the `Authorization` header parsed, the cache key and the
     /// certificate digest computed. No I/O.
     pub fn prepare<'a>(&self, request: &Request<'a>) -> Prepared<'a> {
+        if self.keystone.is_some() {
+            return Prepared(Stage::Decided(keystone_misuse()));
+        }
         let dpop = self.config.dpop.mode != DpopMode::Off;
         let (scheme, token) = match credentials(request.authorization, dpop) {
             Ok(t) => t,
@@ -1022,7 +1092,7 @@ impl Authenticator {
 
     fn fetch(&self, token: &str, key: CacheKey) -> Result<Entry, AsError> {
         let local = match self.config.validation {
-            Validation::Introspection => false,
+            Validation::Introspection | Validation::Keystone => false,
             Validation::Jwt => true,
             Validation::JwtOrIntrospection => jwt::shape(token) == Shape::Jws,
         };
@@ -1447,7 +1517,20 @@ fn policy_string(config: &FilterConfig) -> String {
         None => out.push('-'),
     }
     list(&mut out, &p.required_scope);
+    if let Some(ks) = &config.keystone {
+        out.push('K');
+        field(&mut out, &ks.auth_url);
+        field(&mut out, &ks.auth.principal());
+        field(&mut out, if ks.include_service_catalog { "c" } else { "-" });
+    }
     out
+}
+
+/// The verdict of a bearer-token check on a `validation = keystone` authenticator.
+fn keystone_misuse() -> Verdict {
+    Verdict::deny(DenyReason::KeystoneUnavailable(AsError::Internal(
+        "validation = keystone checks X-Auth-Token and X-Service-Token (check_keystone, tokenward_authenticate_request), not Authorization".into(),
+    )))
 }
 
 impl From<FlightError> for AsError {

@@ -44,6 +44,9 @@ pub enum Origin {
     Tacker,
     /// Added by tokenward.
     Tokenward,
+    /// keystonemiddleware 13.0.1 `[keystone_authtoken]` (auth_token) and the options of the
+    /// keystoneauth plugins it loads; used with `validation = keystone`.
+    KeystoneAuthToken,
 }
 
 /// One configuration option.
@@ -69,7 +72,7 @@ const AUTH_METHODS: &[&str] = &[
     "client_secret_jwt",
 ];
 
-const VALIDATIONS: &[&str] = &["introspection", "jwt", "jwt_or_introspection"];
+const VALIDATIONS: &[&str] = &["introspection", "jwt", "jwt_or_introspection", "keystone"];
 
 const fn opt(
     name: &'static str,
@@ -88,7 +91,7 @@ const fn opt(
 }
 
 use OptionKind::{Bool, Choice, Int, List, Str};
-use Origin::{Reference as Ksm, Tacker, Tokenward as Tw};
+use Origin::{KeystoneAuthToken as Kat, Reference as Ksm, Tacker, Tokenward as Tw};
 
 /// Every option tokenward understands, in README order.
 #[rustfmt::skip]
@@ -138,8 +141,8 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("redis_cafile", Str, None, Tw, "CA bundle that verifies `rediss://` servers; unset means the system roots"),
     opt("redis_certfile", Str, None, Tw, "client certificate for mutual TLS to `rediss://` servers (may also hold the key)"),
     opt("redis_keyfile", Str, None, Tw, "private key for redis_certfile"),
-    opt("auth_type", Str, None, Ksm, "accepted for compatibility; unused"),
-    opt("auth_section", Str, None, Ksm, "accepted for compatibility; unused"),
+    opt("auth_type", Str, None, Ksm, "validation = keystone: how this service authenticates to Keystone (v3tokenlessauth, password, v3password, v3applicationcredential); otherwise accepted for compatibility and unused"),
+    opt("auth_section", Str, None, Ksm, "validation = keystone: the oslo.config group that holds auth_type and the plugin options (read by the Python door); otherwise accepted for compatibility and unused"),
     opt("token_endpoint", Str, None, Tacker, "token endpoint for the outbound Client Credentials grant"),
     opt("scope", Str, None, Tacker, "scope requested by the outbound client"),
     opt("use_ext_oauth2_auth", Bool, Some("false"), Tacker, "Tacker's switch for the outbound client; read by Tacker"),
@@ -152,7 +155,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("token_issuer", Str, None, Tw, "if set, the token's `iss` must equal this (required by jwt validation)"),
     opt("token_required_scope", List, None, Tw, "if set, the token's `scope` (or `scp` array) must contain all of these"),
     opt("retry_after", Int, Some("5"), Tw, "seconds sent in `Retry-After` when the AS cannot answer (503), at most 86400"),
-    opt("validation", Choice(VALIDATIONS), Some("introspection"), Tw, "how tokens are checked: introspection (RFC 7662), jwt (JWT access tokens verified locally, RFC 9068) or jwt_or_introspection (a JWS locally, any other token by introspection)"),
+    opt("validation", Choice(VALIDATIONS), Some("introspection"), Tw, "how tokens are checked: introspection (RFC 7662), jwt (JWT access tokens verified locally, RFC 9068), jwt_or_introspection (a JWS locally, any other token by introspection) or keystone (X-Auth-Token and X-Service-Token validated by Keystone, as keystonemiddleware.auth_token)"),
     opt("jwks_uri", Str, None, Tw, "the AS's JWK Set URL for jwt validation; unset means discovery from token_issuer"),
     opt("jwks_cache_time", Int, Some("300"), Tw, "seconds the AS's keys are kept (less when the answer's Cache-Control max-age is shorter), at most 86400"),
     opt("jwks_min_refresh_interval", Int, Some("10"), Tw, "least seconds between two key fetches for unknown `kid`s (and after a failed fetch), at most 3600"),
@@ -167,6 +170,45 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("stale_if_error", Int, Some("0"), Tw, "seconds past its cache lifetime an active verdict is still served while the AS cannot answer (never past `exp`), at most 86400; 0 disables"),
     opt("metrics_name", Str, None, Tw, "the `filter` label of the Prometheus metrics (default: log_name, else the logger's name)"),
     opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
+    opt("www_authenticate_uri", Str, None, Kat, "the public identity endpoint sent in `WWW-Authenticate: Keystone uri=...` with a 401 (default: auth_url)"),
+    opt("auth_url", Str, None, Kat, "the identity API: with v3tokenlessauth the versioned endpoint itself (…/v3); with the other plugins an unversioned one gets /v3"),
+    opt("auth_version", Str, None, Kat, "accepted for compatibility; only the v3 API is used"),
+    opt("interface", Choice(&["public", "internal", "admin"]), Some("internal"), Kat, "the catalog interface of the identity endpoint that validates tokens (password, v3applicationcredential)"),
+    opt("region_name", Str, None, Kat, "the region of that identity endpoint"),
+    opt("delay_auth_decision", Bool, Some("false"), Kat, "pass requests without a valid token on with X-Identity-Status: Invalid instead of a 401 (Keystone unavailable is still a 503)"),
+    opt("http_request_max_retries", Int, Some("3"), Kat, "times a validation is sent again at once when Keystone cannot be connected to, 0 to 10"),
+    opt("include_service_catalog", Bool, Some("true"), Kat, "ask Keystone for the catalog and set X-Service-Catalog"),
+    opt("enforce_token_bind", Str, Some("permissive"), Kat, "disabled, permissive (refuse kerberos-bound tokens, which cannot be verified here; ignore other binds) or strict (refuse every bound token); required and named methods are refused at start-up"),
+    opt("service_token_roles", List, Some("service"), Kat, "a service token must hold one of these roles (see service_token_roles_required); it also lets the user token be expired"),
+    opt("service_token_roles_required", Bool, Some("true"), Kat, "a service token without a role of service_token_roles is invalid"),
+    opt("service_type", Str, None, Kat, "this service's type in the catalog, to enforce application-credential access rules"),
+    opt("cache", Str, None, Kat, "Swift's environ cache key: not supported (the in-process and shared tiers are used)"),
+    opt("memcache_tls_enabled", Bool, Some("false"), Kat, "TLS to memcached is not supported: true is refused at start-up (use redis_url = rediss://...)"),
+    opt("memcache_tls_cafile", Str, None, Kat, "accepted with memcache_tls_enabled = false only"),
+    opt("memcache_tls_certfile", Str, None, Kat, "accepted with memcache_tls_enabled = false only"),
+    opt("memcache_tls_keyfile", Str, None, Kat, "accepted with memcache_tls_enabled = false only"),
+    opt("memcache_tls_allowed_ciphers", Str, None, Kat, "accepted with memcache_tls_enabled = false only"),
+    opt("memcache_sasl_enabled", Bool, Some("false"), Kat, "SASL to memcached is not supported: true is refused at start-up"),
+    opt("memcache_username", Str, None, Kat, "accepted with memcache_sasl_enabled = false only"),
+    opt("memcache_password", OptionKind::Secret, None, Kat, "accepted with memcache_sasl_enabled = false only"),
+    opt("username", Str, None, Kat, "password: the service user's name (with user_domain_id or user_domain_name)"),
+    opt("user_id", Str, None, Kat, "password: the service user's id; v3applicationcredential: the credential's owner when given by name"),
+    opt("password", OptionKind::Secret, None, Kat, "password: the service user's password"),
+    opt("user_domain_id", Str, None, Kat, "the domain id of username"),
+    opt("user_domain_name", Str, None, Kat, "the domain name of username"),
+    opt("project_id", Str, None, Kat, "the service's project scope by id (password; v3tokenlessauth sends X-Project-Id)"),
+    opt("project_name", Str, None, Kat, "the service's project scope by name, with project_domain_id or project_domain_name"),
+    opt("project_domain_id", Str, None, Kat, "the domain id of project_name"),
+    opt("project_domain_name", Str, None, Kat, "the domain name of project_name"),
+    opt("domain_id", Str, None, Kat, "the service's domain scope by id"),
+    opt("domain_name", Str, None, Kat, "the service's domain scope by name"),
+    opt("default_domain_id", Str, None, Kat, "password: the user's and project's domain id when theirs are not given"),
+    opt("default_domain_name", Str, None, Kat, "password: the user's and project's domain name when theirs are not given"),
+    opt("system_scope", Str, None, Kat, "password: scope the service's token to the system (`all`)"),
+    opt("trust_id", Str, None, Kat, "password: scope the service's token to this trust"),
+    opt("application_credential_id", Str, None, Kat, "v3applicationcredential: the credential's id"),
+    opt("application_credential_name", Str, None, Kat, "v3applicationcredential: the credential's name (with user_id, or username and its domain)"),
+    opt("application_credential_secret", OptionKind::Secret, None, Kat, "v3applicationcredential: the credential's secret"),
 ];
 
 /// The largest value of every option that is a number of seconds (each help text says it).
@@ -622,6 +664,25 @@ pub struct MappingConfig {
 }
 
 impl MappingConfig {
+    /// The mapping of a filter that maps no claims (`validation = keystone`).
+    fn unused() -> Self {
+        // A one-segment path always parses.
+        let path = || ClaimPath::parse("unused").expect("a one-segment claim path");
+        Self {
+            project_id: None,
+            project_name: None,
+            project_domain_id: None,
+            project_domain_name: None,
+            user_id: path(),
+            user_name: path(),
+            user_domain_id: path(),
+            user_domain_name: path(),
+            roles: path(),
+            system_scope: None,
+            expires_at: None,
+        }
+    }
+
     fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
         let need = |name: &'static str, why: &str| -> Result<ClaimPath, ConfigError> {
             raw.claim_path(name)?
@@ -765,6 +826,8 @@ pub enum Validation {
     Jwt,
     /// A JWS is verified locally; any other token is introspected.
     JwtOrIntrospection,
+    /// Keystone tokens (`X-Auth-Token`, `X-Service-Token`) validated by Keystone.
+    Keystone,
 }
 
 /// Offline validation of JWT access tokens: keys and header rules.
@@ -811,6 +874,8 @@ pub struct FilterConfig {
     pub validation: Validation,
     /// Offline JWT validation, in the `jwt` modes.
     pub jwt: Option<JwtConfig>,
+    /// Keystone validation (`validation = keystone`).
+    pub keystone: Option<crate::keystone::KeystoneConfig>,
     /// Introspection endpoint (empty with `validation = jwt`).
     pub introspect_endpoint: String,
     /// The reference's `audience`: the AS, used in WWW-Authenticate and assertions.
@@ -845,10 +910,15 @@ impl FilterConfig {
         let validation = match raw.choice("validation")? {
             Some("jwt") => Validation::Jwt,
             Some("jwt_or_introspection") => Validation::JwtOrIntrospection,
+            Some("keystone") => Validation::Keystone,
             _ => Validation::Introspection,
         };
+        let keystone = match validation {
+            Validation::Keystone => Some(crate::keystone::KeystoneConfig::from_raw(raw)?),
+            _ => None,
+        };
         let jwt = match validation {
-            Validation::Introspection => {
+            Validation::Introspection | Validation::Keystone => {
                 // Unused in this mode, but a value out of bounds is still a typo.
                 raw.secs("jwks_cache_time")?;
                 raw.secs("jwks_min_refresh_interval")?;
@@ -856,8 +926,13 @@ impl FilterConfig {
             }
             _ => Some(JwtConfig::from_raw(raw)?),
         };
-        let (introspect_endpoint, audience, client) = match &jwt {
-            Some(jwt) if validation == Validation::Jwt => (
+        let (introspect_endpoint, audience, client) = match (&jwt, &keystone) {
+            (_, Some(ks)) => (
+                String::new(),
+                ks.www_authenticate_uri.clone(),
+                ClientConfig::transport_only(raw)?,
+            ),
+            (Some(jwt), None) if validation == Validation::Jwt => (
                 String::new(),
                 raw.string("audience")
                     .unwrap_or_else(|| jwt.keys.issuer.clone()),
@@ -873,7 +948,10 @@ impl FilterConfig {
                 )
             }
         };
-        let mapping = MappingConfig::from_raw(raw)?;
+        let mapping = match keystone {
+            Some(_) => MappingConfig::unused(),
+            None => MappingConfig::from_raw(raw)?,
+        };
         let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
             Ok(raw
                 .secs(name)?
@@ -923,6 +1001,7 @@ impl FilterConfig {
         Ok(Self {
             validation,
             jwt,
+            keystone,
             introspect_endpoint,
             audience,
             client,

@@ -38,6 +38,19 @@ headers! {
     TENANT = "X-Tenant", "HTTP_X_TENANT";
     DOMAIN_ID = "X-Domain-Id", "HTTP_X_DOMAIN_ID";
     DOMAIN_NAME = "X-Domain-Name", "HTTP_X_DOMAIN_NAME";
+    SERVICE_CATALOG = "X-Service-Catalog", "HTTP_X_SERVICE_CATALOG";
+    SERVICE_IDENTITY_STATUS = "X-Service-Identity-Status", "HTTP_X_SERVICE_IDENTITY_STATUS";
+    SERVICE_ROLES = "X-Service-Roles", "HTTP_X_SERVICE_ROLES";
+    SERVICE_USER_ID = "X-Service-User-Id", "HTTP_X_SERVICE_USER_ID";
+    SERVICE_USER_NAME = "X-Service-User-Name", "HTTP_X_SERVICE_USER_NAME";
+    SERVICE_USER_DOMAIN_ID = "X-Service-User-Domain-Id", "HTTP_X_SERVICE_USER_DOMAIN_ID";
+    SERVICE_USER_DOMAIN_NAME = "X-Service-User-Domain-Name", "HTTP_X_SERVICE_USER_DOMAIN_NAME";
+    SERVICE_PROJECT_ID = "X-Service-Project-Id", "HTTP_X_SERVICE_PROJECT_ID";
+    SERVICE_PROJECT_NAME = "X-Service-Project-Name", "HTTP_X_SERVICE_PROJECT_NAME";
+    SERVICE_PROJECT_DOMAIN_ID = "X-Service-Project-Domain-Id", "HTTP_X_SERVICE_PROJECT_DOMAIN_ID";
+    SERVICE_PROJECT_DOMAIN_NAME = "X-Service-Project-Domain-Name", "HTTP_X_SERVICE_PROJECT_DOMAIN_NAME";
+    SERVICE_DOMAIN_ID = "X-Service-Domain-Id", "HTTP_X_SERVICE_DOMAIN_ID";
+    SERVICE_DOMAIN_NAME = "X-Service-Domain-Name", "HTTP_X_SERVICE_DOMAIN_NAME";
 }
 
 /// Every header removed from a request before anything else: keystonemiddleware's list,
@@ -149,6 +162,19 @@ mod tests {
             DOMAIN_ID,
             DOMAIN_NAME,
             IDENTITY_STATUS,
+            SERVICE_CATALOG,
+            SERVICE_IDENTITY_STATUS,
+            SERVICE_ROLES,
+            SERVICE_USER_ID,
+            SERVICE_USER_NAME,
+            SERVICE_USER_DOMAIN_ID,
+            SERVICE_USER_DOMAIN_NAME,
+            SERVICE_PROJECT_ID,
+            SERVICE_PROJECT_NAME,
+            SERVICE_PROJECT_DOMAIN_ID,
+            SERVICE_PROJECT_DOMAIN_NAME,
+            SERVICE_DOMAIN_ID,
+            SERVICE_DOMAIN_NAME,
         ] {
             assert!(is_identity_header(h.name), "{}", h.name);
             assert!(

@@ -59,6 +59,52 @@ pub trait Transport: Send + Sync {
             "this transport cannot fetch documents".into(),
         ))
     }
+
+    /// A general request (Keystone's identity API): secret header values, an optional JSON
+    /// body, one answer header captured. Transports that only post forms (test doubles) need
+    /// not implement it.
+    fn send_request(&self, request: HttpRequest<'_>) -> Result<HttpReply, AsError> {
+        let _ = request;
+        Err(AsError::Unreachable(
+            "this transport cannot send identity API requests".into(),
+        ))
+    }
+}
+
+/// The method of an [`HttpRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST (with a JSON body).
+    Post,
+}
+
+/// A request to the identity API. Header values and the body may hold tokens or a password:
+/// they stay [`Secret`]s and are sent as sensitive header values.
+#[derive(Debug)]
+pub struct HttpRequest<'a> {
+    /// GET or POST.
+    pub method: Method,
+    /// The whole URL, query included.
+    pub url: &'a str,
+    /// Headers to send (name, value).
+    pub headers: Vec<(&'static str, Secret)>,
+    /// A JSON body (POST).
+    pub json: Option<Secret>,
+    /// The name of one answer header to hand back (`X-Subject-Token`), if any.
+    pub capture: Option<&'static str>,
+}
+
+/// The answer to an [`HttpRequest`].
+#[derive(Debug, Default)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes (at most 1 MiB).
+    pub body: Vec<u8>,
+    /// The value of the captured header, if the answer has it.
+    pub captured: Option<Secret>,
 }
 
 /// A fetched document: status, body (at most 1 MiB) and the `Cache-Control: max-age` given.
@@ -332,6 +378,53 @@ impl ReqwestTransport {
         })
     }
 
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        request: HttpRequest<'_>,
+    ) -> Result<HttpReply, AsError> {
+        let HttpRequest {
+            method,
+            url,
+            headers,
+            json,
+            capture,
+        } = request;
+        let mut builder = match method {
+            Method::Get => client.get(url),
+            Method::Post => client.post(url),
+        }
+        .header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in headers {
+            let mut value = reqwest::header::HeaderValue::from_maybe_shared(wiped_bytes(value))
+                .map_err(|_| AsError::Assertion(format!("{name} is not a valid header value")))?;
+            value.set_sensitive(true);
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = json {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(wiped_bytes(body));
+        }
+        let response = builder.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status().as_u16();
+        let captured = capture.and_then(|name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+        });
+        let body = self.read_body(response).await?;
+        Ok(HttpReply {
+            status,
+            body,
+            captured,
+        })
+    }
+
     fn on_engine<T>(
         &self,
         run: impl AsyncFnOnce(&reqwest::Client) -> Result<T, AsError>,
@@ -382,6 +475,10 @@ impl Transport for ReqwestTransport {
 
     fn get(&self, url: &str) -> Result<Document, AsError> {
         self.on_engine(async |client| self.fetch(client, url).await)
+    }
+
+    fn send_request(&self, request: HttpRequest<'_>) -> Result<HttpReply, AsError> {
+        self.on_engine(async |client| self.exchange(client, request).await)
     }
 }
 

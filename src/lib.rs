@@ -52,6 +52,7 @@ pub mod http;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+pub mod keystone;
 pub mod log;
 pub mod prometheus;
 pub mod proxy_cert;
@@ -67,5 +68,6 @@ pub use authenticator::{
 };
 pub use config::{FilterConfig, RawOptions};
 pub use error::{AsError, ConfigError};
+pub use keystone::{KeystoneRefusal, KeystoneRequest};
 pub use secret::Secret;
 pub use token_client::{AccessToken, TokenClient, TokenClientConfig};

@@ -20,9 +20,11 @@ def _oslo_opts() -> list[Any]:
     from oslo_config import cfg
 
     opts = []
-    for name, kind, default, help_text, choices, _origin in _native.options():
+    for name, kind, default, help_text, choices, origin in _native.options():
         if name == "memcache_servers":
             continue  # registered as the deprecated name of memcached_servers
+        if origin == "keystonemiddleware.auth_token":
+            continue  # the auth_token filter's, in [keystone_authtoken]
         kwargs: dict[str, Any] = {"help": help_text}
         if kind == "bool":
             opt = cfg.BoolOpt(name, default=default == "true", **kwargs)

@@ -15,6 +15,8 @@ use tokenward::authenticator::Verdict;
 use tokenward::log::{Level, LogSink};
 use tokenward::{AsError, ConfigError};
 
+mod keystone;
+
 pyo3::create_exception!(
     tokenward._native,
     TokenwardError,
@@ -717,6 +719,7 @@ fn options(py: Python<'_>) -> PyResult<Vec<OptionRow>> {
                     tokenward::config::Origin::Reference => "keystonemiddleware",
                     tokenward::config::Origin::Tacker => "tacker",
                     tokenward::config::Origin::Tokenward => "tokenward",
+                    tokenward::config::Origin::KeystoneAuthToken => "keystonemiddleware.auth_token",
                 },
             ))
         })
@@ -746,5 +749,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(options, m)?)?;
     m.add_function(wrap_pyfunction!(metric_families, m)?)?;
+    keystone::register(m)?;
     Ok(())
 }

@@ -1,0 +1,358 @@
+//! `tokenward._native.KeystoneAuthenticator`: the Python door of `validation = keystone`
+//! (see `tokenward.auth_token` for the WSGI filter). As the OAuth door: strings copied out of
+//! Python, Keystone asked with the GIL released, results as prebuilt objects cached on each
+//! grant so that a cache hit allocates almost nothing.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use tokenward::authenticator::Verdict;
+use tokenward::log::LogSink;
+use tokenward::{Grant, KeystoneRequest};
+
+use crate::{
+    ConfigurationError, PythonLogger, SampleRow, TokenwardError, config_error, deep_copy,
+    internal_error, option_pairs, sample_rows,
+};
+
+/// A grant's Python objects: the environ pairs and the parsed `keystone.token_info` (None for
+/// the `X-Identity-Status: Invalid` grant of `delay_auth_decision`).
+struct KsPyGrant {
+    environ: Py<PyTuple>,
+    token_info: Option<Py<PyDict>>,
+}
+
+#[derive(Default)]
+struct KsPyGrantSlot(OnceLock<KsPyGrant>);
+
+static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn build(py: Python<'_>, grant: &Grant) -> PyResult<KsPyGrant> {
+    let items: Vec<Bound<'_, PyTuple>> = grant
+        .headers()
+        .iter()
+        .map(|(h, v)| {
+            PyTuple::new(
+                py,
+                [
+                    PyString::intern(py, h.environ_key).into_any(),
+                    PyString::new(py, v).into_any(),
+                ],
+            )
+        })
+        .collect::<PyResult<_>>()?;
+    let token_info = if grant.token_info_json().is_empty() {
+        None
+    } else {
+        let loads = JSON_LOADS.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind())
+        })?;
+        Some(
+            loads
+                .call1(py, (grant.token_info_json(),))?
+                .into_bound(py)
+                .cast_into::<PyDict>()?
+                .unbind(),
+        )
+    };
+    Ok(KsPyGrant {
+        environ: PyTuple::new(py, items)?.unbind(),
+        token_info,
+    })
+}
+
+/// The grant's objects, built on first use (see `py_grant` in lib.rs for the locking rules).
+fn objects<'g>(py: Python<'_>, grant: &'g Grant) -> PyResult<&'g KsPyGrant> {
+    let slot = grant
+        .attachment(KsPyGrantSlot::default)
+        .ok_or_else(internal_error)?;
+    if let Some(objects) = slot.0.get() {
+        return Ok(objects);
+    }
+    let built = build(py, grant).map_err(|cause| {
+        let err = TokenwardError::new_err("could not build the identity objects: request refused");
+        err.set_cause(py, Some(cause));
+        err
+    })?;
+    let _lost_the_race = slot.0.set(built);
+    slot.0.get().ok_or_else(internal_error)
+}
+
+/// The result of a Keystone check, ready for a WSGI response.
+#[pyclass(frozen, module = "tokenward._native")]
+pub(crate) struct KeystoneOutcome {
+    /// True when the request may go on (with `delay_auth_decision`, also for an invalid token:
+    /// `environ` then says `X-Identity-Status: Invalid`).
+    #[pyo3(get)]
+    allowed: bool,
+    /// HTTP status (200 when allowed).
+    #[pyo3(get)]
+    status: u16,
+    /// A stable reason code (`ok`, `keystone_token_not_found`, `keystone_unavailable`, ...).
+    #[pyo3(get)]
+    reason: &'static str,
+    /// Human-readable detail (no secrets).
+    #[pyo3(get)]
+    detail: String,
+    /// Allowed: `(environ_key, value)` pairs to set.
+    #[pyo3(get)]
+    environ: Option<Py<PyTuple>>,
+    token_info: Option<Py<PyDict>>,
+    /// Denied: the status line, e.g. `401 Unauthorized`.
+    #[pyo3(get)]
+    status_line: &'static str,
+    /// Denied: response headers.
+    #[pyo3(get)]
+    headers: Option<Py<PyAny>>,
+    /// Denied: the JSON body.
+    #[pyo3(get)]
+    body: Option<Py<PyBytes>>,
+}
+
+#[pymethods]
+impl KeystoneOutcome {
+    /// Allowed with a valid token: `keystone.token_info` (Keystone's answer), a new dict at
+    /// each read that shares nothing with another request's; None otherwise.
+    #[getter]
+    fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.token_info
+            .as_ref()
+            .map(|d| deep_copy(d.bind(py).as_any()))
+            .transpose()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "KeystoneOutcome(allowed={}, status={}, reason={:?})",
+            self.allowed, self.status, self.reason
+        )
+    }
+}
+
+/// Validates Keystone tokens (`X-Auth-Token`, `X-Service-Token`); see `tokenward.auth_token`.
+#[pyclass(frozen, module = "tokenward._native")]
+pub(crate) struct KeystoneAuthenticator {
+    inner: Arc<tokenward::Authenticator>,
+    strip: Py<PyTuple>,
+    logger: Option<Arc<PythonLogger>>,
+}
+
+impl KeystoneAuthenticator {
+    fn outcome(&self, py: Python<'_>, verdict: Verdict) -> PyResult<KeystoneOutcome> {
+        match verdict {
+            Verdict::Allow(grant) => {
+                let objects = objects(py, &grant)?;
+                Ok(KeystoneOutcome {
+                    allowed: true,
+                    status: 200,
+                    reason: "ok",
+                    detail: String::new(),
+                    environ: Some(objects.environ.clone_ref(py)),
+                    token_info: objects.token_info.as_ref().map(|d| d.clone_ref(py)),
+                    status_line: "200 OK",
+                    headers: None,
+                    body: None,
+                })
+            }
+            Verdict::Deny(denial) => {
+                let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+                headers.extend(
+                    self.inner
+                        .denial_headers(&denial)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v)),
+                );
+                let body = denial.body();
+                headers.push(("Content-Length".to_owned(), body.len().to_string()));
+                Ok(KeystoneOutcome {
+                    allowed: false,
+                    status: denial.status(),
+                    reason: denial.reason.code(),
+                    detail: denial.reason.to_string(),
+                    environ: None,
+                    token_info: None,
+                    status_line: denial.status_line(),
+                    headers: Some(headers.into_pyobject(py)?.into_any().unbind()),
+                    body: Some(PyBytes::new(py, body.as_bytes()).unbind()),
+                })
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl KeystoneAuthenticator {
+    /// Builds from a dict of option name → string value (`validation` is `keystone`
+    /// whatever it says). Raises `ConfigurationError` naming the option when the
+    /// configuration can never work.
+    #[new]
+    #[pyo3(signature = (options, logger=None))]
+    fn new(
+        py: Python<'_>,
+        options: &Bound<'_, PyDict>,
+        logger: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let mut pairs = option_pairs(options)?;
+        if let Some((_, v)) = pairs.iter().find(|(k, _)| k == "validation")
+            && !v.is_empty()
+            && !v.eq_ignore_ascii_case("keystone")
+        {
+            let err = ConfigurationError::new_err(format!(
+                "option validation must be keystone for the auth_token filter, not {v:?}"
+            ));
+            let _ = err.value(py).setattr("option", "validation");
+            return Err(err);
+        }
+        pairs.retain(|(k, _)| k != "validation");
+        pairs.push(("validation".to_owned(), "keystone".to_owned()));
+        let logger = logger.map(|l| Arc::new(PythonLogger::new(py, l)));
+        let sink: Arc<dyn LogSink> = match &logger {
+            Some(logger) => logger.clone(),
+            None => Arc::new(tokenward::log::NoLog),
+        };
+        let built = py.detach(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                tokenward::Authenticator::from_options(pairs, sink)
+            }))
+        });
+        let inner = match built {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(config_error(py, &e)),
+            Err(_) => return Err(internal_error()),
+        };
+        let keys: Vec<String> = tokenward::headers::stripped_environ_keys();
+        let strip = PyTuple::new(py, keys.iter().map(|k| PyString::intern(py, k)))?.unbind();
+        Ok(Self {
+            inner: Arc::new(inner),
+            strip,
+            logger,
+        })
+    }
+
+    /// Start-up warnings (unknown options, weak settings).
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
+    /// Environ keys to delete from every request before anything else (every identity
+    /// header, `OpenStack-System-Scope` included).
+    #[getter]
+    fn strip_environ_keys(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.strip.clone_ref(py)
+    }
+
+    /// The `WWW-Authenticate` value of a 401 (`Keystone uri="…"`).
+    #[getter]
+    fn challenge(&self) -> &str {
+        self.inner.challenge()
+    }
+
+    /// A verdict from the headers and the cache alone (no I/O), or None when Keystone must be
+    /// asked.
+    #[pyo3(signature = (auth_token, service_token=None, method=None, path=None))]
+    fn lookup(
+        &self,
+        py: Python<'_>,
+        auth_token: Option<&str>,
+        service_token: Option<&str>,
+        method: Option<&str>,
+        path: Option<&str>,
+    ) -> PyResult<Option<KeystoneOutcome>> {
+        let verdict = catch_unwind(AssertUnwindSafe(|| {
+            self.inner.lookup_keystone(&KeystoneRequest {
+                auth_token,
+                service_token,
+                method,
+                path,
+            })
+        }))
+        .map_err(|_| internal_error())?;
+        if let Some(logger) = &self.logger {
+            logger.flush_pending(py);
+        }
+        verdict.map(|v| self.outcome(py, v)).transpose()
+    }
+
+    /// The whole check; blocks on Keystone with the GIL released. Under eventlet call it
+    /// through `eventlet.tpool`.
+    #[pyo3(signature = (auth_token, service_token=None, method=None, path=None))]
+    fn check(
+        &self,
+        py: Python<'_>,
+        auth_token: Option<String>,
+        service_token: Option<String>,
+        method: Option<String>,
+        path: Option<String>,
+    ) -> PyResult<KeystoneOutcome> {
+        let inner = Arc::clone(&self.inner);
+        let verdict = py
+            .detach(move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    inner.check_keystone(&KeystoneRequest {
+                        auth_token: auth_token.as_deref(),
+                        service_token: service_token.as_deref(),
+                        method: method.as_deref(),
+                        path: path.as_deref(),
+                    })
+                }))
+            })
+            .map_err(|_| internal_error())?;
+        self.outcome(py, verdict)
+    }
+
+    /// Hands log lines queued by `check` to the logger (on the request's own thread or
+    /// greenthread, not inside `eventlet.tpool`).
+    fn flush_logs(&self, py: Python<'_>) {
+        if let Some(logger) = &self.logger {
+            logger.flush(py);
+        }
+    }
+
+    /// Prometheus samples, as `Authenticator.samples`.
+    fn samples(&self, py: Python<'_>) -> PyResult<Vec<SampleRow>> {
+        sample_rows(py, self.inner.samples())
+    }
+
+    /// The `filter` label of the Prometheus metrics: `metrics_name`, else `default`.
+    fn metrics_label(&self, default: &str) -> String {
+        self.inner.metrics_label(default).to_owned()
+    }
+
+    /// Counters: cache hits, misses, coalesced waits, validations, Keystone errors, entries.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.metrics().pairs() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+}
+
+/// The options `validation = keystone` reads: `(name, plugin)`, `plugin` true for the
+/// keystoneauth plugin options (read from the `auth_section` group when one is named).
+#[pyfunction]
+pub(crate) fn keystone_options() -> Vec<(&'static str, bool)> {
+    tokenward::config::OPTIONS
+        .iter()
+        .filter(|o| tokenward::keystone::uses_option(o.name))
+        .map(|o| {
+            (
+                o.name,
+                tokenward::keystone::PLUGIN_OPTIONS.contains(&o.name),
+            )
+        })
+        .collect()
+}
+
+/// Registers the Keystone door in `_native`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<KeystoneAuthenticator>()?;
+    m.add_class::<KeystoneOutcome>()?;
+    m.add_function(wrap_pyfunction!(keystone_options, m)?)?;
+    Ok(())
+}

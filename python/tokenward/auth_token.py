@@ -1,0 +1,165 @@
+"""WSGI filter: a drop-in for the common use of ``keystonemiddleware.auth_token``.
+
+Same paste factory, same ``[keystone_authtoken]`` options, same identity headers,
+``keystone.token_info``, 401 ``WWW-Authenticate: Keystone uri="…"`` and JSON error bodies, on
+tokenward's core (``validation = keystone``). Differences from the reference are deliberate:
+``OpenStack-System-Scope`` is stripped like every identity header (the reference lets a
+client set it), a service token never changes the user's system scope, Keystone unavailable
+is a 503 even with ``delay_auth_decision``, and what tokenward cannot honour
+(``enforce_token_bind = required``, memcached TLS or SASL) is refused at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Optional
+
+from tokenward import _ks_config, _native
+from tokenward._tracking import track as _track
+from tokenward.exceptions import ConfigurationError
+from tokenward.external_oauth2_token import _green_executor
+
+__all__ = ["AuthProtocol", "ConfigurationError", "filter_factory", "list_opts"]
+
+DEFAULT_LOG_NAME = "keystonemiddleware.auth_token"
+
+StartResponse = Callable[..., Any]
+
+list_opts = _ks_config.list_opts
+
+
+class UserAuthPlugin:
+    """``keystone.token_auth``: the user's (and service's) token for calls to other services,
+    as keystonemiddleware's plugin offers them (``user``/``service`` access info when
+    keystoneauth1 is installed, the tokens, and the headers that carry them)."""
+
+    def __init__(self, user_token: Optional[str], service_token: Optional[str], token_info: Optional[dict]) -> None:
+        self._user_token = user_token
+        self._service_token = service_token
+        self._token_info = token_info
+
+    @property
+    def has_user_token(self) -> bool:
+        return self._token_info is not None
+
+    @property
+    def user(self) -> Any:
+        """The user's ``keystoneauth1.access.AccessInfoV3`` (None without a valid token or
+        without keystoneauth1)."""
+        if self._token_info is None:
+            return None
+        try:
+            from keystoneauth1 import access
+        except ImportError:
+            return None
+        return access.create(body=self._token_info, auth_token=self._user_token)
+
+    def get_token(self, *_args: Any, **_kwargs: Any) -> Optional[str]:
+        return self._user_token if self._token_info is not None else None
+
+    def get_headers(self, *_args: Any, **_kwargs: Any) -> dict[str, str]:
+        headers = {}
+        if self._token_info is not None and self._user_token:
+            headers["X-Auth-Token"] = self._user_token
+        if self._service_token:
+            headers["X-Service-Token"] = self._service_token
+        return headers
+
+    def __repr__(self) -> str:
+        return f"UserAuthPlugin(has_user_token={self.has_user_token}, service_token={self._service_token is not None})"
+
+
+class AuthProtocol:
+    """Validates ``X-Auth-Token`` (and ``X-Service-Token``) with Keystone, then calls ``app``
+    with the identity headers set, or answers 401/503 itself."""
+
+    def __init__(self, app: Callable[..., Any], conf: dict[str, Any]) -> None:
+        self._app = app
+        conf = dict(conf)
+        self._log = logging.getLogger(conf.get("log_name") or DEFAULT_LOG_NAME)
+        self._log.info("Starting tokenward auth_token middleware")
+        options = _ks_config.collect(conf, self._log)
+        self._native = _native.KeystoneAuthenticator(options, logger=self._log)
+        for warning in self._native.warnings:
+            self._log.warning(warning)
+        self._strip = self._native.strip_environ_keys
+        self._challenge = self._native.challenge
+        self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
+        _track(self)
+
+    def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:
+        """This filter's Prometheus samples (see ``tokenward.metrics``)."""
+        return self._native.samples()
+
+    @property
+    def authenticator(self) -> _native.KeystoneAuthenticator:
+        """The native authenticator (metrics)."""
+        return self._native
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        pop = environ.pop
+        for key in self._strip:
+            pop(key, None)
+        user = environ.get("HTTP_X_AUTH_TOKEN")
+        if user is None:
+            user = environ.get("HTTP_X_STORAGE_TOKEN")
+        service = environ.get("HTTP_X_SERVICE_TOKEN")
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        try:
+            outcome = self._native.lookup(user, service, method, path)
+            if outcome is None:
+                green = _green_executor()
+                if green is not None:
+                    outcome = green(self._native.check, user, service, method, path)
+                else:
+                    outcome = self._native.check(user, service, method, path)
+                self._native.flush_logs()
+        except _native.TokenwardError:
+            self._log.exception("tokenward failed to check a request")
+            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+            return [
+                b'{"error": {"code": 500, "title": "Internal Server Error", '
+                b'"message": "The request could not be authenticated."}}'
+            ]
+        if outcome.allowed:
+            environ.update(outcome.environ)
+            info = outcome.token_info
+            if info is not None:
+                environ["keystone.token_info"] = info
+            environ["keystone.token_auth"] = UserAuthPlugin(
+                user.strip() if user else user, service.strip() if service else service, info
+            )
+            return self._app(environ, self._start_response_for(start_response))
+        start_response(outcome.status_line, outcome.headers)
+        return [outcome.body]
+
+    def _start_response_for(self, start_response: StartResponse) -> StartResponse:
+        challenge = self._challenge
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            # A 401 from the application tells the client where to authenticate, as the
+            # reference does (once).
+            if status[:3] == "401" and not any(k.lower() == "www-authenticate" for k, _ in headers):
+                headers = [*headers, ("WWW-Authenticate", challenge)]
+            return start_response(status, headers, exc_info)
+
+        return start
+
+
+def filter_factory(global_conf: dict[str, Any], **local_conf: Any) -> Callable[..., Any]:
+    """paste.deploy filter factory: ``local_conf`` over ``global_conf``, as the reference."""
+    conf = dict(global_conf)
+    conf.update(local_conf)
+
+    def auth_filter(app: Callable[..., Any]) -> AuthProtocol:
+        return AuthProtocol(app, conf)
+
+    return auth_filter
+
+
+def app_factory(global_conf: dict[str, Any], **local_conf: Any) -> AuthProtocol:
+    """paste.deploy app factory (the filter in front of no application), as the reference."""
+    conf = dict(global_conf)
+    conf.update(local_conf)
+    return AuthProtocol(None, conf)  # type: ignore[arg-type]
