@@ -148,6 +148,12 @@ enum tokenward_result
    */
   TOKENWARD_RESULT_DENY_DPOP_BINDING = 314,
   /**
+   * `validation = keystone`: Keystone does not know the token (invalid, expired or
+   * revoked), or its answer, binding, access rules or the service token refuse it (401,
+   * `WWW-Authenticate: Keystone uri="…"`; the reason string says which).
+   */
+  TOKENWARD_RESULT_DENY_KEYSTONE_TOKEN = 315,
+  /**
    * A deny reason newer than this library's table (see the reason string).
    */
   TOKENWARD_RESULT_DENY_OTHER = 399,
@@ -155,6 +161,11 @@ enum tokenward_result
    * The AS could not answer (503).
    */
   TOKENWARD_RESULT_DENY_AS_UNAVAILABLE = 400,
+  /**
+   * `validation = keystone`: Keystone could not answer, or refused this service's own
+   * credentials (503 with `Retry-After`).
+   */
+  TOKENWARD_RESULT_DENY_KEYSTONE_UNAVAILABLE = 401,
   /**
    * The AS rejected the token client's own credentials (wrong secret, unknown client,
    * certificate not accepted); retrying with the same configuration will not help.
@@ -495,6 +506,15 @@ typedef struct tokenward_request {
    * The `DPoP` header's value.
    */
   struct tokenward_str dpop_proof;
+  /**
+   * `validation = keystone`: the `X-Auth-Token` header's value (or `X-Storage-Token`'s
+   * when the request has no `X-Auth-Token`). `authorization` is not read in that mode.
+   */
+  struct tokenward_str auth_token;
+  /**
+   * `validation = keystone`: the `X-Service-Token` header's value.
+   */
+  struct tokenward_str service_token;
 } tokenward_request;
 
 #ifdef __cplusplus
@@ -704,6 +724,11 @@ void tokenward_config_builder_free(struct tokenward_config_builder *builder);
  * `tokenward_authenticate`, which it extends: same verdicts, same blocking on a miss.
  * Strings that are not UTF-8 count as absent (the `Authorization` value is read as
  * `tokenward_authenticate` reads it).
+ *
+ * With `validation = keystone` the tokens are `auth_token` and `service_token` (validated
+ * by Keystone, keystonemiddleware.auth_token's headers in the verdict), `method` and the
+ * path of `url` feed application-credential access rules, and a 401 carries
+ * `WWW-Authenticate: Keystone uri="…"`.
  */
 tokenward_result tokenward_authenticate_request(const struct tokenward_authenticator *auth,
                                                 const struct tokenward_request *request,

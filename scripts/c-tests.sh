@@ -50,7 +50,7 @@ if [ "${1:-}" != "--inner" ]; then
   echo "static: ${LIBS_STATIC[*]}"
   CFLAGS=(-std=c11 -g -O1 -Wall -Wextra -Wpedantic -Werror "${PC_CFLAGS[@]}" -Itests/c)
   ASAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-  for t in test_api test_as test_token test_jwt; do
+  for t in test_api test_as test_token test_jwt test_keystone; do
     gcc "${CFLAGS[@]}" "tests/c/$t.c" "${LIBS_SHARED[@]}" -o "$bin/$t"
     gcc "${CFLAGS[@]}" "${ASAN[@]}" "tests/c/$t.c" "${LIBS_SHARED[@]}" -o "$bin/$t-asan"
   done
@@ -230,6 +230,8 @@ run test_token "$bin/test_token"
 run test_token-asan "$bin/test_token-asan"
 run test_jwt "$bin/test_jwt"
 run test_jwt-asan "$bin/test_jwt-asan"
+run test_keystone "$bin/test_keystone"
+run test_keystone-asan "$bin/test_keystone-asan"
 run example-server example "$bin/protected_server"
 run example-server-static example "$bin/protected_server-static"
 run example-server-asan example "$bin/protected_server-asan"
@@ -238,6 +240,7 @@ if [ -z "${NO_VALGRIND:-}" ]; then
   run test_as-valgrind "${VALGRIND[@]}" "$bin/test_as"
   run test_token-valgrind "${VALGRIND[@]}" "$bin/test_token"
   run test_jwt-valgrind "${VALGRIND[@]}" "$bin/test_jwt"
+  run test_keystone-valgrind "${VALGRIND[@]}" "$bin/test_keystone"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,13 +1,14 @@
 //! A request described by a size-versioned struct, for what newer checks need beyond the
 //! `Authorization` header and the TLS certificate (the peer address and the proxy's
 //! certificate header for `client_cert_header`, the method, URL and `DPoP` header for
-//! DPoP), and the metrics in the Prometheus text format.
+//! DPoP, the `X-Auth-Token` and `X-Service-Token` values for `validation = keystone`), and
+//! the metrics in the Prometheus text format.
 #![allow(unsafe_code)] // only for #[unsafe(no_mangle)]; unsafe blocks live in ffi.rs
 
 use std::borrow::Cow;
 
-use tokenward::Request;
 use tokenward::headers::is_identity_header;
+use tokenward::{KeystoneRequest, Request};
 
 use crate::authenticator::tokenward_authenticator;
 use crate::ffi;
@@ -48,6 +49,11 @@ pub struct tokenward_request {
     pub url: tokenward_str,
     /// The `DPoP` header's value.
     pub dpop_proof: tokenward_str,
+    /// `validation = keystone`: the `X-Auth-Token` header's value (or `X-Storage-Token`'s
+    /// when the request has no `X-Auth-Token`). `authorization` is not read in that mode.
+    pub auth_token: tokenward_str,
+    /// `validation = keystone`: the `X-Service-Token` header's value.
+    pub service_token: tokenward_str,
 }
 
 const ABSENT: tokenward_str = tokenward_str {
@@ -69,8 +75,20 @@ impl tokenward_request {
             method: ABSENT,
             url: ABSENT,
             dpop_proof: ABSENT,
+            auth_token: ABSENT,
+            service_token: ABSENT,
         }
     }
+}
+
+/// The path of `scheme://host[:port]/path?query` (or of a bare `/path?query`).
+fn url_path(url: &str) -> Option<&str> {
+    let rest = match url.split_once("://") {
+        Some((_, after)) => &after[after.find('/')?..],
+        None if url.starts_with('/') => url,
+        None => return None,
+    };
+    Some(rest.split(['?', '#']).next().unwrap_or(rest))
 }
 
 /// The `Authorization` value as text: `None` when absent or empty (both read as "no token"
@@ -99,6 +117,11 @@ pub(crate) fn strip_list(names: &[tokenward_str]) -> Option<Vec<usize>> {
 /// `tokenward_authenticate`, which it extends: same verdicts, same blocking on a miss.
 /// Strings that are not UTF-8 count as absent (the `Authorization` value is read as
 /// `tokenward_authenticate` reads it).
+///
+/// With `validation = keystone` the tokens are `auth_token` and `service_token` (validated
+/// by Keystone, keystonemiddleware.auth_token's headers in the verdict), `method` and the
+/// path of `url` feed application-credential access rules, and a 401 carries
+/// `WWW-Authenticate: Keystone uri="…"`.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticate_request(
     auth: *const tokenward_authenticator,
@@ -139,6 +162,25 @@ pub extern "C" fn tokenward_authenticate_request(
         ) else {
             return tokenward_result::NullParameter;
         };
+        if auth.inner.config().keystone.is_some() {
+            let (Some(auth_token), Some(service_token)) =
+                (bytes(req.auth_token), bytes(req.service_token))
+            else {
+                return tokenward_result::NullParameter;
+            };
+            // Not UTF-8: read as a malformed token, as the Authorization value is.
+            let auth_token = authorization_text(auth_token);
+            let service_token = authorization_text(service_token);
+            let verdict = auth.inner.check_keystone(&KeystoneRequest {
+                auth_token: auth_token.as_ref().map(Cow::as_ref),
+                service_token: service_token.as_ref().map(Cow::as_ref),
+                method,
+                path: url.and_then(url_path),
+            });
+            let verdict = Verdict::new(&auth.inner, verdict, strip);
+            ffi::write_out(out, ffi::box_into_ptr::<tokenward_verdict>(verdict));
+            return tokenward_result::Ok;
+        }
         let authorization = authorization_text(authorization);
         let request = Request {
             authorization: authorization.as_ref().map(Cow::as_ref),
@@ -188,5 +230,21 @@ pub extern "C" fn tokenward_authenticator_metrics_text(
             return tokenward_result::BufferTooSmall;
         }
         tokenward_result::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_path;
+
+    #[test]
+    fn paths_of_urls() {
+        assert_eq!(
+            url_path("https://h:1/v2.1/servers?x=1"),
+            Some("/v2.1/servers")
+        );
+        assert_eq!(url_path("http://h"), None);
+        assert_eq!(url_path("/a/b#f"), Some("/a/b"));
+        assert_eq!(url_path("h/a"), None);
     }
 }

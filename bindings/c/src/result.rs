@@ -70,11 +70,18 @@ pub enum tokenward_result {
     DenyInvalidDpopProof = 313,
     /// The token does not fit its scheme or the proof's key (401, `error="invalid_token"`).
     DenyDpopBinding = 314,
+    /// `validation = keystone`: Keystone does not know the token (invalid, expired or
+    /// revoked), or its answer, binding, access rules or the service token refuse it (401,
+    /// `WWW-Authenticate: Keystone uri="…"`; the reason string says which).
+    DenyKeystoneToken = 315,
     /// A deny reason newer than this library's table (see the reason string).
     DenyOther = 399,
     // 4xx: authorization server
     /// The AS could not answer (503).
     DenyAsUnavailable = 400,
+    /// `validation = keystone`: Keystone could not answer, or refused this service's own
+    /// credentials (503 with `Retry-After`).
+    DenyKeystoneUnavailable = 401,
     // 450-499: outbound token client (returned by tokenward_token_client_get)
     /// The AS rejected the token client's own credentials (wrong secret, unknown client,
     /// certificate not accepted); retrying with the same configuration will not help.
@@ -116,8 +123,10 @@ impl tokenward_result {
             DenyInvalidJwt => "denied: JWT refused (header, key or signature)",
             DenyInvalidDpopProof => "denied: invalid DPoP proof",
             DenyDpopBinding => "denied: token not usable with this scheme or proof key",
+            DenyKeystoneToken => "denied: Keystone token refused",
             DenyOther => "denied",
             DenyAsUnavailable => "denied: authorization server unavailable",
+            DenyKeystoneUnavailable => "denied: Keystone unavailable",
             TokenCredentialsRejected => "token request: the client credentials were rejected",
             TokenAsUnavailable => "token request: authorization server unavailable",
             Internal => "internal error",
@@ -152,8 +161,10 @@ impl tokenward_result {
             DenyInvalidJwt,
             DenyInvalidDpopProof,
             DenyDpopBinding,
+            DenyKeystoneToken,
             DenyOther,
             DenyAsUnavailable,
+            DenyKeystoneUnavailable,
             TokenCredentialsRejected,
             TokenAsUnavailable,
             Internal,
@@ -185,6 +196,8 @@ impl tokenward_result {
             "invalid_dpop_proof" => DenyInvalidDpopProof,
             "dpop_binding" => DenyDpopBinding,
             "as_unavailable" => DenyAsUnavailable,
+            "keystone_unavailable" => DenyKeystoneUnavailable,
+            code if code.starts_with("keystone_") => DenyKeystoneToken,
             _ => DenyOther,
         }
     }
