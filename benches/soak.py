@@ -506,10 +506,14 @@ def main(argv: list[str]) -> int:
         sampler = Sampler(workers, port, stop, t0, warm_at=0.1 * d)
         for t in (*clients, chaos, sampler):
             t.start()
+        rss_series: list[tuple[float, dict[int, int]]] = []
         while (left := d - (time.monotonic() - t0)) > 0:
             time.sleep(min(10.0, left))
             n = sum(len(c.records) for c in clients)
-            print(f"  {time.monotonic() - t0:5.0f} s  {n} requests", flush=True)
+            now, rss_now = time.monotonic() - t0, {p: rss_kib(p) for p in workers}
+            rss_series.append((now, rss_now))
+            shown = " / ".join(f"{v / 1024:.1f}" for v in rss_now.values())
+            print(f"  {now:5.0f} s  {n:>8} requests  RSS MiB {shown}", flush=True)
         stop.set()
         chaos.join(timeout=60)
         hung = []
@@ -530,6 +534,7 @@ def main(argv: list[str]) -> int:
         result = report(a, clients, chaos, workers, workers_after, (rss_start, rss_end, sampler.peak), fds, stats, prom)
         result["recovery"] = recovery(chaos, sampler)
         result["stats_samples"] = [{"t": round(t, 1), **s} for t, s in sampler.stats]
+        result["rss_series_kib"] = [{"t": round(t, 1), **{str(p): v for p, v in r.items()}} for t, r in rss_series]
         result["elapsed_s"] = round(elapsed, 1)
         result["hung_clients"] = hung
     finally:

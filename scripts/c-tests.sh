@@ -216,10 +216,21 @@ run metrics-text-parses python3 - "$work/metrics.txt" <<'PYEOF'
 import sys
 from prometheus_client.parser import text_string_to_metric_families
 families = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
-assert families["tokenward_introspections"].type == "counter", families.keys()
-assert families["tokenward_as_request_duration_seconds"].type == "histogram"
-errors = [s for s in families["tokenward_as_errors"].samples if s.labels["kind"] == "unreachable"]
-assert errors and errors[0].value >= 1 and errors[0].labels["filter"] == "tokenward", errors
+# Exactly the families issue 12 lists for an introspection authenticator, with their types.
+counters = """cache_hits cache_negative_hits cache_misses introspections as_errors breaker_rejections
+    shared_cache_errors coalesced_waits stale_served""".split()
+want = {f"tokenward_{n}": "counter" for n in counters}
+want |= {"tokenward_cache_entries": "gauge", "tokenward_breaker_open": "gauge"}
+want["tokenward_as_request_duration_seconds"] = "histogram"
+got = {name: f.type for name, f in families.items()}
+assert got == want, got
+for name, f in families.items():
+    suffixes = ("_bucket", "_sum", "_count") if f.type == "histogram" else ("_total",) if f.type == "counter" else ("",)
+    assert {s.name for s in f.samples} == {name + x for x in suffixes}, (name, f.samples)
+    assert all(s.labels["filter"] == "tokenward" and s.labels["pid"].isdigit() for s in f.samples), f.samples
+kinds = {s.labels["kind"]: s.value for s in families["tokenward_as_errors"].samples}
+assert set(kinds) == {"unreachable", "timeout", "status", "garbage", "too_large", "rejected"}, kinds
+assert kinds["unreachable"] >= 1, kinds
 print("parsed", len(families), "families")
 PYEOF
 run test_api-static "$bin/test_api-static"

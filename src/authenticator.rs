@@ -1194,7 +1194,6 @@ impl Authenticator {
                 });
             }
         };
-        let was_open = self.breaker.is_open();
         self.counters.introspections.fetch_add(1, Relaxed);
         let started = std::time::Instant::now();
         let result = introspect(
@@ -1204,10 +1203,11 @@ impl Authenticator {
             token,
         );
         self.as_stats.observe(started.elapsed(), &result);
-        attempt.finish(&result);
+        let opened = attempt.finish(&result);
         if let Err(e) = &result {
             self.counters.as_errors.fetch_add(1, Relaxed);
-            if !was_open && self.breaker.is_open() && self.log.enabled(Level::Error) {
+            // Once per opening: the requests that were under way when it opened fail too.
+            if opened && self.log.enabled(Level::Error) {
                 self.log.log(
                     Level::Error,
                     &format!(

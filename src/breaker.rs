@@ -54,19 +54,22 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// Reports the AS's answer (`Ok`) or error.
-    pub fn finish<T>(mut self, result: &Result<T, AsError>) {
-        if let Some(breaker) = self.breaker.take() {
+    /// Reports the AS's answer (`Ok`) or error. True when this report opened a closed
+    /// breaker: exactly one report per opening says so, however many requests were under way
+    /// when the threshold was reached (theirs come late and find it open), and a failed probe
+    /// that opens it again does not.
+    pub fn finish<T>(mut self, result: &Result<T, AsError>) -> bool {
+        self.breaker.take().is_some_and(|breaker| {
             let failed = result.as_ref().err().is_some_and(AsError::trips_breaker);
-            breaker.record(failed, self.clock.monotonic());
-        }
+            breaker.record(failed, self.clock.monotonic())
+        })
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if let Some(breaker) = self.breaker.take() {
-            breaker.record(true, self.clock.monotonic());
+            let _ = breaker.record(true, self.clock.monotonic());
         }
     }
 }
@@ -114,8 +117,10 @@ impl Breaker {
         })
     }
 
-    fn record(&self, failed: bool, now: Instant) {
+    /// Records an outcome; true when it opened a closed breaker.
+    fn record(&self, failed: bool, now: Instant) -> bool {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_closed = matches!(*phase, Phase::Closed { .. });
         *phase = match (*phase, failed) {
             (_, false) => Phase::Closed { failures: 0 },
             (Phase::HalfOpen, true) => self.opened(now),
@@ -128,8 +133,9 @@ impl Breaker {
             // A request admitted before the breaker opened reports late: keep it open.
             (open @ Phase::Open { .. }, true) => open,
         };
-        self.open
-            .store(!matches!(*phase, Phase::Closed { .. }), Relaxed);
+        let open = !matches!(*phase, Phase::Closed { .. });
+        self.open.store(open, Relaxed);
+        was_closed && open
     }
 
     fn opened(&self, now: Instant) -> Phase {
@@ -225,6 +231,31 @@ mod tests {
         go(&b, &clock).finish(&Ok::<(), AsError>(()));
         assert!(!b.is_open());
         go(&b, &clock).finish(&Ok::<(), AsError>(()));
+    }
+
+    #[test]
+    fn only_the_report_that_opens_a_closed_breaker_says_so() {
+        let clock = ManualClock::starting_now();
+        let b = Breaker::new(2, Duration::from_secs(10));
+        let in_flight: Vec<_> = (0..4).map(|_| go(&b, &clock)).collect();
+        let opened: Vec<bool> = in_flight.into_iter().map(|a| a.finish(&fail())).collect();
+        assert_eq!(
+            opened,
+            [false, true, false, false],
+            "late failures find it open"
+        );
+        clock.advance(Duration::from_secs(10));
+        assert!(
+            !go(&b, &clock).finish(&fail()),
+            "a failed probe re-opens it quietly"
+        );
+        clock.advance(Duration::from_secs(10));
+        assert!(!go(&b, &clock).finish(&Ok::<(), AsError>(())));
+        assert!(!go(&b, &clock).finish(&fail()));
+        assert!(
+            go(&b, &clock).finish(&fail()),
+            "closed again: the next opening says so"
+        );
     }
 
     #[test]

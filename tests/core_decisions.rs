@@ -791,6 +791,37 @@ fn the_breaker_opens_after_the_threshold_answers_fast_then_probes_once() {
 }
 
 #[test]
+fn opening_is_logged_once_though_many_requests_were_under_way() {
+    // Six misses reach the AS together (it answers none until all six wait), all fail: the
+    // second failure opens the breaker; the four that report after it must not log again.
+    let together = Arc::new(std::sync::Barrier::new(6));
+    let r = rig_with(&[("as_failure_threshold", "2")], move |_| {
+        together.wait();
+        json(500, r#"{"error":"server_error"}"#)
+    });
+    std::thread::scope(|s| {
+        for i in 0..6 {
+            let r = &r;
+            s.spawn(move || {
+                let v = r.check_token(&format!("t{i}"));
+                assert_eq!(denied(&v).map(DenyReason::status), Some(503));
+            });
+        }
+    });
+    assert_eq!(r.calls(), 6);
+    assert_eq!(r.auth.metrics().breaker_open, 1);
+    let openings = r
+        .log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, m)| *l == Level::Error && m.contains("times in a row"))
+        .count();
+    assert_eq!(openings, 1, "{}", r.log.text());
+}
+
+#[test]
 fn a_4xx_never_opens_the_breaker_and_is_logged_at_error_once_a_minute() {
     let r = rig_with(&[("as_failure_threshold", "2")], |_| {
         json(401, r#"{"error":"invalid_client"}"#)

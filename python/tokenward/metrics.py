@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 
 from prometheus_client.core import (
@@ -72,15 +73,18 @@ class TokenwardCollector(Collector):
         return iter(())
 
 
-_registered: set[int] = set()
+#: The registries given a collector, and that collector. Weak: a registry that is gone may
+#: leave its id to a new one, which must still get a collector of its own.
+_registered: weakref.WeakKeyDictionary[CollectorRegistry, TokenwardCollector] = weakref.WeakKeyDictionary()
 
 
 def register(registry: CollectorRegistry = REGISTRY) -> TokenwardCollector:
-    """Registers one collector with ``registry`` (again for the same registry: no-op)."""
-    collector = TokenwardCollector()
+    """Registers one collector with ``registry`` and returns it (again for the same
+    registry: the collector registered the first time)."""
     with _lock:
-        if id(registry) in _registered:
-            return collector
-        _registered.add(id(registry))
-    registry.register(collector)
+        collector = _registered.get(registry)
+        if collector is None:
+            collector = TokenwardCollector()
+            registry.register(collector)
+            _registered[registry] = collector
     return collector
