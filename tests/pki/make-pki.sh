@@ -13,6 +13,11 @@
 #   client-a-combined.pem             client-a cert followed by its key
 #   client-b.pem client-b.key         CN=client-b,O=tokenward-test, clientAuth
 #   client-v1.pem client-v1.key       X.509 v1 client cert (no extensions)
+#   keystone-service.pem .key         CN=tw-keystone-service,O=tokenward-test, clientAuth, by ca:
+#                                     the service's certificate for Keystone's X.509 tokenless auth
+#   other-ca.pem other-ca.key         a second CA, CN=untrusted test CA,OU=elsewhere,O=tokenward-test
+#   untrusted-client.pem .key         the same subject as keystone-service, issued by other-ca (a
+#                                     TLS-valid certificate whose issuer Keystone does not trust)
 #   rsa-pkcs1.key / .pub.pem          RSA-2048, "BEGIN RSA PRIVATE KEY"
 #   rsa-pkcs8.key / .pub.pem          RSA-2048, "BEGIN PRIVATE KEY"
 #   ec256-sec1.key / .pub.pem         P-256, "EC PARAMETERS" + "EC PRIVATE KEY"
@@ -29,7 +34,8 @@ if [ $# -ne 1 ]; then
 fi
 
 OUT=$1
-if [ -e "$OUT/done" ]; then
+# A directory made before a file was added here (keystone-service.pem is the newest) is made anew.
+if [ -e "$OUT/done" ] && [ -e "$OUT/keystone-service.pem" ]; then
   exit 0
 fi
 mkdir -p "$OUT"
@@ -76,12 +82,12 @@ openssl req -new -x509 -key ca.key -sha256 -days "$DAYS" \
 
 serial() { openssl rand -hex 16; }
 
-# sign NAME SUBJECT EXT_SECTION
+# sign NAME SUBJECT EXT_SECTION [ISSUER]
 sign() {
-  local name=$1 subj=$2 ext=$3
+  local name=$1 subj=$2 ext=$3 issuer=${4:-ca}
   openssl genrsa -out "$name.key" 2048 2>/dev/null
   openssl req -new -key "$name.key" -subj "$subj" -out "$name.csr"
-  openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key \
+  openssl x509 -req -in "$name.csr" -CA "$issuer.pem" -CAkey "$issuer.key" \
     -set_serial "0x$(serial)" -sha256 -days "$DAYS" \
     -extfile ext.cnf -extensions "$ext" -out "$name.pem" 2>/dev/null
   rm -f "$name.csr"
@@ -91,6 +97,16 @@ sign server   "/O=tokenward-test/CN=localhost" v3_server
 sign client-a "/O=tokenward-test/CN=client-a"  v3_client
 sign client-b "/O=tokenward-test/CN=client-b"  v3_client
 cat client-a.pem client-a.key > client-a-combined.pem
+
+# ---- Keystone X.509 tokenless -----------------------------------------
+# The trusted issuer is ca.pem; other-ca is a CA the Keystone test server's TLS layer accepts but
+# its [tokenless_auth] trusted_issuer does not list.
+sign keystone-service "/O=tokenward-test/CN=tw-keystone-service" v3_client
+openssl genrsa -out other-ca.key 2048 2>/dev/null
+openssl req -new -x509 -key other-ca.key -sha256 -days "$DAYS" \
+  -subj "/O=tokenward-test/OU=elsewhere/CN=untrusted test CA" \
+  -config ext.cnf -extensions v3_ca -out other-ca.pem
+sign untrusted-client "/O=tokenward-test/CN=tw-keystone-service" v3_client other-ca
 
 # ---- v1 client cert ---------------------------------------------------
 # `openssl x509 -req` without -extfile produces a v1 certificate on OpenSSL
@@ -140,7 +156,7 @@ ta=$(openssl x509 -in client-a.pem -outform DER | openssl dgst -sha256 -binary |
 tb=$(openssl x509 -in client-b.pem -outform DER | openssl dgst -sha256 -binary | b64url)
 printf '{"client-a": "%s", "client-b": "%s"}\n' "$ta" "$tb" > thumbprints.json
 
-rm -f ext.cnf ca.srl
+rm -f ext.cnf ./*.srl
 chmod 600 ./*.key client-a-combined.pem
 
 # Move into place, then write the marker last.
