@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -83,6 +84,7 @@ ACCESS_RULES = [
     {"service": SERVICE_TYPE, "method": "POST", "path": "/allowed/items"},
 ]
 MAPPING_ID = "tw-x509-mapping"
+SYNC_PATH = "/tw-access-log-sync"  # answered 404 by Keystone; see KeystoneServer.access_log
 PROTOCOL = "x509"
 REGION = "RegionOne"
 
@@ -133,6 +135,17 @@ class X509Identity:
     project: Project  # the scope the service asks for (its user has role service there)
     issuer_dn: str  # SSL_CLIENT_I_DN as the wrapper sets it (== trusted_issuer)
     idp_id: str  # sha256(issuer_dn)
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """One line of Keystone's access log."""
+
+    method: str
+    path: str
+    status: int
+    seconds: float
+    user_agent: str
 
 
 class KeystoneError(RuntimeError):
@@ -471,6 +484,34 @@ class KeystoneServer:
         self.create_app_cred("alice", "alice-ac-rules", ("member",), access_rules=ACCESS_RULES, key="alice-rules")
         self.create_app_cred("svc", "svc-ac", ("service",), key="svc")
 
+    # --------------------------------------------------------- access log
+    def access_log(self) -> list[AccessRecord]:
+        """Every request Keystone has answered, in order (gunicorn's access log; no headers).
+
+        gunicorn writes a request's line after sending its response, and its one sync worker
+        takes the next connection only after that: so a request to SYNC_PATH is made first, and
+        when it is answered every earlier line is in the file. Those requests are not listed.
+        """
+        self.request("GET", SYNC_PATH)
+        out = []
+        for line in (self.workdir / "access.log").read_text(errors="replace").splitlines():
+            head, _, agent = line.partition(' "')
+            method, path, status, seconds = head.split(" ")
+            if path != SYNC_PATH:
+                out.append(AccessRecord(method, path, int(status), float(seconds), agent.rstrip('"')))
+        return out
+
+    def validations(self, since: int = 0, user_agent: str | None = None) -> int:
+        """How many GET /v3/auth/tokens Keystone answered after the first ``since`` log records
+        (``len(ks.access_log())`` taken before), optionally only from ``user_agent`` (prefix)."""
+        return sum(
+            1
+            for r in self.access_log()[since:]
+            if r.method == "GET"
+            and r.path == "/v3/auth/tokens"
+            and (user_agent is None or r.user_agent.startswith(user_agent))
+        )
+
     # ---------------------------------------------------------- lifecycle
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -621,9 +662,9 @@ def launch(
 
 
 def stop_process(proc: subprocess.Popen) -> None:
-    """Stop a launched server (SIGTERM, then SIGKILL after 10 s) and close its pipes."""
+    """Stop a launched server (SIGINT: gunicorn's quick shutdown; SIGKILL after 10 s)."""
     if proc.poll() is None:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -700,7 +741,6 @@ def keystone_session(pki: Path, workdir: Path) -> Iterator[KeystoneServer]:
 
 def _main(argv: list[str]) -> int:
     import argparse
-    import signal
 
     ap = argparse.ArgumentParser(description="run the tokenward test Keystone")
     ap.add_argument("--pki", required=True)

@@ -34,6 +34,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -97,6 +98,9 @@ _MOD_SSL_TAGS = {
 }
 
 _RFC2253_SPECIALS = set(',+"\\<>;')
+
+# gunicorn's access log, one request a line: method, path, status, seconds, "user agent"
+ACCESS_LOG_FORMAT = '%(m)s %(U)s %(s)s %(L)s "%(a)s"'
 
 
 def _escape_ctrl(ch: str) -> str:
@@ -266,7 +270,7 @@ def _exit_on_stdin_eof() -> None:
                 pass
         except OSError:
             pass
-        os.kill(os.getpid(), 15)  # SIGTERM: gunicorn's arbiter stops its workers and exits
+        os.kill(os.getpid(), signal.SIGINT)  # gunicorn's quick shutdown: workers stop at once
 
     threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
 
@@ -305,6 +309,7 @@ def _run_gunicorn(
                 "post_worker_init": post_worker_init,
                 "errorlog": a.gunicorn_log,
                 "accesslog": a.access_log,
+                "access_log_format": ACCESS_LOG_FORMAT,
                 "loglevel": "info",
                 "proc_name": "tw-keystone",
                 "control_socket_disable": True,  # gunicorn >= 24 would share ~/.gunicorn/gunicorn.ctl

@@ -432,3 +432,30 @@ def test_keystonemiddleware_from_paste(keystone: KeystoneServer, tmp_path):
 
 def _echo_app_factory(global_conf: dict[str, Any], **local_conf: Any) -> Any:
     return _echo_app
+
+
+def test_no_secret_in_logs_or_reprs(keystone: KeystoneServer):
+    ks = keystone
+    ks.validate(ks.token("svc"))  # at least one password check and validation since the start
+    secrets = [u.password for u in ks.users.values()] + [ac.secret for ac in ks.app_creds.values()]
+    secrets.append(ks._admin_pw)
+    logs = "".join(
+        (ks.workdir / name).read_text(errors="replace")
+        for name in ("keystone.log", "launcher.log", "gunicorn.log", "access.log")
+    )
+    for secret in secrets:
+        assert secret not in logs
+        assert secret not in repr(ks.users) + repr(ks.app_creds)
+
+
+def test_access_log_counts_calls(keystone: KeystoneServer):
+    ks = keystone
+    tok = ks.token("alice")
+    mark = len(ks.access_log())
+    ks.validate(tok)
+    ks.request("GET", "/v3/auth/tokens", headers={"X-Subject-Token": tok, "X-Project-Id": ks.projects["service"].id},
+               cert=(ks.x509.cert, ks.x509.key))  # fmt: skip
+    new = ks.access_log()[mark:]
+    assert [(r.method, r.path, r.status) for r in new] == [("GET", "/v3/auth/tokens", 200)] * 2
+    assert ks.validations(since=mark) == 2
+    assert tok not in (ks.workdir / "access.log").read_text()
