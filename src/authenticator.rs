@@ -127,7 +127,9 @@ impl fmt::Display for DenyReason {
             Self::DpopToken(why) => write!(f, "DPoP: {why}"),
             Self::Unavailable(e) => write!(f, "{e}"),
             Self::Keystone(refusal) => write!(f, "{refusal}"),
-            Self::KeystoneUnavailable(e) => write!(f, "Keystone: {e}"),
+            Self::KeystoneUnavailable(e) => {
+                f.write_str(&e.to_string().replace("authorization server", "Keystone"))
+            }
             other => f.write_str(&other.code().replace('_', " ")),
         }
     }

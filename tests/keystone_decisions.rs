@@ -836,6 +836,38 @@ fn a_service_token_with_a_service_role_lets_an_expired_user_token_through() {
     ));
 }
 
+#[test]
+fn a_user_token_cached_without_allow_expired_serves_requests_with_a_service_token() {
+    let r = rig_with(
+        tokenless_options(),
+        keystone(vec![
+            (
+                USER_TOKEN,
+                token_body("alice", &["member"], project_scope(), 3600.0),
+            ),
+            (
+                "svc",
+                token_body("nova", &["service"], project_scope(), 3600.0),
+            ),
+        ]),
+    );
+    assert!(matches!(r.check(Some(USER_TOKEN), None), Verdict::Allow(_)));
+    assert!(matches!(
+        r.check(Some(USER_TOKEN), Some("svc")),
+        Verdict::Allow(_)
+    ));
+    let subjects: Vec<String> = r
+        .validations()
+        .iter()
+        .map(|s| s.headers["X-Subject-Token"].clone())
+        .collect();
+    assert_eq!(
+        subjects,
+        [USER_TOKEN, "svc"],
+        "the user's token is not validated again"
+    );
+}
+
 // ------------------------------------------------------------------ delay_auth_decision
 
 #[test]

@@ -541,12 +541,20 @@ impl Authenticator {
         if !well_formed(token) {
             return Some(Ok(Entry::Invalid(KeystoneRefusal::Malformed)));
         }
+        let now = self.clock.monotonic();
+        if allow_expired
+            && let Some(entry @ Entry::Valid(_)) = ks.cache.get(ks.keys.key(token), now)
+        {
+            // Validated without allow_expired and still cached: the same answer.
+            self.counters.hits.fetch_add(1, Relaxed);
+            return Some(Ok(entry));
+        }
         let key = if allow_expired {
             ks.expired_keys.key(token)
         } else {
             ks.keys.key(token)
         };
-        if let Some(entry) = ks.cache.get(key, self.clock.monotonic()) {
+        if let Some(entry) = ks.cache.get(key, now) {
             let counter = match &entry {
                 Entry::Valid(t) => {
                     if !allow_expired && self.clock.wall() >= t.expires {
@@ -888,7 +896,7 @@ impl Authenticator {
     /// The 503 for `e`, logged at ERROR when its cause differs from the last one logged or a
     /// minute has passed (else DEBUG), with what to check.
     fn keystone_unavailable(&self, ks: &Backend, e: AsError) -> Verdict {
-        let cause = e.to_string();
+        let cause = e.to_string().replace("authorization server", "Keystone");
         let now = self.clock.monotonic();
         let level = if matches!(e, AsError::CircuitOpen { .. }) {
             Level::Debug
