@@ -16,6 +16,9 @@ The session fixture ``keystone`` (tests/conftest.py) is one of these for the who
     ks.validate(tok)                         # Keystone's own answer (admin GET /v3/auth/tokens)
     ks.revoke(tok)                           # DELETE /v3/auth/tokens
     opts = ks.middleware_options("v3tokenlessauth")   # [keystone_authtoken] for the middleware
+    mark = len(ks.access_log()); ...; ks.validations(since=mark)   # calls Keystone answered
+    ks.create_user("carol"); ks.set_enabled("user", "carol", False)  # without touching seeds
+    ks.admin("GET", "/v3/projects")          # any other call, as admin
 
 What is seeded (names are fixed, ids are Keystone's, passwords and secrets random per run):
 
@@ -223,7 +226,8 @@ class KeystoneServer:
             self._admin_expires = _parse_time(body["expires_at"])
         return self._admin_token
 
-    def _admin(self, method: str, path: str, body: Any = None, expect: Any = (200, 201, 204)) -> Any:
+    def admin(self, method: str, path: str, body: Any = None, expect: Any = (200, 201, 204)) -> Any:
+        """One call as admin (project admin); the JSON answer, or None for an empty one."""
         r = self.request(method, path, self.admin_token, body=body, expect=expect)
         return r.json() if r.content else None
 
@@ -319,6 +323,30 @@ class KeystoneServer:
         r = self.request("POST", "/v3/OS-TRUST/trusts", self.token(trustor, project=project), body=body, expect=201)
         return r.json()["trust"]["id"]
 
+    def create_user(
+        self, key: str, project: str | None = "demo", roles: tuple[str, ...] = ("member",), domain: str = "default"
+    ) -> User:
+        """A new user (name = ``key``) in ``domain`` with ``roles`` on ``project``: for a test
+        that disables, deletes or changes a user without touching the seeded ones."""
+        pw = secrets.token_urlsafe(18)
+        d = self.domains[domain]
+        u = self.admin("POST", "/v3/users", {"user": {"name": key, "domain_id": d.id, "password": pw}})["user"]
+        user = User(key, u["id"], key, pw, d, project)
+        self.users[key] = user
+        if project is not None:
+            for role in roles:
+                self.admin("PUT", f"/v3/projects/{self.projects[project].id}/users/{u['id']}/roles/{self.roles[role]}")
+        return user
+
+    def set_enabled(self, kind: str, key: str, enabled: bool) -> None:
+        """Enable or disable a ``user``, ``project`` or ``domain`` (by its key here).
+
+        Disabling records a revocation event for everything issued up to now, at Keystone's
+        one-second resolution: a token issued in the same second, even after re-enabling, is
+        refused too."""
+        table = {"user": self.users, "project": self.projects, "domain": self.domains}[kind]
+        self.admin("PATCH", f"/v3/{kind}s/{table[key].id}", {kind: {"enabled": enabled}})
+
     def create_app_cred(
         self,
         user: str,
@@ -397,22 +425,22 @@ class KeystoneServer:
 
     # ------------------------------------------------------------ seeding
     def _seed(self) -> None:
-        roles = self._admin("GET", "/v3/roles")["roles"]
+        roles = self.admin("GET", "/v3/roles")["roles"]
         self.roles = {r["name"]: r["id"] for r in roles}
         for want in ("admin", "member", "reader", "service"):
             if want not in self.roles:
-                self.roles[want] = self._admin("POST", "/v3/roles", {"role": {"name": want}})["role"]["id"]
-        admin_user = self._admin("GET", "/v3/users?name=admin&domain_id=default")["users"][0]
-        admin_proj = self._admin("GET", "/v3/projects?name=admin&domain_id=default")["projects"][0]
+                self.roles[want] = self.admin("POST", "/v3/roles", {"role": {"name": want}})["role"]["id"]
+        admin_user = self.admin("GET", "/v3/users?name=admin&domain_id=default")["users"][0]
+        admin_proj = self.admin("GET", "/v3/projects?name=admin&domain_id=default")["projects"][0]
         dflt = self.domains["default"]
         self.projects["admin"] = Project(admin_proj["id"], "admin", dflt)
         self.users["admin"] = User("admin", admin_user["id"], "admin", self._admin_pw, dflt, "admin")
 
         for key, name in (("tw", "tw-domain"), ("x509", "tokenward-test")):
-            d = self._admin("POST", "/v3/domains", {"domain": {"name": name}})["domain"]
+            d = self.admin("POST", "/v3/domains", {"domain": {"name": name}})["domain"]
             self.domains[key] = Domain(d["id"], d["name"])
         for key, dom in (("service", "default"), ("demo", "tw")):
-            p = self._admin("POST", "/v3/projects", {"project": {"name": key, "domain_id": self.domains[dom].id}})
+            p = self.admin("POST", "/v3/projects", {"project": {"name": key, "domain_id": self.domains[dom].id}})
             self.projects[key] = Project(p["project"]["id"], key, self.domains[dom])
 
         cn = _load_cert(self.pki / "keystone-service.pem").subject
@@ -426,11 +454,11 @@ class KeystoneServer:
         ):
             pw = secrets.token_urlsafe(18)
             body = {"user": {"name": name, "domain_id": self.domains[dom].id, "password": pw}}
-            u = self._admin("POST", "/v3/users", body)["user"]
+            u = self.admin("POST", "/v3/users", body)["user"]
             self.users[key] = User(key, u["id"], name, pw, self.domains[dom], proj, pdom)
 
         def grant(target: str, user: str, role: str) -> None:
-            self._admin("PUT", f"{target}/users/{self.users[user].id}/roles/{self.roles[role]}")
+            self.admin("PUT", f"{target}/users/{self.users[user].id}/roles/{self.roles[role]}")
 
         grant(f"/v3/projects/{self.projects['demo'].id}", "alice", "member")
         grant(f"/v3/domains/{self.domains['tw'].id}", "alice", "member")
@@ -442,7 +470,7 @@ class KeystoneServer:
         # X.509 tokenless: identity provider named by the issuer DN's SHA-256, a mapping of the
         # certificate subject (CN → user name, O → domain name) to a local user, protocol x509.
         idp_id = keystone_wsgi.issuer_idp_id(self.trusted_issuer)
-        self._admin(
+        self.admin(
             "PUT",
             f"/v3/OS-FEDERATION/identity_providers/{idp_id}",
             {"identity_provider": {"description": "tokenward test CA (X.509 tokenless)", "enabled": True}},
@@ -453,8 +481,8 @@ class KeystoneServer:
                 "remote": [{"type": "SSL_CLIENT_S_DN_CN"}, {"type": "SSL_CLIENT_S_DN_O"}],
             }
         ]
-        self._admin("PUT", f"/v3/OS-FEDERATION/mappings/{MAPPING_ID}", {"mapping": {"rules": rules}})
-        self._admin(
+        self.admin("PUT", f"/v3/OS-FEDERATION/mappings/{MAPPING_ID}", {"mapping": {"rules": rules}})
+        self.admin(
             "PUT",
             f"/v3/OS-FEDERATION/identity_providers/{idp_id}/protocols/{PROTOCOL}",
             {"protocol": {"mapping_id": MAPPING_ID}},
@@ -470,7 +498,7 @@ class KeystoneServer:
 
         # A service of type SERVICE_TYPE in the catalog: keystonemiddleware enforces access rules
         # only for a service_type the user's catalog has.
-        svc = self._admin("POST", "/v3/services", {"service": {"type": SERVICE_TYPE, "name": SERVICE_TYPE}})
+        svc = self.admin("POST", "/v3/services", {"service": {"type": SERVICE_TYPE, "name": SERVICE_TYPE}})
         for interface in ("public", "internal"):
             endpoint = {
                 "service_id": svc["service"]["id"],
@@ -478,7 +506,7 @@ class KeystoneServer:
                 "url": f"http://127.0.0.1:9/{SERVICE_TYPE}",  # never called
                 "region_id": REGION,
             }
-            self._admin("POST", "/v3/endpoints", {"endpoint": endpoint})
+            self.admin("POST", "/v3/endpoints", {"endpoint": endpoint})
 
         self.create_app_cred("alice", "alice-ac", ("member",), key="alice")
         self.create_app_cred("alice", "alice-ac-rules", ("member",), access_rules=ACCESS_RULES, key="alice-rules")

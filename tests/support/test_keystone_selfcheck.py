@@ -459,3 +459,16 @@ def test_access_log_counts_calls(keystone: KeystoneServer):
     assert [(r.method, r.path, r.status) for r in new] == [("GET", "/v3/auth/tokens", 200)] * 2
     assert ks.validations(since=mark) == 2
     assert tok not in (ks.workdir / "access.log").read_text()
+
+
+def test_created_user_and_disabling(keystone: KeystoneServer):
+    ks = keystone
+    carol = ks.create_user("carol")
+    tok = ks.token("carol")
+    assert ks.validate(tok)["user"]["id"] == carol.id
+    ks.set_enabled("user", "carol", False)
+    assert ks.validate(tok, allow_missing=True) is None  # a disabled user's tokens stop working
+    with pytest.raises(keystone_server.KeystoneError):
+        ks.token("carol")  # nor can they authenticate
+    ks.set_enabled("user", "carol", True)
+    ks.token("carol")  # (its validation would 404 within the second of the disabling: see set_enabled)
