@@ -294,6 +294,17 @@ def _run_gunicorn(
         print(f"worker ready {time.monotonic() - t0:.2f} s after start ({cpu:.2f} s CPU)", file=sys.stderr, flush=True)
         print("READY " + json.dumps({**ready, "pid": os.getpid()}), flush=True)
 
+    def worker_exit(server: Any, worker: Any) -> None:
+        # In the worker (gunicorn calls this in the arbiter too): leave at once. Keystone's
+        # interpreter shutdown can wait on threads until the arbiter's SIGKILL, seconds later.
+        if os.getpid() == worker.pid:
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
     class Server(gunicorn.app.base.BaseApplication):
         def load_config(self) -> None:
             settings = {
@@ -307,6 +318,7 @@ def _run_gunicorn(
                 "timeout": 120,
                 "graceful_timeout": 3,
                 "post_worker_init": post_worker_init,
+                "worker_exit": worker_exit,
                 "errorlog": a.gunicorn_log,
                 "accesslog": a.access_log,
                 "access_log_format": ACCESS_LOG_FORMAT,
