@@ -404,7 +404,7 @@ def test_keystonemiddleware_refuses_bad_and_revoked_tokens(keystone: KeystoneSer
     assert _call(app, **{"X-Auth-Token": tok}).status_int == 401
 
 
-def test_keystonemiddleware_untrusted_issuer_is_a_503(keystone: KeystoneServer, tmp_path, caplog):
+def test_keystonemiddleware_untrusted_issuer_is_a_503(keystone: KeystoneServer, tmp_path):
     ks = keystone
     cert, key = ks.untrusted_cert
     app = _km(ks, tmp_path, "v3tokenlessauth", certfile=cert, keyfile=key)
