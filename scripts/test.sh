@@ -12,6 +12,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p tokenward --features fuzzing --locked -- -D warnings
 cargo test --workspace --exclude tokenward-python --locked
 
+echo "== rust: dependency policy (cargo deny: bans, licences, sources; deny.toml)"
+if [ "$(cargo deny --version 2>/dev/null | awk '{print $2}')" != 0.20.2 ]; then
+  cargo install cargo-deny --locked --version 0.20.2 --quiet
+fi
+cargo deny --offline check --hide-inclusion-graph bans licenses sources
+
 echo "== python: ruff"
 ruff check python tests examples benches scripts
 ruff format --check python tests examples benches scripts

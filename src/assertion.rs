@@ -315,13 +315,7 @@ impl AssertionSigner {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        self.assertion_at(
-            client_id,
-            audience,
-            &uuid::Uuid::new_v4().to_string(),
-            now,
-            lifetime,
-        )
+        self.assertion_at(client_id, audience, &new_jti()?, now, lifetime)
     }
 
     /// The assertion for a given `jti` and time (deterministic for HMAC and RSA PKCS#1).
@@ -493,7 +487,7 @@ impl DpopSigner {
             "htm": method,
             "htu": htu,
             "iat": iat,
-            "jti": uuid::Uuid::new_v4().to_string(),
+            "jti": new_jti()?,
         });
         if let Some(token) = access_token {
             claims["ath"] = URL_SAFE_NO_PAD
@@ -528,6 +522,27 @@ fn parse_algorithm(name: &str) -> Result<JwsAlgorithm, ConfigError> {
             format!("{name:?} is not supported; use one of {}", all.join(", ")),
         )
     })
+}
+
+/// A fresh `jti`: a random (version 4) UUID from aws-lc's generator, the one RNG of the
+/// crate.
+fn new_jti() -> Result<String, AsError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| AsError::Assertion("the system random generator failed".into()))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = |range: std::ops::Range<usize>| -> String {
+        b[range].iter().map(|x| format!("{x:02x}")).collect()
+    };
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        hex(0..4),
+        hex(4..6),
+        hex(6..8),
+        hex(8..10),
+        hex(10..16)
+    ))
 }
 
 #[cfg(test)]

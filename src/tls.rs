@@ -5,7 +5,6 @@ use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 
 use crate::config::TlsSettings;
 use crate::error::ConfigError;
@@ -58,21 +57,24 @@ pub fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, Config
             format!("holds no CERTIFICATE block ({})", certfile.display()),
         )
     })?;
-    let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
-        .map_err(|_| ConfigError::new("certfile", "holds a certificate that cannot be parsed"))?;
-    if parsed.version() != X509Version::V3 {
-        return Err(ConfigError::new(
-            "certfile",
-            format!(
-                "is an X.509 {} certificate; rustls accepts only v3. Reissue it as v3, e.g. \
-                 `openssl x509 -req ... -extfile <(echo extendedKeyUsage=clientAuth)`",
-                match parsed.version() {
-                    X509Version::V1 => "v1",
-                    X509Version::V2 => "v2",
-                    _ => "unknown-version",
-                }
-            ),
-        ));
+    // rustls verifies with webpki, which takes X.509 v3 only: ask it now rather than fail
+    // at the first handshake.
+    match webpki::EndEntityCert::try_from(leaf) {
+        Ok(_) => {}
+        Err(webpki::Error::UnsupportedCertVersion) => {
+            return Err(ConfigError::new(
+                "certfile",
+                "is not an X.509 v3 certificate (it is v1 or v2); rustls accepts only v3. \
+                 Reissue it as v3, e.g. `openssl x509 -req ... -extfile <(echo \
+                 extendedKeyUsage=clientAuth)`",
+            ));
+        }
+        Err(_) => {
+            return Err(ConfigError::new(
+                "certfile",
+                "holds a certificate that cannot be parsed",
+            ));
+        }
     }
     let (key_option, key_pem) = match &tls.keyfile {
         Some(keyfile) => ("keyfile", read_file("keyfile", keyfile)?),
@@ -165,6 +167,20 @@ mod tests {
         assert!(e.message().contains("no CERTIFICATE"), "{e}");
         let e = load_identity(&tls("missing.pem", None)).unwrap_err();
         assert!(e.message().contains("cannot be read"), "{e}");
+        let garbage = std::env::temp_dir().join(format!("tw-garbage-{}.pem", std::process::id()));
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let settings = TlsSettings {
+            certfile: Some(garbage.clone()),
+            ..TlsSettings::default()
+        };
+        let e = load_identity(&settings).unwrap_err();
+        std::fs::remove_file(&garbage).ok();
+        assert_eq!(e.option(), "certfile");
+        assert!(e.message().contains("cannot be parsed"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,32 @@ use crate::secret::Secret;
 /// Lifetime assumed when the AS omits `expires_in`.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
+/// Every option the token client reads, in the order a door lists them (each is in
+/// [`crate::config::OPTIONS`], which gives its kind, default and help).
+pub const OPTION_NAMES: &[&str] = &[
+    "token_endpoint",
+    "scope",
+    "client_id",
+    "client_secret",
+    "auth_method",
+    "basic_auth_encoding",
+    "audience",
+    "jwt_key_file",
+    "jwt_algorithm",
+    "jwt_bearer_time_out",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "insecure",
+    "http_connect_timeout",
+    "token_expiry_margin",
+    "metrics_name",
+    "dpop_key_file",
+];
+
+/// The options a client cannot be built without.
+pub const REQUIRED_OPTIONS: &[&str] = &["token_endpoint", "client_id"];
+
 /// Settings of the token client.
 #[derive(Debug, Clone)]
 pub struct TokenClientConfig {

@@ -819,7 +819,7 @@ impl ProofKey {
         use sha2::Digest as _;
         let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk()});
         let mut claims = json!({
-            "htm": "POST", "htu": URL, "iat": NOW, "jti": uuid::Uuid::new_v4().to_string(),
+            "htm": "POST", "htu": URL, "iat": NOW, "jti": fresh_jti(),
             "ath": B64.encode(sha2::Sha256::digest(token.as_bytes())),
         });
         edit(&mut header, &mut claims);
@@ -1044,4 +1044,13 @@ fn dpop_modes_decide_the_schemes() {
     )])))
     .unwrap_err();
     assert_eq!(e.option(), "dpop_algorithms");
+}
+
+/// A `jti` never used before in this test process.
+fn fresh_jti() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "jti-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }

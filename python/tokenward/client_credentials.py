@@ -29,26 +29,13 @@ TokenRequestError = _native.TokenRequestError
 CredentialsRejectedError = _native.CredentialsRejectedError
 AuthServerUnavailableError = _native.AuthServerUnavailableError
 
-#: Tacker's option names for the outbound client (plus tokenward's expiry margin).
-OPTION_NAMES = (
-    "token_endpoint",
-    "scope",
-    "client_id",
-    "client_secret",
-    "auth_method",
-    "audience",
-    "jwt_key_file",
-    "jwt_algorithm",
-    "jwt_bearer_time_out",
-    "certfile",
-    "keyfile",
-    "cafile",
-    "insecure",
-    "http_connect_timeout",
-    "token_expiry_margin",
-    "metrics_name",
-    "dpop_key_file",
-)
+#: The core's rows of the options the outbound client reads: name -> (kind, default, help,
+#: required). Names, kinds and defaults come from the one option table, not from here.
+_CLIENT_OPTIONS: dict[str, tuple[str, Optional[str], str, bool]] = {
+    row[0]: (row[1], row[2], row[3], required) for row, required in _native.client_options()
+}
+#: Tacker's option names for the outbound client (plus tokenward's own).
+OPTION_NAMES = tuple(_CLIENT_OPTIONS)
 
 try:
     from keystoneauth1 import plugin as _ksa_plugin
@@ -129,10 +116,8 @@ class ClientCredentials(_PluginBase):  # type: ignore[misc]
 
     def get_connection_params(self, session: Any, **kwargs: Any) -> dict[str, Any]:
         """The client certificate for resource calls (certificate-bound tokens need it)."""
-        certfile, keyfile = self._options.get("certfile"), self._options.get("keyfile")
-        if not certfile:
-            return {}
-        return {"cert": (certfile, keyfile) if keyfile else certfile}
+        cert = self._native.session_settings()[1]
+        return {"cert": cert} if cert else {}
 
     # -- conveniences ------------------------------------------------------------------------
     def create_session(self, **kwargs: Any) -> Any:
@@ -140,15 +125,13 @@ class ClientCredentials(_PluginBase):  # type: ignore[misc]
         Tacker's ``ExtOAuth2Auth.create_session``."""
         from keystoneauth1 import session as ksa_session
 
-        insecure = self._options.get("insecure", "false").lower() in ("1", "true", "yes", "on")
-        verify: Any = False if insecure else (self._options.get("cafile") or True)
-        timeout = self._options.get("http_connect_timeout")
-        cert = self.get_connection_params(None).get("cert")
+        # Parsed by the core: the same boolean spellings and bounds as everywhere else.
+        verify, cert, timeout = self._native.session_settings()
         return ksa_session.Session(
             auth=self,
             verify=verify,
             cert=cert,
-            timeout=float(timeout) if timeout else None,
+            timeout=timeout,
             user_agent="tokenward",
             **kwargs,
         )
@@ -174,21 +157,18 @@ try:
             return ClientCredentials
 
         def get_options(self) -> list[Any]:
-            secret = {"client_secret"}
+            kinds: dict[str, type] = {"bool": bool, "int": int}
             opts = []
-            for name in OPTION_NAMES:
-                kind: Any = (
-                    int if name in ("jwt_bearer_time_out", "http_connect_timeout", "token_expiry_margin") else str
-                )
-                if name == "insecure":
-                    kind = bool
+            for name, (kind, default, help_text, required) in _CLIENT_OPTIONS.items():
+                convert = kinds.get(kind, str)
                 opts.append(
                     _ksa_loading.Opt(
                         name.replace("_", "-"),
-                        type=kind,
-                        secret=name in secret,
-                        required=name in ("token_endpoint", "client_id"),
-                        help=f"[{GROUP}] {name}",
+                        type=convert,
+                        secret=kind == "secret",
+                        required=required,
+                        # The core applies its defaults; the loader passes only what is set.
+                        help=f"[{GROUP}] {name}: {help_text}" + (f" (default {default})" if default else ""),
                     )
                 )
             return opts

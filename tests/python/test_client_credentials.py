@@ -332,3 +332,30 @@ def test_a_bad_dpop_key_file_is_a_start_up_error(auth_server: oidc_as.AuthServer
     with pytest.raises(ConfigurationError) as e:
         fresh(auth_server, "svc-post", dpop_key_file=str(bad))
     assert e.value.option == "dpop_key_file"
+
+
+def test_option_names_kinds_and_booleans_come_from_the_core_table(pki: Path) -> None:
+    from tokenward import _native
+    from tokenward.client_credentials import OPTION_NAMES
+
+    table = {row[0]: row for row in _native.options()}
+    assert set(OPTION_NAMES) <= set(table)
+    # Every option the core's client reads is accepted here (basic_auth_encoding once was not).
+    base = {"token_endpoint": "https://as.example/token", "client_id": "svc", "client_secret": "s3cret-abc"}
+    assert ClientCredentials(**base, basic_auth_encoding="raw")
+    # Booleans are the core's spellings, and a bad one is the core's start-up error.
+    for spelling, verify in (("yes", False), ("On", False), ("0", True), (False, True)):
+        verify_arg, cert, timeout = ClientCredentials(**base, insecure=spelling)._native.session_settings()
+        assert (verify_arg, cert, timeout) == (verify, None, 10.0), spelling
+    with pytest.raises(ConfigurationError, match="insecure"):
+        ClientCredentials(**base, insecure="maybe")
+    cafile = str(pki / "ca.pem")
+    settings = ClientCredentials(**base, cafile=cafile, http_connect_timeout=3)._native.session_settings()
+    assert settings == (cafile, None, 3.0)
+    from tokenward.client_credentials import ClientCredentialsLoader
+
+    opts = {o.dest: o for o in ClientCredentialsLoader().get_options()}
+    assert set(opts) == set(OPTION_NAMES)
+    assert (opts["insecure"].type, opts["http_connect_timeout"].type) == (bool, int)
+    assert opts["client_secret"].secret and not opts["client_id"].secret
+    assert opts["token_endpoint"].required and not opts["scope"].required

@@ -632,6 +632,29 @@ impl TokenClient {
         )))
     }
 
+    /// The parsed TLS and timeout settings for resource calls, as `requests` and keystoneauth1
+    /// take them: `(verify, cert, timeout)`, `verify` False (insecure), a CA file or True,
+    /// `cert` None, a file, or (certificate, key).
+    fn session_settings(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>, f64)> {
+        let client = &self.inner.config().client;
+        let tls = &client.tls;
+        let text = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let verify = if tls.insecure {
+            false.into_pyobject(py)?.to_owned().into_any().unbind()
+        } else {
+            match &tls.cafile {
+                Some(ca) => text(ca).into_pyobject(py)?.into_any().unbind(),
+                None => true.into_pyobject(py)?.to_owned().into_any().unbind(),
+            }
+        };
+        let cert = match (&tls.certfile, &tls.keyfile) {
+            (None, _) => py.None(),
+            (Some(c), None) => text(c).into_pyobject(py)?.into_any().unbind(),
+            (Some(c), Some(k)) => (text(c), text(k)).into_pyobject(py)?.into_any().unbind(),
+        };
+        Ok((verify, cert, client.timeout.as_secs_f64()))
+    }
+
     /// Drops the cached token.
     fn invalidate(&self) {
         self.inner.invalidate();
@@ -694,35 +717,50 @@ type OptionRow = (
     &'static str,
 );
 
+/// One row of the option table as Python sees it.
+fn option_row(py: Python<'_>, o: &tokenward::config::OptionSpec) -> PyResult<OptionRow> {
+    use tokenward::config::OptionKind;
+    let (kind, choices) = match o.kind {
+        OptionKind::Str => ("str", None),
+        OptionKind::Secret => ("secret", None),
+        OptionKind::Bool => ("bool", None),
+        OptionKind::Int => ("int", None),
+        OptionKind::List => ("list", None),
+        OptionKind::Choice(c) => ("choice", Some(c.to_vec())),
+    };
+    Ok((
+        o.name.to_owned(),
+        kind.to_owned(),
+        o.default.map(str::to_owned),
+        o.help.to_owned(),
+        choices.into_pyobject(py)?.into_any().unbind(),
+        match o.origin {
+            tokenward::config::Origin::Reference => "keystonemiddleware",
+            tokenward::config::Origin::Tacker => "tacker",
+            tokenward::config::Origin::Tokenward => "tokenward",
+            tokenward::config::Origin::KeystoneAuthToken => "keystonemiddleware.auth_token",
+        },
+    ))
+}
+
 /// Option names, types, defaults and help, for oslo.config registration and docs.
 #[pyfunction]
 fn options(py: Python<'_>) -> PyResult<Vec<OptionRow>> {
-    use tokenward::config::OptionKind;
     tokenward::config::OPTIONS
         .iter()
-        .map(|o| {
-            let (kind, choices) = match o.kind {
-                OptionKind::Str => ("str", None),
-                OptionKind::Secret => ("secret", None),
-                OptionKind::Bool => ("bool", None),
-                OptionKind::Int => ("int", None),
-                OptionKind::List => ("list", None),
-                OptionKind::Choice(c) => ("choice", Some(c.to_vec())),
-            };
-            Ok((
-                o.name.to_owned(),
-                kind.to_owned(),
-                o.default.map(str::to_owned),
-                o.help.to_owned(),
-                choices.into_pyobject(py)?.into_any().unbind(),
-                match o.origin {
-                    tokenward::config::Origin::Reference => "keystonemiddleware",
-                    tokenward::config::Origin::Tacker => "tacker",
-                    tokenward::config::Origin::Tokenward => "tokenward",
-                    tokenward::config::Origin::KeystoneAuthToken => "keystonemiddleware.auth_token",
-                },
-            ))
-        })
+        .map(|o| option_row(py, o))
+        .collect()
+}
+
+/// The rows of the options the token client reads, in its order, and whether each is
+/// required: `(row, required)`.
+#[pyfunction]
+fn client_options(py: Python<'_>) -> PyResult<Vec<(OptionRow, bool)>> {
+    use tokenward::token_client::{OPTION_NAMES, REQUIRED_OPTIONS};
+    OPTION_NAMES
+        .iter()
+        .filter_map(|name| tokenward::config::OPTIONS.iter().find(|o| o.name == *name))
+        .map(|o| Ok((option_row(py, o)?, REQUIRED_OPTIONS.contains(&o.name))))
         .collect()
 }
 
@@ -748,6 +786,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<AuthServerUnavailableError>(),
     )?;
     m.add_function(wrap_pyfunction!(options, m)?)?;
+    m.add_function(wrap_pyfunction!(client_options, m)?)?;
     m.add_function(wrap_pyfunction!(metric_families, m)?)?;
     keystone::register(m)?;
     Ok(())
