@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::config::ClientConfig;
 use crate::error::{AsError, ConfigError};
+use crate::per_process::PerProcess;
 use crate::secret::Secret;
 use crate::tls::{self, ClientIdentity};
 
@@ -160,17 +161,11 @@ struct Engine {
     client: reqwest::Client,
 }
 
-/// Engines of one process, ready for the next request.
-struct EnginePool {
-    pid: u32,
-    idle: Vec<Engine>,
-}
-
 /// reqwest transport with the configured TLS identity, trust and timeout. Never follows
 /// redirects (a redirect would resend the token and credentials elsewhere).
 pub struct ReqwestTransport {
     settings: Settings,
-    engines: Mutex<EnginePool>,
+    engines: Mutex<PerProcess<Engine>>,
 }
 
 impl std::fmt::Debug for ReqwestTransport {
@@ -203,10 +198,7 @@ impl ReqwestTransport {
         })?;
         Ok(Self {
             settings,
-            engines: Mutex::new(EnginePool {
-                pid: std::process::id(),
-                idle: Vec::new(),
-            }),
+            engines: Mutex::new(PerProcess::new()),
         })
     }
 
@@ -216,18 +208,13 @@ impl ReqwestTransport {
     }
 
     fn take_engine(&self) -> Result<Engine, AsError> {
-        let pid = std::process::id();
-        {
-            let mut pool = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
-            if pool.pid != pid {
-                // Inherited across fork(): their sockets and epoll belong to the parent. Leak
-                // them rather than run destructors that would touch the parent's state.
-                std::mem::forget(std::mem::take(&mut pool.idle));
-                pool.pid = pid;
-            }
-            if let Some(engine) = pool.idle.pop() {
-                return Ok(engine);
-            }
+        let idle = self
+            .engines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(engine) = idle {
+            return Ok(engine);
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -238,12 +225,10 @@ impl ReqwestTransport {
     }
 
     fn return_engine(&self, engine: Engine) {
-        let mut pool = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.pid == std::process::id() {
-            pool.idle.push(engine);
-        } else {
-            std::mem::forget(engine);
-        }
+        self.engines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give(engine, usize::MAX);
     }
 }
 
@@ -613,6 +598,6 @@ mod tests {
         let t = transport("5");
         t.post_form(&url, None, Secret::new("")).unwrap();
         t.post_form(&url, None, Secret::new("")).unwrap();
-        assert_eq!(t.engines.lock().unwrap().idle.len(), 1);
+        assert_eq!(t.engines.lock().unwrap().len(), 1);
     }
 }

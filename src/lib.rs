@@ -54,6 +54,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keystone;
 pub mod log;
+mod per_process;
 pub mod prometheus;
 pub mod proxy_cert;
 pub mod secret;
