@@ -28,45 +28,97 @@ StartResponse = Callable[..., Any]
 list_opts = _ks_config.list_opts
 
 
-class UserAuthPlugin:
-    """``keystone.token_auth``: the user's (and service's) token for calls to other services,
-    as keystonemiddleware's plugin offers them (``user``/``service`` access info when
-    keystoneauth1 is installed, the tokens, and the headers that carry them)."""
+class _UserAuth:
+    """``keystone.token_auth``: the incoming user's token (and the service token sent with it)
+    as a keystoneauth1 plugin, for the service's calls to other services on the user's behalf,
+    as keystonemiddleware's ``UserAuthPlugin``: ``user`` is the user's ``AccessInfoV3`` (None
+    without a valid token), ``get_headers`` gives ``X-Auth-Token`` (the user's) and
+    ``X-Service-Token`` (this service's own token, with password or v3applicationcredential).
+    Without keystoneauth1 installed, the same attributes on a plain object."""
 
-    def __init__(self, user_token: Optional[str], service_token: Optional[str], token_info: Optional[dict]) -> None:
+    def _setup(self, filt: Any, user_token: Optional[str], service_token: Optional[str], info: Any) -> None:
+        self._filter = filt
         self._user_token = user_token
         self._service_token = service_token
-        self._token_info = token_info
+        self._token_info = info
+        self._user_ref: Any = None
 
     @property
     def has_user_token(self) -> bool:
+        """Whether the request carried a valid user token."""
         return self._token_info is not None
 
     @property
+    def has_service_token(self) -> bool:
+        """Whether the request carried a service token."""
+        return bool(self._service_token)
+
+    @property
     def user(self) -> Any:
-        """The user's ``keystoneauth1.access.AccessInfoV3`` (None without a valid token or
-        without keystoneauth1)."""
+        """The user's ``keystoneauth1.access.AccessInfoV3`` (None without a valid token)."""
         if self._token_info is None:
             return None
-        try:
+        if self._user_ref is None:
             from keystoneauth1 import access
-        except ImportError:
+
+            self._user_ref = access.create(body=self._token_info, auth_token=self._user_token)
+        return self._user_ref
+
+    service = None
+
+    def get_auth_ref(self, session: Any = None, **kwargs: Any) -> Any:
+        return self.user
+
+    def _own_token(self) -> Optional[str]:
+        native = self._filter._native
+        green = _green_executor()
+        return green(native.service_token) if green is not None else native.service_token()
+
+    def get_headers(self, session: Any = None, **kwargs: Any) -> Optional[dict[str, str]]:
+        if self._token_info is None or not self._user_token:
             return None
-        return access.create(body=self._token_info, auth_token=self._user_token)
-
-    def get_token(self, *_args: Any, **_kwargs: Any) -> Optional[str]:
-        return self._user_token if self._token_info is not None else None
-
-    def get_headers(self, *_args: Any, **_kwargs: Any) -> dict[str, str]:
-        headers = {}
-        if self._token_info is not None and self._user_token:
-            headers["X-Auth-Token"] = self._user_token
-        if self._service_token:
-            headers["X-Service-Token"] = self._service_token
+        headers = {"X-Auth-Token": self._user_token}
+        own = self._own_token()
+        if own:
+            headers["X-Service-Token"] = own
         return headers
 
+    def get_token(self, session: Any = None, **kwargs: Any) -> Optional[str]:
+        return self._user_token if self._token_info is not None else None
+
     def __repr__(self) -> str:
-        return f"UserAuthPlugin(has_user_token={self.has_user_token}, service_token={self._service_token is not None})"
+        return f"UserAuthPlugin(has_user_token={self.has_user_token}, has_service_token={self.has_service_token})"
+
+
+def _plugin_class() -> type:
+    try:
+        from keystoneauth1.identity import base
+    except ImportError:
+        return type("UserAuthPlugin", (_UserAuth,), {})
+    return type("UserAuthPlugin", (_UserAuth, base.BaseIdentityPlugin), {})
+
+
+UserAuthPlugin = _plugin_class()
+
+
+def _plugin_prototype() -> dict[str, Any]:
+    """The attributes a new plugin starts with (its base class's ``__init__``, run once: a
+    request copies them instead of running it again)."""
+    init = getattr(UserAuthPlugin, "__init__", object.__init__)
+    proto = UserAuthPlugin.__new__(UserAuthPlugin)
+    if init is not object.__init__:
+        init(proto, reauthenticate=False)
+    return dict(vars(proto))
+
+
+_PROTOTYPE = _plugin_prototype()
+
+
+def _new_plugin(filt: Any, user_token: Optional[str], service_token: Optional[str], info: Any) -> Any:
+    plugin = UserAuthPlugin.__new__(UserAuthPlugin)
+    plugin.__dict__.update(_PROTOTYPE)
+    plugin._setup(filt, user_token, service_token, info)
+    return plugin
 
 
 class AuthProtocol:
@@ -127,8 +179,8 @@ class AuthProtocol:
             info = outcome.token_info
             if info is not None:
                 environ["keystone.token_info"] = info
-            environ["keystone.token_auth"] = UserAuthPlugin(
-                user.strip() if user else user, service.strip() if service else service, info
+            environ["keystone.token_auth"] = _new_plugin(
+                self, user.strip() if user else user, service.strip() if service else service, info
             )
             return self._app(environ, self._start_response_for(start_response))
         start_response(outcome.status_line, outcome.headers)

@@ -370,6 +370,19 @@ impl Authenticator {
         self.keystone_verdict(request, false)
     }
 
+    /// This service's own token (`password`, `v3applicationcredential`), for a door to send
+    /// as `X-Service-Token` when it calls another service on a user's behalf (what
+    /// keystonemiddleware's `keystone.token_auth` does); `None` with `v3tokenlessauth` or
+    /// another validation. Cached, shared with the validations; obtained (blocking) if needed.
+    pub fn keystone_service_token(&self) -> Result<Option<Secret>, AsError> {
+        match &self.keystone {
+            Some(ks) if !matches!(ks.config.auth, ServiceAuth::Tokenless { .. }) => {
+                self.own_token(ks).map(|t| Some(t.value.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn keystone_verdict(&self, request: &KeystoneRequest<'_>, io: bool) -> Option<Verdict> {
         let Some(ks) = &self.keystone else {
             return Some(Verdict::Deny(Denial {

@@ -8,16 +8,44 @@ use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use tokenward::authenticator::Verdict;
 use tokenward::log::LogSink;
 use tokenward::{Grant, KeystoneRequest};
 
 use crate::{
-    ConfigurationError, PythonLogger, SampleRow, TokenwardError, config_error, deep_copy,
-    internal_error, option_pairs, sample_rows,
+    ConfigurationError, PythonLogger, SampleRow, TokenwardError, config_error, internal_error,
+    option_pairs, sample_rows,
 };
+
+/// A copy of JSON data that shares no dict or list with `value`, made with the C-level dict
+/// and list copies (a hit's `keystone.token_info`, with its catalog, is a hundred objects):
+/// only the containers are copied one by one, the scalars are shared (they are immutable).
+fn copy_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let container = |v: &Bound<'py, PyAny>| {
+        v.is_exact_instance_of::<PyDict>() || v.is_exact_instance_of::<PyList>()
+    };
+    if let Ok(dict) = value.cast_exact::<PyDict>() {
+        let copy = dict.copy()?;
+        for (k, v) in dict.iter() {
+            if container(&v) {
+                copy.set_item(k, copy_json(&v)?)?;
+            }
+        }
+        Ok(copy.into_any())
+    } else if let Ok(list) = value.cast_exact::<PyList>() {
+        let copy = list.get_slice(0, list.len());
+        for (i, v) in list.iter().enumerate() {
+            if container(&v) {
+                copy.set_item(i, copy_json(&v)?)?;
+            }
+        }
+        Ok(copy.into_any())
+    } else {
+        Ok(value.clone())
+    }
+}
 
 /// A grant's Python objects: the environ pairs and the parsed `keystone.token_info` (None for
 /// the `X-Identity-Status: Invalid` grant of `delay_auth_decision`).
@@ -121,7 +149,7 @@ impl KeystoneOutcome {
     fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.token_info
             .as_ref()
-            .map(|d| deep_copy(d.bind(py).as_any()))
+            .map(|d| copy_json(d.bind(py).as_any()))
             .transpose()
     }
 
@@ -303,6 +331,19 @@ impl KeystoneAuthenticator {
             })
             .map_err(|_| internal_error())?;
         self.outcome(py, verdict)
+    }
+
+    /// This service's own token (password, v3applicationcredential), to send as
+    /// `X-Service-Token` on calls made on a user's behalf; None with v3tokenlessauth. May ask
+    /// Keystone, with the GIL released (under eventlet call it through `eventlet.tpool`).
+    /// Raises `AuthServerUnavailableError` or `CredentialsRejectedError`.
+    fn service_token(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let inner = Arc::clone(&self.inner);
+        match py.detach(move || catch_unwind(AssertUnwindSafe(|| inner.keystone_service_token()))) {
+            Ok(Ok(token)) => Ok(token.map(|t| t.expose().to_owned())),
+            Ok(Err(e)) => Err(crate::token_error(py, &e)),
+            Err(_) => Err(internal_error()),
+        }
     }
 
     /// Hands log lines queued by `check` to the logger (on the request's own thread or
