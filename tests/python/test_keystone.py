@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import keystone_server
 import pytest
-from cache_servers import free_port
+from cache_servers import free_port, memcached_get, memcached_keys, start_memcached
 from tokenward import auth_token
 
 HERE = Path(__file__).resolve().parent
@@ -188,6 +188,29 @@ def test_password_auth_obtains_one_service_token_for_all_threads(keystone) -> No
     posts = [r for r in mine if r.method == "POST" and r.path == "/v3/auth/tokens"]
     gets = [r for r in mine if r.method == "GET" and r.path == "/v3/auth/tokens"]
     assert (len(posts), len(gets)) == (1, 8), mine
+
+
+@pytest.mark.parametrize("strategy", ["None", "ENCRYPT"])
+def test_hosts_share_validations_through_memcached(keystone, strategy) -> None:
+    with start_memcached() as memcached:
+        shared = {
+            "memcached_servers": f"127.0.0.1:{memcached.port}",
+            "memcache_security_strategy": strategy,
+            "memcache_secret_key": "fleet-secret-keystone",
+        }
+        (a, _), (b, app_b) = ours(keystone, "password", **shared), ours(keystone, "password", **shared)
+        token = keystone.token("alice")
+        assert call(a, {"X-Auth-Token": token})[0] == "200 OK"
+        since = len(keystone.access_log())
+        assert call(b, {"X-Auth-Token": token})[0] == "200 OK"
+        assert app_b.environ["HTTP_X_USER_ID"] == keystone.users["alice"].id
+        assert keystone.validations(since, user_agent="tokenward") == 0, "host B used host A's answer"
+        assert b.authenticator.metrics()["shared_hits"] == 1
+        keys = memcached_keys(memcached.port)
+        assert keys and all(token not in k for k in keys)
+        stored = [memcached_get(memcached.port, k) or b"" for k in keys]
+        assert all(token.encode() not in v for v in stored)
+        assert any(b"alice" in v for v in stored) == (strategy == "None")
 
 
 def test_an_invalid_token_is_401_with_the_keystone_challenge_and_cached(keystone, filters) -> None:
