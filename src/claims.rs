@@ -5,8 +5,9 @@ use std::fmt;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use crate::config::MappingConfig;
+use crate::error::ConfigError;
 use crate::headers::{self as h, IdentityHeader};
+use crate::options::RawOptions;
 
 /// A dotted claim path such as `project.domain.id`. Walks objects only; never falls back to
 /// the root (unlike the reference).
@@ -165,6 +166,105 @@ fn project_domain(
             "mapping_project_domain_name",
         )?,
     ))
+}
+
+/// The claim mapping (`mapping_*` options), checked for completeness at start-up.
+#[derive(Debug, Clone)]
+pub struct MappingConfig {
+    /// Project id; a value means project scope.
+    pub project_id: Option<ClaimPath>,
+    /// Project name.
+    pub project_name: Option<ClaimPath>,
+    /// Project domain id (domain id for domain scope).
+    pub project_domain_id: Option<ClaimPath>,
+    /// Project domain name (domain name for domain scope).
+    pub project_domain_name: Option<ClaimPath>,
+    /// User id.
+    pub user_id: ClaimPath,
+    /// User name.
+    pub user_name: ClaimPath,
+    /// User domain id.
+    pub user_domain_id: ClaimPath,
+    /// User domain name.
+    pub user_domain_name: ClaimPath,
+    /// Roles.
+    pub roles: ClaimPath,
+    /// System scope flag.
+    pub system_scope: Option<ClaimPath>,
+    /// Extra expiry claim.
+    pub expires_at: Option<ClaimPath>,
+}
+
+impl MappingConfig {
+    /// The mapping of a filter that maps no claims (`validation = keystone`).
+    pub(crate) fn unused() -> Self {
+        // A one-segment path always parses.
+        let path = || ClaimPath::parse("unused").expect("a one-segment claim path");
+        Self {
+            project_id: None,
+            project_name: None,
+            project_domain_id: None,
+            project_domain_name: None,
+            user_id: path(),
+            user_name: path(),
+            user_domain_id: path(),
+            user_domain_name: path(),
+            roles: path(),
+            system_scope: None,
+            expires_at: None,
+        }
+    }
+
+    pub(crate) fn from_raw(raw: &RawOptions) -> Result<Self, ConfigError> {
+        let need = |name: &'static str, why: &str| -> Result<ClaimPath, ConfigError> {
+            claim_path(raw, name)?
+                .ok_or_else(|| ConfigError::new(name, format!("is required {why}")))
+        };
+        let project_id = claim_path(raw, "mapping_project_id")?;
+        let system_scope = claim_path(raw, "mapping_system_scope")?;
+        let scoped_why = if project_id.is_some() {
+            "for project-scoped tokens (mapping_project_id is set)"
+        } else {
+            "for domain-scoped tokens (mapping_system_scope is not set)"
+        };
+        let (project_domain_id, project_domain_name) =
+            if project_id.is_some() || system_scope.is_none() {
+                (
+                    Some(need("mapping_project_domain_id", scoped_why)?),
+                    Some(need("mapping_project_domain_name", scoped_why)?),
+                )
+            } else {
+                (
+                    claim_path(raw, "mapping_project_domain_id")?,
+                    claim_path(raw, "mapping_project_domain_name")?,
+                )
+            };
+        let project_name = if project_id.is_some() {
+            Some(need("mapping_project_name", scoped_why)?)
+        } else {
+            claim_path(raw, "mapping_project_name")?
+        };
+        Ok(Self {
+            project_id,
+            project_name,
+            project_domain_id,
+            project_domain_name,
+            user_id: need("mapping_user_id", "")?,
+            user_name: need("mapping_user_name", "")?,
+            user_domain_id: need("mapping_user_domain_id", "to map the user's domain")?,
+            user_domain_name: need("mapping_user_domain_name", "to map the user's domain")?,
+            roles: need("mapping_roles", "to map the roles")?,
+            system_scope,
+            expires_at: claim_path(raw, "mapping_expires_at")?,
+        })
+    }
+}
+
+/// A `mapping_*` option read as a claim path; an unreadable one is an error naming it.
+fn claim_path(raw: &RawOptions, name: &'static str) -> Result<Option<ClaimPath>, ConfigError> {
+    raw.string(name)
+        .map(|v| ClaimPath::parse(&v).map_err(|why| ConfigError::new(name, why)))
+        .transpose()
 }
 
 /// Maps the claims of an active token, as keystonemiddleware does, minus its bugs: no root
@@ -328,7 +428,8 @@ impl Serialize for TokenInfo<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FilterConfig, RawOptions};
+    use crate::config::FilterConfig;
+    use crate::options::RawOptions;
     use serde_json::json;
 
     fn mapping(extra: &[(&str, &str)]) -> MappingConfig {

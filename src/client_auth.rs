@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::assertion::AssertionSigner;
-use crate::config::{AuthMethod, BasicEncoding, ClientConfig};
+use crate::client_config::{AuthMethod, BasicEncoding, ClientConfig};
 use crate::error::{AsError, ConfigError};
 use crate::secret::Secret;
 use zeroize::Zeroizing;
@@ -225,7 +225,7 @@ impl ClientAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RawOptions;
+    use crate::options::RawOptions;
 
     // client-credentials.md §3.1.
     #[test]

@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::authenticator::{Authenticator, Verdict};
 use crate::claims::{ClaimPath, map_identity};
 use crate::clock::ManualClock;
-use crate::config::{FilterConfig, OPTIONS, RawOptions};
+use crate::config::FilterConfig;
 use crate::error::AsError;
 use crate::http::{HttpResponse, Transport};
 use crate::log::{Level, LogSink};
+use crate::options::{OPTIONS, RawOptions};
 use crate::thumbprint;
 use crate::token_client::TokenClientConfig;
 

@@ -8,7 +8,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::config::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::error::{AsError, ConfigError};
 use crate::per_process::PerProcess;
 use crate::secret::Secret;
@@ -470,7 +470,7 @@ impl Transport for ReqwestTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RawOptions;
+    use crate::options::RawOptions;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 

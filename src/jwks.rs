@@ -498,7 +498,7 @@ impl KeyStore {
                 )));
             }
             return match metadata.get("jwks_uri").and_then(Value::as_str) {
-                Some(uri) if crate::config::check_url("jwks_uri", uri).is_ok() => {
+                Some(uri) if crate::options::check_url("jwks_uri", uri).is_ok() => {
                     Ok(uri.to_owned())
                 }
                 _ => Err(AsError::Malformed(

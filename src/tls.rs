@@ -1,14 +1,26 @@
 //! Loading TLS material at start-up: the client identity (certfile/keyfile) and the CA bundle,
 //! with errors that name the option and say what to do.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsSettings;
 use crate::error::ConfigError;
 use crate::thumbprint::{self, CertDigest};
+
+/// TLS settings toward the AS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// Client certificate PEM (may hold the key too).
+    pub certfile: Option<PathBuf>,
+    /// Private key PEM for `certfile`.
+    pub keyfile: Option<PathBuf>,
+    /// CA bundle replacing the system roots.
+    pub cafile: Option<PathBuf>,
+    /// Skip verification of the AS certificate.
+    pub insecure: bool,
+}
 
 /// Reads a whole file; a missing, unreadable or empty file is an error naming `option`.
 pub(crate) fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {

@@ -16,11 +16,12 @@ use zeroize::Zeroize;
 
 use crate::assertion::DpopSigner;
 use crate::client_auth::{ClientAuthenticator, EncodedRequest};
+use crate::client_config::ClientConfig;
 use crate::clock;
-use crate::config::{ClientConfig, RawOptions, check_url};
 use crate::error::{AsError, ConfigError, sanitize};
 use crate::http::{HttpResponse, ReqwestTransport, Transport};
 use crate::introspect::json_object;
+use crate::options::{RawOptions, check_url};
 use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::secret::Secret;
 

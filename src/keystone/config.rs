@@ -2,8 +2,8 @@
 //! names and the options of the keystoneauth plugin that authenticates this service to
 //! Keystone. Everything that can never work is a start-up error naming the option.
 
-use crate::config::{RawOptions, check_url};
 use crate::error::ConfigError;
+use crate::options::{RawOptions, check_url};
 use crate::secret::Secret;
 
 /// A domain given by id or by name.

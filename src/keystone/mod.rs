@@ -28,11 +28,12 @@ use crate::authenticator::{Authenticator, Denial, DenyReason, Grant, MAX_TOKEN_L
 use crate::breaker::Admission;
 use crate::cache::{CacheKey, Fetched, KeyDeriver, VerdictCache};
 use crate::clock;
-use crate::config::{FilterConfig, OPTIONS, Origin, RawOptions};
+use crate::config::FilterConfig;
 use crate::error::{AsError, sanitize};
 use crate::headers::{self as h, IdentityHeader};
 use crate::http::{HttpReply, HttpRequest, Method};
 use crate::log::Level;
+use crate::options::{OPTIONS, Origin, RawOptions};
 use crate::secret::Secret;
 use crate::strict_json;
 
@@ -828,7 +829,7 @@ impl Authenticator {
             })
             .find(|e| wanted(e))
             .and_then(|e| e.get("url").and_then(Value::as_str))
-            .filter(|url| crate::config::check_url("auth_url", url).is_ok());
+            .filter(|url| crate::options::check_url("auth_url", url).is_ok());
         let base = match found {
             Some(url) => url.to_owned(),
             None => {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Protection;
-use crate::config::RawOptions;
 use crate::error::ConfigError;
+use crate::options::RawOptions;
 use crate::secret::Secret;
 
 /// Settings of the shared tier, from the one parser.
