@@ -8,6 +8,8 @@
 # then runs benches/bench_scale.py (results: docs/bench/scale.json) and benches/plot_scale.py
 # (docs/bench/hit-latency-vs-cache-size.png). --quick: a short, CI-sized run.
 set -euo pipefail
+# The 1,000,000-token point is filled through the bench-only _prefill_for_bench.
+TOKENWARD_FEATURES=bench
 . "$(dirname "$0")/env.sh"
 python -m pip install -q --disable-pip-version-check matplotlib
 python - <<'PYEOF' >&2

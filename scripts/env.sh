@@ -59,13 +59,16 @@ python -m pip install -q --disable-pip-version-check -r "$ROOT/tests/requirement
 
 # The release build is the longest step (minutes on a small machine): its output goes to a
 # log, and a status line shows cargo's progress (crates built of the total).
+# TOKENWARD_FEATURES (e.g. `bench`, set by scripts/bench-scale.sh) adds cargo features of
+# bindings/python to this build; the next plain run builds the wheel without them again.
 build_log="$WORK/logs/wheel-build.log"
 wheels="$WORK/wheels"
-echo "== building tokenward (maturin, release; log: ${build_log#"$ROOT"/})"
+echo "== building tokenward (maturin, release${TOKENWARD_FEATURES:+, features $TOKENWARD_FEATURES}; log: ${build_log#"$ROOT"/})"
 rm -rf "$wheels"
 start=$SECONDS
 (cd "$ROOT" && CARGO_TERM_PROGRESS_WHEN=always CARGO_TERM_PROGRESS_WIDTH=100 \
-  maturin build --release -i "$VENV/bin/python" -o "$wheels") >"$build_log" 2>&1 &
+  maturin build --release -i "$VENV/bin/python" -o "$wheels" \
+    ${TOKENWARD_FEATURES:+--features "$TOKENWARD_FEATURES"}) >"$build_log" 2>&1 &
 build_pid=$!
 last_shown=-1
 while kill -0 "$build_pid" 2>/dev/null; do

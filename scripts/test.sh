@@ -10,7 +10,10 @@ echo "== rust: fmt, clippy, tests"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p tokenward --features fuzzing --locked -- -D warnings
+cargo clippy -p tokenward-python --features bench --all-targets --locked -- -D warnings
 cargo test --workspace --exclude tokenward-python --locked
+# The Python door's own tests embed the venv's interpreter.
+PYO3_PYTHON="$VENV/bin/python" cargo test -p tokenward-python --locked
 
 echo "== rust: dependency policy (cargo deny: bans, licences, sources; deny.toml)"
 if [ "$(cargo deny --version 2>/dev/null | awk '{print $2}')" != 0.20.2 ]; then

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -34,6 +34,7 @@ use crate::proxy_cert::ProxyCerts;
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
 use crate::thumbprint::{self, CertDigest};
+use once_cell::race::OnceBox;
 
 /// Most DPoP proofs remembered against replay (older ones are forgotten first).
 pub const REPLAY_CAPACITY: usize = 100_000;
@@ -145,7 +146,9 @@ pub struct Grant {
     /// `cnf.jkt`: the thumbprint of the key the token is bound to (RFC 9449 §6).
     jkt: Option<String>,
     stale: bool,
-    attachment: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// What a door derived from this grant (its own objects for the identity); see
+    /// [`Grant::door_data`].
+    door: OnceBox<Box<dyn Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Grant {
@@ -174,21 +177,26 @@ impl Grant {
     }
 
     fn marked_stale(&self) -> Self {
-        let mut identity = self.identity.clone();
-        let json = &identity.token_info_json;
-        identity.token_info_json = match json.strip_prefix('{') {
+        let mut copy = self.copy(true);
+        let json = &copy.identity.token_info_json;
+        copy.identity.token_info_json = match json.strip_prefix('{') {
             Some(rest) if rest.trim_start().starts_with('}') => "{\"stale\": true}".to_owned(),
             Some(rest) => format!("{{\"stale\": true, {rest}"),
             None => json.clone(),
         };
+        copy
+    }
+
+    /// The same grant with an empty door slot.
+    fn copy(&self, stale: bool) -> Self {
         Self {
-            identity,
+            identity: self.identity.clone(),
             expires: self.expires,
             not_before: self.not_before,
             bound_to: self.bound_to,
             jkt: self.jkt.clone(),
-            stale: true,
-            attachment: OnceLock::new(),
+            stale,
+            door: OnceBox::new(),
         }
     }
 
@@ -210,15 +218,24 @@ impl Grant {
             bound_to: None,
             jkt: None,
             stale: false,
-            attachment: OnceLock::new(),
+            door: OnceBox::new(),
         }
     }
 
-    /// A door's own per-grant data (say, prebuilt Python objects), made once on first use.
-    pub fn attachment<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
-        self.attachment
-            .get_or_init(|| Box::new(make()))
-            .downcast_ref()
+    /// What a door stored for this grant with [`Grant::offer_door_data`], if it is a `T`.
+    /// Never blocks.
+    pub fn door_data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.door.get()?.downcast_ref()
+    }
+
+    /// Stores `value` for this grant unless something is stored already, and returns what
+    /// is stored (`value`, or what another thread offered first: then `value` is dropped);
+    /// `None` when what is stored is not a `T`. The door builds `value` beforehand with no
+    /// lock held, and this never blocks (one compare-and-swap), so a door may call it while
+    /// holding a lock of its own (Python's GIL) that the other builders need.
+    pub fn offer_door_data<T: Any + Send + Sync>(&self, value: T) -> Option<&T> {
+        let _lost_the_race = self.door.set(Box::new(Box::new(value)));
+        self.door_data()
     }
 }
 
@@ -1045,9 +1062,11 @@ impl Authenticator {
         }
     }
 
-    /// Benchmarks only: caches `count` synthetic tokens `{prefix}{i}` with the verdict the
-    /// given introspection answer maps to, without asking the AS. Returns entries held.
-    #[doc(hidden)]
+    /// Benchmarks only (the `bench` feature, which no door's build enables): caches `count`
+    /// synthetic tokens `{prefix}{i}` with the verdict the given introspection answer maps
+    /// to, each with its own grant (as tokens filled through requests), without asking the
+    /// AS. Returns entries held.
+    #[cfg(feature = "bench")]
     pub fn prefill_for_bench(
         &self,
         prefix: &str,
@@ -1062,9 +1081,13 @@ impl Authenticator {
             .unwrap_or(Duration::from_secs(300));
         let now = self.clock.monotonic();
         for i in 0..count {
+            let entry = match &entry {
+                Entry::Allowed(grant) => Entry::Allowed(Arc::new(grant.copy(grant.stale))),
+                denied => denied.clone(),
+            };
             self.cache.insert(
                 self.cache_keys.key(&format!("{prefix}{i}")),
-                entry.clone(),
+                entry,
                 ttl,
                 now,
             );
@@ -1368,7 +1391,7 @@ impl Authenticator {
             bound_to,
             jkt,
             stale: false,
-            attachment: OnceLock::new(),
+            door: OnceBox::new(),
         })
     }
 

@@ -8,10 +8,8 @@ the reference are deliberate and listed in the README ("Differences from keyston
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, Callable, Iterable, Optional
-from urllib.parse import quote
 
 from tokenward import _config, _native
 from tokenward._config import list_opts
@@ -23,11 +21,6 @@ __all__ = ["ConfigurationError", "ExternalAuth2Protocol", "filter_factory", "lis
 DEFAULT_LOG_NAME = "keystonemiddleware.external_oauth2_token"
 
 StartResponse = Callable[..., Any]
-
-# A Host value that is only host[:port] (a reg-name or an IP literal). Anything else ('/', '?',
-# '#', '@') would move the request's path into the query, fragment or userinfo of the URL a
-# DPoP proof is compared with, so that a proof for any path of that host would pass.
-_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
 
 
 def _green_executor() -> Optional[Callable[..., Any]]:
@@ -44,18 +37,6 @@ def _green_executor() -> Optional[Callable[..., Any]]:
     return None
 
 
-def _client_cert(environ: dict[str, Any]) -> Optional[Any]:
-    """The caller's certificate: ``SSL_CLIENT_CERT`` (PEM, from mod_ssl/mod_wsgi) or the peer
-    certificate of the TLS socket (DER, eventlet.wsgi)."""
-    pem = environ.get("SSL_CLIENT_CERT")
-    if pem:
-        return pem
-    try:
-        return environ["wsgi.input"].get_socket().getpeercert(True)
-    except Exception:
-        return None
-
-
 class ExternalAuth2Protocol:
     """Validates the bearer token of each request, then calls ``app`` with the identity
     headers set, or answers 401/403/503 itself."""
@@ -69,27 +50,10 @@ class ExternalAuth2Protocol:
         self._native = _native.Authenticator(options, logger=self._log)
         for warning in self._native.warnings:
             self._log.warning(warning)
-        self._strip = self._native.strip_environ_keys
+        self._handle = self._native.handle
         self._challenge = self._native.challenge
-        self._thumbprint_verify = self._native.thumbprint_verify
-        self._cert_header_key = self._native.cert_header_key
-        self._dpop_public_url = self._native.dpop_public_url
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
-
-    def _request_url(self, environ: dict[str, Any]) -> Optional[str]:
-        """The URL a DPoP proof's ``htu`` must name: ``dpop_public_url`` (or the request's
-        scheme and Host) + ``SCRIPT_NAME`` + ``PATH_INFO``; no query (RFC 9449 §4.3). None
-        (no proof matches) when Host is not a host[:port]."""
-        # PEP 3333 paths are bytes decoded as latin-1: encode them back before quoting.
-        raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
-        path = quote(raw, safe="/:@!$&'()*+,;=-._~")
-        if self._dpop_public_url:
-            return self._dpop_public_url + path
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-        if not _HOST.match(host):
-            return None
-        return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
 
     def metric_samples(self) -> list[tuple[str, Optional[str], Optional[str], Any]]:
         """This filter's Prometheus samples (see ``tokenward.metrics``)."""
@@ -101,29 +65,17 @@ class ExternalAuth2Protocol:
         return self._native
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        pop = environ.pop
-        # A forwarded certificate never reaches the application, whoever sent it.
-        forwarded = pop(self._cert_header_key, None) if self._cert_header_key else None
-        for key in self._strip:
-            pop(key, None)
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        cert = _client_cert(environ) if self._thumbprint_verify else None
-        peer = environ.get("REMOTE_ADDR") if forwarded is not None else None
-        proof = environ.get("HTTP_DPOP")
-        method = url = None
-        if proof is not None:
-            method = environ.get("REQUEST_METHOD")
-            url = self._request_url(environ)
-        args = (authorization, cert, peer, forwarded, method, url, proof)
+        # One native call reads and strips the environ, looks the token up and, on a hit,
+        # writes the identity keys and external.token_info (see _native.Authenticator.handle).
         try:
-            outcome = self._native.lookup(*args)
-            if outcome is None:
+            answer = self._handle(environ)
+            if answer is not None and answer.__class__ is not tuple:  # a miss: ask the AS
                 green = _green_executor()
                 if green is not None:
-                    outcome = green(self._native.authenticate, *args)
+                    green(answer.run)
                 else:
-                    outcome = self._native.authenticate(*args)
-                self._native.flush_logs()
+                    answer.run()
+                answer = answer.finish(environ)
         except _native.TokenwardError:
             self._log.exception("tokenward failed to check a request")
             start_response("500 Internal Server Error", [("Content-Type", "application/json")])
@@ -131,12 +83,11 @@ class ExternalAuth2Protocol:
                 b'{"error": {"code": 500, "title": "Internal Server Error", '
                 b'"message": "The request could not be authenticated."}}'
             ]
-        if outcome.allowed:
-            environ.update(outcome.environ)
-            environ["external.token_info"] = outcome.token_info
+        if answer is None:
             return self._app(environ, self._start_response_for(start_response))
-        start_response(outcome.status_line, outcome.headers)
-        return [outcome.body]
+        status, headers, body = answer
+        start_response(status, headers)
+        return [body]
 
     def _start_response_for(self, start_response: StartResponse) -> StartResponse:
         challenge = self._challenge

@@ -21,8 +21,8 @@ pub struct tokenward_verdict {
     _private: [u8; 0],
 }
 
-/// Identity headers of a grant, stored NUL-terminated once per cached grant (attached to the
-/// core's shared `Grant`, so a cache hit copies nothing).
+/// Identity headers of a grant, stored NUL-terminated once per cached grant (in the core's
+/// shared `Grant`'s door slot, so a cache hit copies nothing).
 pub(crate) struct Identity {
     headers: Vec<(ZString, ZString)>,
     token_info: ZString,
@@ -52,7 +52,7 @@ pub(crate) struct Refusal {
 }
 
 enum Kind {
-    /// `own` is set only when the grant's attachment slot already holds another door's data.
+    /// `own` is set only when the grant's door slot already holds another door's data.
     Allow {
         grant: Arc<Grant>,
         own: Option<Box<Identity>>,
@@ -75,10 +75,14 @@ impl Verdict {
     pub(crate) fn new(auth: &Authenticator, verdict: CoreVerdict, strip: Vec<usize>) -> Self {
         let kind = match verdict {
             CoreVerdict::Allow(grant) => {
-                let own = match grant.attachment(|| Identity::of(&grant)) {
-                    Some(_) => None,
-                    None => Some(Box::new(Identity::of(&grant))),
+                // Built once per grant: the first verdict builds and offers it, every later
+                // one (from any thread) finds it. A slot holding another door's data is left
+                // alone and this verdict keeps its own copy.
+                let stored = match grant.door_data::<Identity>() {
+                    Some(_) => true,
+                    None => grant.offer_door_data(Identity::of(&grant)).is_some(),
                 };
+                let own = (!stored).then(|| Box::new(Identity::of(&grant)));
                 Kind::Allow { grant, own }
             }
             CoreVerdict::Deny(denial) => Kind::Deny(Box::new(Refusal {
@@ -101,9 +105,7 @@ impl Verdict {
     fn identity(&self) -> Option<&Identity> {
         match &self.kind {
             Kind::Allow { own: Some(own), .. } => Some(own),
-            Kind::Allow { grant, own: None } => {
-                grant.attachment::<Identity>(|| unreachable!("attached in new"))
-            }
+            Kind::Allow { grant, own: None } => grant.door_data::<Identity>(),
             Kind::Deny(_) => None,
         }
     }

@@ -4,7 +4,7 @@
 //! grant so that a cache hit allocates almost nothing.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -54,9 +54,6 @@ struct KsPyGrant {
     token_info: Option<Py<PyDict>>,
 }
 
-#[derive(Default)]
-struct KsPyGrantSlot(OnceLock<KsPyGrant>);
-
 static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn build(py: Python<'_>, grant: &Grant) -> PyResult<KsPyGrant> {
@@ -93,12 +90,10 @@ fn build(py: Python<'_>, grant: &Grant) -> PyResult<KsPyGrant> {
     })
 }
 
-/// The grant's objects, built on first use (see `py_grant` in lib.rs for the locking rules).
+/// The grant's objects: those already stored in its door slot, or new ones built with no lock
+/// held and offered to it (the first offer wins, a failed build stores nothing; see grant.rs).
 fn objects<'g>(py: Python<'_>, grant: &'g Grant) -> PyResult<&'g KsPyGrant> {
-    let slot = grant
-        .attachment(KsPyGrantSlot::default)
-        .ok_or_else(internal_error)?;
-    if let Some(objects) = slot.0.get() {
+    if let Some(objects) = grant.door_data::<KsPyGrant>() {
         return Ok(objects);
     }
     let built = build(py, grant).map_err(|cause| {
@@ -106,8 +101,7 @@ fn objects<'g>(py: Python<'_>, grant: &'g Grant) -> PyResult<&'g KsPyGrant> {
         err.set_cause(py, Some(cause));
         err
     })?;
-    let _lost_the_race = slot.0.set(built);
-    slot.0.get().ok_or_else(internal_error)
+    grant.offer_door_data(built).ok_or_else(internal_error)
 }
 
 /// The result of a Keystone check, ready for a WSGI response.

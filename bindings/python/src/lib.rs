@@ -1,19 +1,25 @@
-//! `tokenward._native`: the Python door on the core. Strings are copied out of Python, the
-//! network work runs with the GIL released, and results come back as prebuilt objects cached
-//! on each grant so that a cache hit allocates almost nothing.
+//! `tokenward._native`: the Python door on the core. A WSGI request is one native call
+//! (`Authenticator.handle`, see `door.rs`) that reads the environ as borrowed text; the network
+//! work runs with the GIL released, and a cache hit copies only what each request must own
+//! from Python objects made once per grant (`grant.rs`).
+
+mod door;
+mod grant;
+mod logger;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use tokenward::authenticator::Verdict;
-use tokenward::log::{Level, LogSink};
-use tokenward::{AsError, ConfigError};
+use tokenward::log::LogSink;
+use tokenward::{AsError, ConfigError, Verdict};
+
+use crate::door::{Door, Handled, Pending};
+use crate::grant::PyGrant;
+use crate::logger::PythonLogger;
 
 mod keystone;
 
@@ -78,172 +84,12 @@ fn config_error(py: Python<'_>, e: &ConfigError) -> PyErr {
     err
 }
 
-fn internal_error() -> PyErr {
+pub(crate) fn internal_error() -> PyErr {
     TokenwardError::new_err("internal error in tokenward (a bug): request refused")
 }
 
-/// Core log lines for a Python `logging.Logger`. The core may log from a thread that is not
-/// Python's (a miss runs with the GIL released, and under eventlet in `tpool`, where touching
-/// eventlet's green locks inside `logging` is unsafe), so lines are queued here and handed to
-/// the logger by [`PythonLogger::flush`] on the calling thread, with the GIL held.
-struct PythonLogger {
-    logger: Py<PyAny>,
-    /// The logger's effective level, refreshed at each flush.
-    threshold: AtomicI32,
-    pending: Mutex<Vec<(i32, String)>>,
-}
-
-fn python_level(level: Level) -> i32 {
-    match level {
-        Level::Debug => 10,
-        Level::Info => 20,
-        Level::Warning => 30,
-        Level::Error => 40,
-    }
-}
-
-impl PythonLogger {
-    fn new(py: Python<'_>, logger: Py<PyAny>) -> Self {
-        let this = Self {
-            logger,
-            threshold: AtomicI32::new(0),
-            pending: Mutex::new(Vec::new()),
-        };
-        this.refresh_threshold(py);
-        this
-    }
-
-    fn refresh_threshold(&self, py: Python<'_>) {
-        if let Ok(level) = self
-            .logger
-            .call_method0(py, "getEffectiveLevel")
-            .and_then(|v| v.extract::<i32>(py))
-        {
-            self.threshold.store(level, Ordering::Relaxed);
-        }
-    }
-
-    /// Hands the queued lines to the logger (GIL held, caller's thread).
-    fn flush(&self, py: Python<'_>) {
-        let lines =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        for (level, message) in lines {
-            let _ = self.logger.call_method1(py, "log", (level, "%s", message));
-        }
-        self.refresh_threshold(py);
-    }
-
-    /// [`PythonLogger::flush`] when a line is queued (a lock and a length check otherwise).
-    fn flush_pending(&self, py: Python<'_>) {
-        let queued = !self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty();
-        if queued {
-            self.flush(py);
-        }
-    }
-}
-
-impl LogSink for PythonLogger {
-    fn enabled(&self, level: Level) -> bool {
-        python_level(level) >= self.threshold.load(Ordering::Relaxed)
-    }
-
-    fn log(&self, level: Level, message: &str) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.len() < 1000 {
-            pending.push((python_level(level), message.to_owned()));
-        }
-    }
-}
-
-/// Python objects made once per grant: the environ pairs (immutable, shared by every request)
-/// and the parsed `token_data`, which is only ever handed out as a deep copy.
-struct PyGrant {
-    environ: Py<PyTuple>,
-    token_info: Py<PyDict>,
-}
-
-/// The grant's slot for [`PyGrant`]. The slot is attached to the grant by pure Rust code, and
-/// the objects are built with no lock held and then offered to it: a thread holding the GIL
-/// never waits for a build that may itself need the GIL (the build runs Python code, which
-/// may let other threads run at any bytecode).
-#[derive(Default)]
-struct PyGrantSlot(OnceLock<PyGrant>);
-
-static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn build_py_grant(py: Python<'_>, grant: &tokenward::Grant) -> PyResult<PyGrant> {
-    let items: Vec<Bound<'_, PyTuple>> = grant
-        .headers()
-        .iter()
-        .map(|(h, v)| {
-            PyTuple::new(
-                py,
-                [
-                    PyString::intern(py, h.environ_key).into_any(),
-                    PyString::new(py, v).into_any(),
-                ],
-            )
-        })
-        .collect::<PyResult<_>>()?;
-    let loads = JSON_LOADS.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind())
-    })?;
-    let token_info = loads
-        .call1(py, (grant.token_info_json(),))?
-        .into_bound(py)
-        .cast_into::<PyDict>()?;
-    Ok(PyGrant {
-        environ: PyTuple::new(py, items)?.unbind(),
-        token_info: token_info.unbind(),
-    })
-}
-
-/// The grant's Python objects: those already stored, or new ones. Two threads may build at
-/// once; the first to store wins and the other's objects are dropped. A failed build is not
-/// stored, so the next request with the token tries again.
-fn py_grant<'g>(py: Python<'_>, grant: &'g tokenward::Grant) -> PyResult<&'g PyGrant> {
-    let slot = grant
-        .attachment(PyGrantSlot::default)
-        .ok_or_else(internal_error)?;
-    if let Some(objects) = slot.0.get() {
-        return Ok(objects);
-    }
-    let built = build_py_grant(py, grant).map_err(|cause| {
-        let err = TokenwardError::new_err("could not build the identity objects: request refused");
-        err.set_cause(py, Some(cause));
-        err
-    })?;
-    // `set` only moves the value in (no Python code), so a wait in it is short.
-    let _lost_the_race = slot.0.set(built);
-    slot.0.get().ok_or_else(internal_error)
-}
-
-/// A copy of JSON data (dicts, lists, immutable scalars) that shares no dict or list with
-/// `value`.
-fn deep_copy<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = value.py();
-    if let Ok(dict) = value.cast::<PyDict>() {
-        let copy = PyDict::new(py);
-        for (k, v) in dict.iter() {
-            copy.set_item(k, deep_copy(&v)?)?;
-        }
-        Ok(copy.into_any())
-    } else if let Ok(list) = value.cast::<PyList>() {
-        let items = list
-            .iter()
-            .map(|v| deep_copy(&v))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(PyList::new(py, items)?.into_any())
-    } else {
-        Ok(value.clone())
-    }
-}
-
-/// The result of a check, ready for a WSGI response.
+/// The result of a check, ready for a WSGI response (`lookup` and `authenticate`; the WSGI
+/// filter uses `handle`).
 #[pyclass(frozen, module = "tokenward._native")]
 struct Outcome {
     /// True when the request may go on.
@@ -258,31 +104,40 @@ struct Outcome {
     /// Human-readable detail (no secrets).
     #[pyo3(get)]
     detail: String,
-    /// Allowed: `(environ_key, value)` pairs to set.
-    #[pyo3(get)]
-    environ: Option<Py<PyTuple>>,
-    token_info: Option<Py<PyDict>>,
+    /// Allowed: the grant whose objects the getters read.
+    grant: Option<Arc<tokenward::Grant>>,
     /// Denied: the status line, e.g. `401 Unauthorized`.
     #[pyo3(get)]
     status_line: &'static str,
     /// Denied: response headers.
     #[pyo3(get)]
-    headers: Option<Py<PyAny>>,
+    headers: Option<Py<PyList>>,
     /// Denied: the JSON body.
     #[pyo3(get)]
     body: Option<Py<PyBytes>>,
 }
 
+impl Outcome {
+    fn objects(&self) -> Option<&PyGrant> {
+        self.grant.as_ref()?.door_data::<PyGrant>()
+    }
+}
+
 #[pymethods]
 impl Outcome {
+    /// Allowed: `(environ_key, value)` pairs to set.
+    #[getter]
+    fn environ<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.objects()
+            .map(|o| PyTuple::new(py, o.identity.bind(py).items()))
+            .transpose()
+    }
+
     /// Allowed: keystonemiddleware's `token_data` dict, a new one at each read that shares no
     /// dict or list with any other request's.
     #[getter]
-    fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.token_info
-            .as_ref()
-            .map(|d| deep_copy(d.bind(py).as_any()))
-            .transpose()
+    fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.objects().map(|o| o.token_info.fresh(py)).transpose()
     }
 
     fn __repr__(&self) -> String {
@@ -296,9 +151,7 @@ impl Outcome {
 /// Validates bearer tokens (see `tokenward.external_oauth2_token` for the WSGI filter).
 #[pyclass(frozen, module = "tokenward._native")]
 struct Authenticator {
-    inner: Arc<tokenward::Authenticator>,
-    strip: Py<PyTuple>,
-    logger: Option<Arc<PythonLogger>>,
+    door: Arc<Door>,
 }
 
 fn cert_bytes(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u8>>> {
@@ -307,7 +160,7 @@ fn cert_bytes(cert: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u8>>> {
         return Ok(None);
     }
     if let Ok(s) = cert.cast::<PyString>() {
-        return Ok(Some(s.to_cow()?.as_bytes().to_vec()));
+        return Ok(Some(s.to_str()?.as_bytes().to_vec()));
     }
     Ok(Some(cert.extract::<Vec<u8>>()?))
 }
@@ -316,39 +169,29 @@ impl Authenticator {
     fn outcome(&self, py: Python<'_>, verdict: Verdict) -> PyResult<Outcome> {
         match verdict {
             Verdict::Allow(grant) => {
-                let objects = py_grant(py, &grant)?;
+                self.door.objects(py, &grant)?;
                 Ok(Outcome {
                     allowed: true,
                     status: 200,
                     reason: "ok",
                     detail: String::new(),
-                    environ: Some(objects.environ.clone_ref(py)),
-                    token_info: Some(objects.token_info.clone_ref(py)),
+                    grant: Some(grant),
                     status_line: "200 OK",
                     headers: None,
                     body: None,
                 })
             }
             Verdict::Deny(denial) => {
-                let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
-                headers.extend(
-                    self.inner
-                        .denial_headers(&denial)
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v)),
-                );
-                let body = denial.body();
-                headers.push(("Content-Length".to_owned(), body.len().to_string()));
+                let (_, headers, body) = self.door.refusal(py, &denial)?;
                 Ok(Outcome {
                     allowed: false,
                     status: denial.status(),
                     reason: denial.reason.code(),
                     detail: denial.reason.to_string(),
-                    environ: None,
-                    token_info: None,
+                    grant: None,
                     status_line: denial.status_line(),
-                    headers: Some(headers.into_pyobject(py)?.into_any().unbind()),
-                    body: Some(PyBytes::new(py, body.as_bytes()).unbind()),
+                    headers: Some(headers),
+                    body: Some(body),
                 })
             }
         }
@@ -382,55 +225,41 @@ impl Authenticator {
             Ok(Err(e)) => return Err(config_error(py, &e)),
             Err(_) => return Err(internal_error()),
         };
-        let keys: Vec<String> = tokenward::headers::stripped_environ_keys();
-        let strip = PyTuple::new(py, keys.iter().map(|k| PyString::intern(py, k)))?.unbind();
         Ok(Self {
-            inner: Arc::new(inner),
-            strip,
-            logger,
+            door: Arc::new(Door::new(py, Arc::new(inner), logger)),
         })
     }
 
     /// Start-up warnings (unknown options, weak settings).
     #[getter]
     fn warnings(&self) -> Vec<String> {
-        self.inner.warnings().to_vec()
-    }
-
-    /// Environ keys to delete from every request before anything else.
-    #[getter]
-    fn strip_environ_keys(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.strip.clone_ref(py)
-    }
-
-    /// Whether the door must read the TLS client certificate (`SSL_CLIENT_CERT`, the socket):
-    /// `thumbprint_verify` is true or auto and no `client_cert_header` is configured.
-    #[getter]
-    fn thumbprint_verify(&self) -> bool {
-        let config = self.inner.config();
-        config.policy.binding.reads_certificate() && config.proxy_certs.is_none()
-    }
-
-    /// `dpop_public_url` (the external scheme://host[:port]), or None.
-    #[getter]
-    fn dpop_public_url(&self) -> Option<String> {
-        self.inner.config().dpop.public_url.clone()
-    }
-
-    /// The environ key of `client_cert_header` (popped from every request), or None.
-    #[getter]
-    fn cert_header_key(&self) -> Option<String> {
-        self.inner
-            .config()
-            .proxy_certs
-            .as_ref()
-            .map(|p| p.wsgi_key())
+        self.door.inner.warnings().to_vec()
     }
 
     /// The `WWW-Authenticate` value of a 401.
     #[getter]
     fn challenge(&self) -> &str {
-        self.inner.challenge()
+        self.door.inner.challenge()
+    }
+
+    /// One WSGI request, without I/O: strips the spoofed identity keys (and the
+    /// `client_cert_header` key) from `environ`, reads the credentials, the certificate and the
+    /// DPoP inputs, and looks the token up. Returns None when the request may go on (the
+    /// identity keys and `external.token_info` are written), `(status, headers, body)` when it
+    /// is refused, or a `Pending` when the AS must be asked: call its `run()` (blocking, the
+    /// GIL released; under eventlet through `eventlet.tpool`), then `finish(environ)` on the
+    /// request's own thread, which answers as this does.
+    fn handle(&self, environ: &Bound<'_, PyDict>) -> PyResult<Option<Py<PyAny>>> {
+        let py = environ.py();
+        Ok(match self.door.handle(environ)? {
+            Handled::Allowed => None,
+            Handled::Denied(triple) => Some(triple.into_pyobject(py)?.into_any().unbind()),
+            Handled::Miss(prepared) => Some(
+                Bound::new(py, Pending::new(Arc::clone(&self.door), prepared))?
+                    .into_any()
+                    .unbind(),
+            ),
+        })
     }
 
     /// A verdict from the header and cache alone (no I/O), or None when the AS must be asked.
@@ -448,8 +277,9 @@ impl Authenticator {
         dpop_proof: Option<&str>,
     ) -> PyResult<Option<Outcome>> {
         let cert = cert_bytes(client_cert)?;
+        let inner = &self.door.inner;
         let verdict = catch_unwind(AssertUnwindSafe(|| {
-            let prepared = self.inner.prepare(&tokenward::Request {
+            inner.lookup(&inner.prepare(&tokenward::Request {
                 authorization,
                 client_cert: cert.as_deref(),
                 peer,
@@ -457,48 +287,44 @@ impl Authenticator {
                 method,
                 url,
                 dpop_proof,
-            });
-            self.inner.lookup(&prepared)
+            }))
         }))
         .map_err(|_| internal_error())?;
         // A check without I/O may still log (an untrusted proxy's header): hand it over here.
-        if let Some(logger) = &self.logger {
-            logger.flush_pending(py);
-        }
+        self.door.flush_pending(py);
         verdict.map(|v| self.outcome(py, v)).transpose()
     }
 
     /// The whole check; blocks on the AS with the GIL released. Under eventlet call it through
-    /// `eventlet.tpool`.
+    /// `eventlet.tpool`, then `flush_logs` on the request's own greenthread.
     #[pyo3(signature = (authorization, client_cert=None, peer=None, forwarded_cert=None, method=None, url=None, dpop_proof=None))]
     #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &self,
         py: Python<'_>,
-        authorization: Option<String>,
+        authorization: Option<&str>,
         client_cert: Option<&Bound<'_, PyAny>>,
-        peer: Option<String>,
-        forwarded_cert: Option<String>,
-        method: Option<String>,
-        url: Option<String>,
-        dpop_proof: Option<String>,
+        peer: Option<&str>,
+        forwarded_cert: Option<&str>,
+        method: Option<&str>,
+        url: Option<&str>,
+        dpop_proof: Option<&str>,
     ) -> PyResult<Outcome> {
         let cert = cert_bytes(client_cert)?;
-        let inner = Arc::clone(&self.inner);
-        let verdict = py
-            .detach(move || {
-                catch_unwind(AssertUnwindSafe(|| {
-                    inner.check(&tokenward::Request {
-                        authorization: authorization.as_deref(),
-                        client_cert: cert.as_deref(),
-                        peer: peer.as_deref(),
-                        forwarded_cert: forwarded_cert.as_deref(),
-                        method: method.as_deref(),
-                        url: url.as_deref(),
-                        dpop_proof: dpop_proof.as_deref(),
-                    })
-                }))
+        let inner = &self.door.inner;
+        let prepared = inner
+            .prepare(&tokenward::Request {
+                authorization,
+                client_cert: cert.as_deref(),
+                peer,
+                forwarded_cert,
+                method,
+                url,
+                dpop_proof,
             })
+            .into_owned();
+        let verdict = py
+            .detach(|| catch_unwind(AssertUnwindSafe(|| inner.authenticate(&prepared))))
             .map_err(|_| internal_error())?;
         self.outcome(py, verdict)
     }
@@ -506,13 +332,13 @@ impl Authenticator {
     /// Hands log lines queued by `authenticate` to the logger. Call it on the request's own
     /// thread or greenthread (not inside `eventlet.tpool`).
     fn flush_logs(&self, py: Python<'_>) {
-        if let Some(logger) = &self.logger {
-            logger.flush(py);
-        }
+        self.door.flush(py);
     }
 
-    /// Benchmarks only: caches `count` tokens `{prefix}{i}` as if the AS had answered
-    /// `claims_json` for each. Returns the entries held.
+    /// Benchmarks only (the `bench` feature, off in the wheel): caches `count` tokens
+    /// `{prefix}{i}` as if the AS had answered `claims_json` for each, each with its own
+    /// grant. Returns the entries held.
+    #[cfg(feature = "bench")]
     fn _prefill_for_bench(
         &self,
         py: Python<'_>,
@@ -522,30 +348,30 @@ impl Authenticator {
     ) -> PyResult<usize> {
         let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_str(claims_json)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(&self.door.inner);
         Ok(py.detach(move || inner.prefill_for_bench(&prefix, count, &claims)))
     }
 
     /// Drops the cached verdict of the token in this `Authorization` value.
     fn forget(&self, authorization: Option<&str>) {
-        self.inner.forget(authorization);
+        self.door.inner.forget(authorization);
     }
 
     /// Prometheus samples: `(family, label name or None, label value or None, value)`, the
     /// value an int (counter), a float (gauge) or `(buckets, sum, count)` (histogram).
     fn samples(&self, py: Python<'_>) -> PyResult<Vec<SampleRow>> {
-        sample_rows(py, self.inner.samples())
+        sample_rows(py, self.door.inner.samples())
     }
 
     /// The `filter` label of the Prometheus metrics: `metrics_name`, else `default`.
     fn metrics_label(&self, default: &str) -> String {
-        self.inner.metrics_label(default).to_owned()
+        self.door.inner.metrics_label(default).to_owned()
     }
 
     /// Counters: cache hits, misses, coalesced waits, introspections, AS errors, entries.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (k, v) in self.inner.metrics().pairs() {
+        for (k, v) in self.door.inner.metrics().pairs() {
             d.set_item(k, v)?;
         }
         Ok(d)
@@ -775,6 +601,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<Authenticator>()?;
     m.add_class::<Outcome>()?;
+    m.add_class::<Pending>()?;
     m.add_class::<TokenClient>()?;
     m.add("TokenRequestError", m.py().get_type::<TokenRequestError>())?;
     m.add(
