@@ -1,56 +1,56 @@
-//! The OpenStack identity headers: the ones tokenward sets and the ones it strips first.
+//! The OpenStack identity headers: the ones tokenward sets and the ones it strips first. The
+//! core speaks HTTP header names; each door maps them to its own form (the Python door to
+//! WSGI environ keys).
 
-/// An identity header, by HTTP name and by WSGI environ key.
+/// An identity header, by HTTP name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IdentityHeader {
     /// HTTP header name, e.g. `X-User-Id`.
     pub name: &'static str,
-    /// WSGI environ key, e.g. `HTTP_X_USER_ID`.
-    pub environ_key: &'static str,
 }
 
 macro_rules! headers {
-    ($($ident:ident = $name:literal, $key:literal;)*) => {
+    ($($ident:ident = $name:literal;)*) => {
         $(
             #[doc = concat!("`", $name, "`")]
-            pub const $ident: IdentityHeader = IdentityHeader { name: $name, environ_key: $key };
+            pub const $ident: IdentityHeader = IdentityHeader { name: $name };
         )*
     };
 }
 
 headers! {
-    IDENTITY_STATUS = "X-Identity-Status", "HTTP_X_IDENTITY_STATUS";
-    ROLES = "X-Roles", "HTTP_X_ROLES";
-    ROLE = "X-Role", "HTTP_X_ROLE";
-    USER_ID = "X-User-Id", "HTTP_X_USER_ID";
-    USER_NAME = "X-User-Name", "HTTP_X_USER_NAME";
-    USER = "X-User", "HTTP_X_USER";
-    USER_DOMAIN_ID = "X-User-Domain-Id", "HTTP_X_USER_DOMAIN_ID";
-    USER_DOMAIN_NAME = "X-User-Domain-Name", "HTTP_X_USER_DOMAIN_NAME";
-    IS_ADMIN_PROJECT = "X-Is-Admin-Project", "HTTP_X_IS_ADMIN_PROJECT";
-    SYSTEM_SCOPE = "OpenStack-System-Scope", "HTTP_OPENSTACK_SYSTEM_SCOPE";
-    PROJECT_ID = "X-Project-Id", "HTTP_X_PROJECT_ID";
-    PROJECT_NAME = "X-Project-Name", "HTTP_X_PROJECT_NAME";
-    PROJECT_DOMAIN_ID = "X-Project-Domain-Id", "HTTP_X_PROJECT_DOMAIN_ID";
-    PROJECT_DOMAIN_NAME = "X-Project-Domain-Name", "HTTP_X_PROJECT_DOMAIN_NAME";
-    TENANT_ID = "X-Tenant-Id", "HTTP_X_TENANT_ID";
-    TENANT_NAME = "X-Tenant-Name", "HTTP_X_TENANT_NAME";
-    TENANT = "X-Tenant", "HTTP_X_TENANT";
-    DOMAIN_ID = "X-Domain-Id", "HTTP_X_DOMAIN_ID";
-    DOMAIN_NAME = "X-Domain-Name", "HTTP_X_DOMAIN_NAME";
-    SERVICE_CATALOG = "X-Service-Catalog", "HTTP_X_SERVICE_CATALOG";
-    SERVICE_IDENTITY_STATUS = "X-Service-Identity-Status", "HTTP_X_SERVICE_IDENTITY_STATUS";
-    SERVICE_ROLES = "X-Service-Roles", "HTTP_X_SERVICE_ROLES";
-    SERVICE_USER_ID = "X-Service-User-Id", "HTTP_X_SERVICE_USER_ID";
-    SERVICE_USER_NAME = "X-Service-User-Name", "HTTP_X_SERVICE_USER_NAME";
-    SERVICE_USER_DOMAIN_ID = "X-Service-User-Domain-Id", "HTTP_X_SERVICE_USER_DOMAIN_ID";
-    SERVICE_USER_DOMAIN_NAME = "X-Service-User-Domain-Name", "HTTP_X_SERVICE_USER_DOMAIN_NAME";
-    SERVICE_PROJECT_ID = "X-Service-Project-Id", "HTTP_X_SERVICE_PROJECT_ID";
-    SERVICE_PROJECT_NAME = "X-Service-Project-Name", "HTTP_X_SERVICE_PROJECT_NAME";
-    SERVICE_PROJECT_DOMAIN_ID = "X-Service-Project-Domain-Id", "HTTP_X_SERVICE_PROJECT_DOMAIN_ID";
-    SERVICE_PROJECT_DOMAIN_NAME = "X-Service-Project-Domain-Name", "HTTP_X_SERVICE_PROJECT_DOMAIN_NAME";
-    SERVICE_DOMAIN_ID = "X-Service-Domain-Id", "HTTP_X_SERVICE_DOMAIN_ID";
-    SERVICE_DOMAIN_NAME = "X-Service-Domain-Name", "HTTP_X_SERVICE_DOMAIN_NAME";
+    IDENTITY_STATUS = "X-Identity-Status";
+    ROLES = "X-Roles";
+    ROLE = "X-Role";
+    USER_ID = "X-User-Id";
+    USER_NAME = "X-User-Name";
+    USER = "X-User";
+    USER_DOMAIN_ID = "X-User-Domain-Id";
+    USER_DOMAIN_NAME = "X-User-Domain-Name";
+    IS_ADMIN_PROJECT = "X-Is-Admin-Project";
+    SYSTEM_SCOPE = "OpenStack-System-Scope";
+    PROJECT_ID = "X-Project-Id";
+    PROJECT_NAME = "X-Project-Name";
+    PROJECT_DOMAIN_ID = "X-Project-Domain-Id";
+    PROJECT_DOMAIN_NAME = "X-Project-Domain-Name";
+    TENANT_ID = "X-Tenant-Id";
+    TENANT_NAME = "X-Tenant-Name";
+    TENANT = "X-Tenant";
+    DOMAIN_ID = "X-Domain-Id";
+    DOMAIN_NAME = "X-Domain-Name";
+    SERVICE_CATALOG = "X-Service-Catalog";
+    SERVICE_IDENTITY_STATUS = "X-Service-Identity-Status";
+    SERVICE_ROLES = "X-Service-Roles";
+    SERVICE_USER_ID = "X-Service-User-Id";
+    SERVICE_USER_NAME = "X-Service-User-Name";
+    SERVICE_USER_DOMAIN_ID = "X-Service-User-Domain-Id";
+    SERVICE_USER_DOMAIN_NAME = "X-Service-User-Domain-Name";
+    SERVICE_PROJECT_ID = "X-Service-Project-Id";
+    SERVICE_PROJECT_NAME = "X-Service-Project-Name";
+    SERVICE_PROJECT_DOMAIN_ID = "X-Service-Project-Domain-Id";
+    SERVICE_PROJECT_DOMAIN_NAME = "X-Service-Project-Domain-Name";
+    SERVICE_DOMAIN_ID = "X-Service-Domain-Id";
+    SERVICE_DOMAIN_NAME = "X-Service-Domain-Name";
 }
 
 /// Every header removed from a request before anything else: keystonemiddleware's list,
@@ -90,15 +90,6 @@ pub const STRIPPED: &[&str] = &[
     "X-Service-User-Domain-Name",
 ];
 
-/// The WSGI environ keys of [`STRIPPED`] (`X-Roles` → `HTTP_X_ROLES`). In the environ a header
-/// sent as `X_Roles` or `x-roles` lands on the same key, so this covers every variant.
-pub fn stripped_environ_keys() -> Vec<String> {
-    STRIPPED
-        .iter()
-        .map(|h| format!("HTTP_{}", h.to_ascii_uppercase().replace('-', "_")))
-        .collect()
-}
-
 /// Whether a raw HTTP header name is one of the stripped identity headers, ignoring case and
 /// treating `_` like `-` (so `x_roles`, `X-ROLES` and `X_Roles` all match).
 pub fn is_identity_header(name: &str) -> bool {
@@ -130,14 +121,6 @@ mod tests {
         for n in ["Authorization", "X-Auth-Token", "X-Rolesx", "Content-Type"] {
             assert!(!is_identity_header(n), "{n}");
         }
-    }
-
-    #[test]
-    fn environ_keys_cover_system_scope() {
-        let keys = stripped_environ_keys();
-        assert!(keys.contains(&"HTTP_OPENSTACK_SYSTEM_SCOPE".to_owned()));
-        assert!(keys.contains(&"HTTP_X_SERVICE_PROJECT_DOMAIN_NAME".to_owned()));
-        assert_eq!(keys.len(), STRIPPED.len());
     }
 
     #[test]
@@ -177,11 +160,7 @@ mod tests {
             SERVICE_DOMAIN_NAME,
         ] {
             assert!(is_identity_header(h.name), "{}", h.name);
-            assert!(
-                stripped_environ_keys().iter().any(|k| k == h.environ_key),
-                "{}",
-                h.environ_key
-            );
+            assert!(STRIPPED.contains(&h.name), "{}", h.name);
         }
     }
 }

@@ -148,14 +148,6 @@ impl ProxyCertConfig {
         })
     }
 
-    /// The WSGI environ key of the header (`HTTP_X_SSL_CLIENT_CERT`).
-    pub fn wsgi_key(&self) -> String {
-        format!(
-            "HTTP_{}",
-            self.header.to_ascii_uppercase().replace('-', "_")
-        )
-    }
-
     /// Whether `peer` (an IP address as text) is one of the trusted proxies.
     pub fn trusts(&self, peer: &str) -> bool {
         let Ok(ip) = peer.trim().parse::<IpAddr>() else {
@@ -406,7 +398,6 @@ mod tests {
             &list(&["10.0.0.0/8", "192.168.1.5", "fd00::/8", "::1"]),
         )
         .unwrap();
-        assert_eq!(c.wsgi_key(), "HTTP_X_SSL_CLIENT_CERT");
         for peer in [
             "10.1.2.3",
             "192.168.1.5",

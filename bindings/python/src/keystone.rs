@@ -14,6 +14,7 @@ use tokenward::authenticator::Verdict;
 use tokenward::log::LogSink;
 use tokenward::{Grant, KeystoneRequest};
 
+use crate::door::environ_key_of;
 use crate::{
     ConfigurationError, PythonLogger, SampleRow, TokenwardError, config_error, internal_error,
     option_pairs, sample_rows,
@@ -64,7 +65,7 @@ fn build(py: Python<'_>, grant: &Grant) -> PyResult<KsPyGrant> {
             PyTuple::new(
                 py,
                 [
-                    PyString::intern(py, h.environ_key).into_any(),
+                    PyString::intern(py, &environ_key_of(h.name)).into_any(),
                     PyString::new(py, v).into_any(),
                 ],
             )
@@ -246,8 +247,10 @@ impl KeystoneAuthenticator {
             Ok(Err(e)) => return Err(config_error(py, &e)),
             Err(_) => return Err(internal_error()),
         };
-        let keys: Vec<String> = tokenward::headers::stripped_environ_keys();
-        let strip = PyTuple::new(py, keys.iter().map(|k| PyString::intern(py, k)))?.unbind();
+        let keys = tokenward::headers::STRIPPED
+            .iter()
+            .map(|h| environ_key_of(h));
+        let strip = PyTuple::new(py, keys.map(|k| PyString::intern(py, &k)))?.unbind();
         Ok(Self {
             inner: Arc::new(inner),
             strip,
