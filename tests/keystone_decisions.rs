@@ -868,6 +868,45 @@ fn a_user_token_cached_without_allow_expired_serves_requests_with_a_service_toke
     );
 }
 
+#[test]
+fn a_user_and_service_token_pair_reuses_its_grant_and_another_service_token_gets_its_own() {
+    let r = rig_with(
+        tokenless_options(),
+        keystone(vec![
+            (
+                USER_TOKEN,
+                token_body("alice", &["member"], project_scope(), 3600.0),
+            ),
+            (
+                "svc-a",
+                token_body("nova", &["service"], project_scope(), 3600.0),
+            ),
+            (
+                "svc-b",
+                token_body("cinder", &["service"], project_scope(), 3600.0),
+            ),
+        ]),
+    );
+    let grant = |service: &str| match r.check(Some(USER_TOKEN), Some(service)) {
+        Verdict::Allow(g) => g,
+        Verdict::Deny(d) => panic!("{:?}", d.reason),
+    };
+    let (a1, a2) = (grant("svc-a"), grant("svc-a"));
+    assert!(Arc::ptr_eq(&a1, &a2), "the same pair: the same grant");
+    let b = grant("svc-b");
+    let name = |g: &tokenward::Grant| {
+        g.headers()
+            .iter()
+            .find(|(h, _)| h.name == "X-Service-User-Name")
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        (name(&a1).as_deref(), name(&b).as_deref()),
+        (Some("nova"), Some("cinder"))
+    );
+    assert_eq!(name(&grant("svc-a")).as_deref(), Some("nova"));
+}
+
 // ------------------------------------------------------------------ delay_auth_decision
 
 #[test]

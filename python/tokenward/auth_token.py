@@ -12,6 +12,7 @@ is a 503 even with ``delay_auth_decision``, and what tokenward cannot honour
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Callable, Iterable, Optional
 
 from tokenward import _ks_config, _native
@@ -36,12 +37,12 @@ class _UserAuth:
     ``X-Service-Token`` (this service's own token, with password or v3applicationcredential).
     Without keystoneauth1 installed, the same attributes on a plain object."""
 
-    def _setup(self, filt: Any, user_token: Optional[str], service_token: Optional[str], info: Any) -> None:
-        self._filter = filt
-        self._user_token = user_token
-        self._service_token = service_token
-        self._token_info = info
-        self._user_ref: Any = None
+    # Set by _new_plugin.
+    _filter: Any
+    _user_token: Optional[str]
+    _service_token: Optional[str]
+    _token_info: Any
+    _user_ref: Any
 
     @property
     def has_user_token(self) -> bool:
@@ -86,6 +87,14 @@ class _UserAuth:
     def get_token(self, session: Any = None, **kwargs: Any) -> Optional[str]:
         return self._user_token if self._token_info is not None else None
 
+    def __getattr__(self, name: str) -> Any:
+        # keystoneauth's lock, made when first used (a hit does not pay for it).
+        if name == "_lock":
+            lock = threading.Lock()
+            self.__dict__["_lock"] = lock
+            return lock
+        raise AttributeError(name)
+
     def __repr__(self) -> str:
         return f"UserAuthPlugin(has_user_token={self.has_user_token}, has_service_token={self.has_service_token})"
 
@@ -108,16 +117,27 @@ def _plugin_prototype() -> dict[str, Any]:
     proto = UserAuthPlugin.__new__(UserAuthPlugin)
     if init is not object.__init__:
         init(proto, reauthenticate=False)
-    return dict(vars(proto))
+    attributes = dict(vars(proto))
+    attributes.pop("_lock", None)  # one per plugin, made on first use (__getattr__)
+    return attributes
 
 
 _PROTOTYPE = _plugin_prototype()
 
 
+_NEW = UserAuthPlugin.__new__
+
+
 def _new_plugin(filt: Any, user_token: Optional[str], service_token: Optional[str], info: Any) -> Any:
-    plugin = UserAuthPlugin.__new__(UserAuthPlugin)
-    plugin.__dict__.update(_PROTOTYPE)
-    plugin._setup(filt, user_token, service_token, info)
+    plugin = _NEW(UserAuthPlugin)
+    plugin.__dict__ = {
+        **_PROTOTYPE,
+        "_filter": filt,
+        "_user_token": user_token,
+        "_service_token": service_token,
+        "_token_info": info,
+        "_user_ref": None,
+    }
     return plugin
 
 
@@ -134,7 +154,7 @@ class AuthProtocol:
         self._native = _native.KeystoneAuthenticator(options, logger=self._log)
         for warning in self._native.warnings:
             self._log.warning(warning)
-        self._strip = self._native.strip_environ_keys
+        self._strip = frozenset(self._native.strip_environ_keys)
         self._challenge = self._native.challenge
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
@@ -149,9 +169,9 @@ class AuthProtocol:
         return self._native
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        pop = environ.pop
-        for key in self._strip:
-            pop(key, None)
+        # Only the identity keys the request has (a set lookup per environ key).
+        for key in self._strip.intersection(environ):
+            del environ[key]
         user = environ.get("HTTP_X_AUTH_TOKEN")
         if user is None:
             user = environ.get("HTTP_X_STORAGE_TOKEN")
@@ -177,11 +197,15 @@ class AuthProtocol:
         if outcome.allowed:
             environ.update(outcome.environ)
             info = outcome.token_info
-            if info is not None:
+            if info is None:
+                plugin = _new_plugin(self, None, service.strip() if service else service, None)
+            else:
                 environ["keystone.token_info"] = info
-            environ["keystone.token_auth"] = _new_plugin(
-                self, user.strip() if user else user, service.strip() if service else service, info
-            )
+                # One per token (and service token) while cached, with its own token_info.
+                plugin = outcome.token_auth(
+                    lambda: _new_plugin(self, user.strip(), service.strip() if service else service, outcome.token_info)
+                )
+            environ["keystone.token_auth"] = plugin
             return self._app(environ, self._start_response_for(start_response))
         start_response(outcome.status_line, outcome.headers)
         return [outcome.body]

@@ -424,9 +424,7 @@ impl Authenticator {
         let verdict = match (user, service) {
             // The common case: a valid user token alone, the cached grant itself.
             (Ok(t), ServiceState::Absent) => Verdict::Allow(Arc::clone(&t.user)),
-            (Ok(t), ServiceState::Valid(s, _)) => {
-                Verdict::Allow(Arc::new(with_service(&t.user, Some(&s))))
-            }
+            (Ok(t), ServiceState::Valid(s, _)) => Verdict::Allow(combined(&t, &s)),
             (user, service) if ks.config.delay_auth_decision => {
                 let base = match &user {
                     Ok(t) => &t.user,
@@ -974,6 +972,24 @@ impl Authenticator {
             );
         }
     }
+}
+
+/// The grant of a valid user token with a valid service token, remembered on the user's
+/// entry for the next request with the same service token.
+fn combined(user: &KsToken, service: &Arc<KsToken>) -> Arc<Grant> {
+    let mut memo = user
+        .with_service
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    // The weak reference keeps the allocation, so no other token can take its address.
+    if let Some((s, grant)) = &*memo
+        && std::ptr::eq(s.as_ptr(), Arc::as_ptr(service))
+    {
+        return Arc::clone(grant);
+    }
+    let grant = Arc::new(with_service(&user.user, Some(service)));
+    *memo = Some((Arc::downgrade(service), Arc::clone(&grant)));
+    grant
 }
 
 /// The headers of `base` with the service token's: `X-Service-Identity-Status` and, for a

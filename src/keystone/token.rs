@@ -48,6 +48,10 @@ pub(crate) struct KsToken {
     pub catalog_types: Option<Vec<String>>,
     /// `bind`.
     pub bind: Bind,
+    /// The last grant made of this token with a service token, and that service token (weak:
+    /// two tokens used as each other's service token make no cycle): the next request with
+    /// the same pair gets it again instead of a new one.
+    pub with_service: std::sync::Mutex<Option<(std::sync::Weak<KsToken>, Arc<Grant>)>>,
 }
 
 impl std::fmt::Debug for KsToken {
@@ -436,6 +440,7 @@ pub(crate) fn read(
         access_rules,
         catalog_types,
         bind,
+        with_service: std::sync::Mutex::new(None),
     })
 }
 

@@ -165,6 +165,10 @@ def test_each_request_gets_its_own_token_info(keystone, filters) -> None:
     assert infos[1] == infos[2] and infos[1] != infos[0]
     assert "admin" not in [r["name"] for r in infos[2]["token"]["roles"]]
     assert filt.authenticator.metrics()["cache_hits"] >= 2
+    # keystone.token_auth (one per token while cached) has its own copy, untouched.
+    plugin = app.environ["keystone.token_auth"]
+    assert "admin" not in plugin.user.role_names and plugin.user.username == "alice"
+    assert plugin.get_headers(None)["X-Auth-Token"] == token
 
 
 def test_concurrent_requests_with_one_new_token_make_one_validation(keystone, filters) -> None:

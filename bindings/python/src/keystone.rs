@@ -20,31 +20,58 @@ use crate::{
     option_pairs, sample_rows,
 };
 
-/// A copy of JSON data that shares no dict or list with `value`, made with the C-level dict
-/// and list copies (a hit's `keystone.token_info`, with its catalog, is a hundred objects):
-/// only the containers are copied one by one, the scalars are shared (they are immutable).
-fn copy_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let container = |v: &Bound<'py, PyAny>| {
-        v.is_exact_instance_of::<PyDict>() || v.is_exact_instance_of::<PyList>()
-    };
-    if let Ok(dict) = value.cast_exact::<PyDict>() {
-        let copy = dict.copy()?;
-        for (k, v) in dict.iter() {
-            if container(&v) {
-                copy.set_item(k, copy_json(&v)?)?;
+/// Where the dicts and lists of a JSON document are (keys and indexes of the containers
+/// only), so that a copy touches nothing else: each container is copied at C level
+/// (`dict.copy()`, a list slice) and only its container members are replaced.
+enum Plan {
+    Dict(Vec<(Py<PyAny>, Plan)>),
+    List(Vec<(usize, Plan)>),
+}
+
+impl Plan {
+    fn of(value: &Bound<'_, PyAny>) -> Option<Self> {
+        if let Ok(dict) = value.cast_exact::<PyDict>() {
+            let children = dict
+                .iter()
+                .filter_map(|(k, v)| Plan::of(&v).map(|p| (k.unbind(), p)))
+                .collect();
+            Some(Plan::Dict(children))
+        } else if let Ok(list) = value.cast_exact::<PyList>() {
+            let children = list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| Plan::of(&v).map(|p| (i, p)))
+                .collect();
+            Some(Plan::List(children))
+        } else {
+            None
+        }
+    }
+
+    /// A copy of `value` (the document this plan was made of, never handed out, so never
+    /// changed) that shares no dict or list with it; the scalars, immutable, are shared.
+    fn copy<'py>(&self, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = value.py();
+        match self {
+            Plan::Dict(children) => {
+                let dict = value.cast::<PyDict>()?;
+                let copy = dict.copy()?;
+                for (key, plan) in children {
+                    let key = key.bind(py);
+                    let member = dict.get_item(key)?.ok_or_else(internal_error)?;
+                    copy.set_item(key, plan.copy(&member)?)?;
+                }
+                Ok(copy.into_any())
+            }
+            Plan::List(children) => {
+                let list = value.cast::<PyList>()?;
+                let copy = list.get_slice(0, list.len());
+                for (i, plan) in children {
+                    copy.set_item(*i, plan.copy(&list.get_item(*i)?)?)?;
+                }
+                Ok(copy.into_any())
             }
         }
-        Ok(copy.into_any())
-    } else if let Ok(list) = value.cast_exact::<PyList>() {
-        let copy = list.get_slice(0, list.len());
-        for (i, v) in list.iter().enumerate() {
-            if container(&v) {
-                copy.set_item(i, copy_json(&v)?)?;
-            }
-        }
-        Ok(copy.into_any())
-    } else {
-        Ok(value.clone())
     }
 }
 
@@ -52,7 +79,16 @@ fn copy_json<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
 /// the `X-Identity-Status: Invalid` grant of `delay_auth_decision`).
 struct KsPyGrant {
     environ: Py<PyTuple>,
-    token_info: Option<Py<PyDict>>,
+    token_info: Option<Arc<TokenInfo>>,
+    /// `keystone.token_auth` of a grant with a valid user token (one per token and service
+    /// token while cached), made by the door on first use.
+    token_auth: Option<Arc<OnceLock<Py<PyAny>>>>,
+}
+
+/// `keystone.token_info` as parsed once, with the plan of its copies.
+struct TokenInfo {
+    document: Py<PyDict>,
+    plan: Plan,
 }
 
 static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -77,16 +113,19 @@ fn build(py: Python<'_>, grant: &Grant) -> PyResult<KsPyGrant> {
         let loads = JSON_LOADS.get_or_try_init(py, || {
             Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind())
         })?;
-        Some(
-            loads
-                .call1(py, (grant.token_info_json(),))?
-                .into_bound(py)
-                .cast_into::<PyDict>()?
-                .unbind(),
-        )
+        let document = loads
+            .call1(py, (grant.token_info_json(),))?
+            .into_bound(py)
+            .cast_into::<PyDict>()?;
+        let plan = Plan::of(document.as_any()).ok_or_else(internal_error)?;
+        Some(Arc::new(TokenInfo {
+            document: document.unbind(),
+            plan,
+        }))
     };
     Ok(KsPyGrant {
         environ: PyTuple::new(py, items)?.unbind(),
+        token_auth: token_info.as_ref().map(|_| Arc::new(OnceLock::new())),
         token_info,
     })
 }
@@ -124,7 +163,8 @@ pub(crate) struct KeystoneOutcome {
     /// Allowed: `(environ_key, value)` pairs to set.
     #[pyo3(get)]
     environ: Option<Py<PyTuple>>,
-    token_info: Option<Py<PyDict>>,
+    token_info: Option<Arc<TokenInfo>>,
+    token_auth: Option<Arc<OnceLock<Py<PyAny>>>>,
     /// Denied: the status line, e.g. `401 Unauthorized`.
     #[pyo3(get)]
     status_line: &'static str,
@@ -144,8 +184,28 @@ impl KeystoneOutcome {
     fn token_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.token_info
             .as_ref()
-            .map(|d| copy_json(d.bind(py).as_any()))
+            .map(|info| info.plan.copy(info.document.bind(py).as_any()))
             .transpose()
+    }
+
+    /// Allowed with a valid token: the grant's `keystone.token_auth`, made by `factory()` the
+    /// first time (it is shared by the requests with the same tokens, so it must hold nothing
+    /// of one request); None otherwise.
+    fn token_auth(
+        &self,
+        py: Python<'_>,
+        factory: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let Some(slot) = &self.token_auth else {
+            return Ok(None);
+        };
+        if let Some(made) = slot.get() {
+            return Ok(Some(made.clone_ref(py)));
+        }
+        // Made with no lock held; the first to store wins (`set` runs no Python code).
+        let made = factory.call0()?.unbind();
+        let _lost_the_race = slot.set(made);
+        Ok(slot.get().map(|made| made.clone_ref(py)))
     }
 
     fn __repr__(&self) -> String {
@@ -175,7 +235,8 @@ impl KeystoneAuthenticator {
                     reason: "ok",
                     detail: String::new(),
                     environ: Some(objects.environ.clone_ref(py)),
-                    token_info: objects.token_info.as_ref().map(|d| d.clone_ref(py)),
+                    token_info: objects.token_info.clone(),
+                    token_auth: objects.token_auth.clone(),
                     status_line: "200 OK",
                     headers: None,
                     body: None,
@@ -198,6 +259,7 @@ impl KeystoneAuthenticator {
                     detail: denial.reason.to_string(),
                     environ: None,
                     token_info: None,
+                    token_auth: None,
                     status_line: denial.status_line(),
                     headers: Some(headers.into_pyobject(py)?.into_any().unbind()),
                     body: Some(PyBytes::new(py, body.as_bytes()).unbind()),
