@@ -573,8 +573,9 @@ fn fixed_text(reason: &crate::DenyReason) -> bool {
     }
 }
 
-/// Serves the current input as memcached's raw reply to `get`.
-struct ReplayedReply(Arc<Mutex<Vec<u8>>>);
+/// Serves the current input as memcached's raw reply to `get`; keeps the reply as served
+/// (`$KEY` replaced) in the second slot.
+struct ReplayedReply(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>);
 
 impl crate::shared_cache::SharedStore for ReplayedReply {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -586,6 +587,7 @@ impl crate::shared_cache::SharedStore for ReplayedReply {
         // `$KEY` stands for the storage key (a keyed hash no fuzzer would guess), so the
         // seeds reach the value and unsealing paths.
         let bytes = replace_all(&bytes, b"$KEY", key.as_bytes());
+        bytes.clone_into(&mut self.1.lock().unwrap_or_else(PoisonError::into_inner));
         let mut reader = std::io::Cursor::new(bytes);
         let reply = crate::shared_cache::memcached::read_get_reply(&mut reader, key)
             .map_err(|e| e.to_string())?;
@@ -622,19 +624,27 @@ pub fn memcached_reply(data: &[u8]) {
         panic!("the fuzz shared-tier options parse");
     };
     let input = Arc::new(Mutex::new(reply.to_vec()));
-    let tier = SharedTier::with_store(Box::new(ReplayedReply(input)), &config, "fuzz-policy");
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let store = ReplayedReply(input, served.clone());
+    let tier = SharedTier::with_store(Box::new(store), &config, "fuzz-policy");
     let found = tier.get(TOKEN);
     if let Some(claims) = found {
         assert_eq!(
             strategy, "None",
             "a {strategy} tier accepted an entry it did not seal"
         );
-        let text = String::from_utf8_lossy(reply).into_owned();
-        let first_key = claims.keys().next();
-        assert!(
-            first_key.is_none_or(|k| text.contains(k.as_str())),
-            "claims that the reply does not carry"
-        );
+        // Carried: some `{` of the reply starts a JSON object equal to the claims (found
+        // without the framing parser; decoded, so `"a\tb"` is the key a-tab-b).
+        let served = served.lock().unwrap_or_else(PoisonError::into_inner);
+        let want = Value::Object(claims);
+        let carried = served.iter().enumerate().any(|(i, &b)| {
+            b == b'{'
+                && serde_json::Deserializer::from_slice(&served[i..])
+                    .into_iter::<Value>()
+                    .next()
+                    .is_some_and(|v| v.is_ok_and(|v| v == want))
+        });
+        assert!(carried, "claims that the reply does not carry");
     }
 }
 

@@ -77,6 +77,24 @@ def test_the_breaker_opens_answers_fast_probes_and_closes() -> None:
         assert app.authenticator.metrics()["breaker_open"] == 0
 
 
+def test_filters_with_one_endpoint_and_client_share_one_breaker() -> None:
+    switch = Switch()
+    switch.failing = True
+    with FakeAS(switch) as fake:
+        opts = options(fake.url, as_failure_threshold="2", as_open_time="60")
+        first, second = (ExternalAuth2Protocol(echo_app, opts) for _ in range(2))
+        other_client = ExternalAuth2Protocol(echo_app, {**opts, "client_id": "rs-other"})
+        for i in range(2):
+            assert call(first, bearer(f"t{i}"))[0][:3] == "503"
+        assert len(fake.requests) == 2
+        status, headers, _ = call(second, bearer("second"))
+        assert (status[:3], headers["Retry-After"]) == ("503", "60")
+        assert len(fake.requests) == 2, "the second filter's breaker is the first's: open"
+        assert second.authenticator.metrics()["breaker_open"] == 1
+        call(other_client, bearer("third"))
+        assert len(fake.requests) == 3, "another client at the same AS has its own breaker"
+
+
 def test_stale_verdicts_are_served_while_the_as_fails() -> None:
     switch = Switch()
     with FakeAS(switch) as fake:
