@@ -483,20 +483,26 @@ pub(crate) fn path_matches(path: &str, pattern: &str) -> bool {
             }
         }
     }
-    fn go(tokens: &[Tok<'_>], s: &[u8]) -> bool {
-        let Some((first, rest)) = tokens.split_first() else {
-            return s.is_empty();
-        };
-        match first {
-            Tok::Literal(l) => s.starts_with(l) && go(rest, &s[l.len()..]),
-            Tok::Any => (0..=s.len()).rev().any(|n| go(rest, &s[n..])),
-            Tok::Segment => {
-                let seg = s.iter().position(|&c| c == b'/').unwrap_or(s.len());
-                (1..=seg).rev().any(|n| go(rest, &s[n..]))
-            }
+    // next[j]: the tokens after the current one match s[j..]; rows are filled from the last
+    // token back, so the work is O(tokens × path) however many wildcards (a backtracking matcher is exponential
+    // in the `**` and `*` of a rule, which any user can write into an application credential).
+    let s = path.as_bytes();
+    let mut next = vec![false; s.len() + 1];
+    next[s.len()] = true;
+    let mut row = vec![false; s.len() + 1];
+    for token in tokens.iter().rev() {
+        for j in (0..=s.len()).rev() {
+            row[j] = match token {
+                Tok::Literal(l) => s[j..].starts_with(l) && next[j + l.len()],
+                // Empty here, or one more byte of the rest.
+                Tok::Any => next[j] || (j < s.len() && row[j + 1]),
+                // At least one byte, none a slash.
+                Tok::Segment => j < s.len() && s[j] != b'/' && (next[j + 1] || row[j + 1]),
+            };
         }
+        std::mem::swap(&mut next, &mut row);
     }
-    go(&tokens, path.as_bytes())
+    next[0]
 }
 
 #[cfg(test)]
@@ -548,6 +554,33 @@ mod tests {
             "a dot is a dot"
         );
         assert!(!path_matches("/v2.1/servers/x", "/v2.1/servers"));
+        assert!(path_matches("/v2.1/servers/", "/v2.1/servers/**"));
+        assert!(path_matches("/a/b/c/d", "/**/c/*"));
+        assert!(!path_matches("/a/b/c/d/e", "/**/c/*"));
+        assert!(path_matches("/a/bc", "/a/*c"));
+        assert!(!path_matches("/a/c", "/a/*c"), "a segment is not empty");
+        assert!(path_matches("", "**"));
+        assert!(!path_matches("", "*"));
+    }
+
+    #[test]
+    fn wildcard_heavy_rules_do_not_backtrack() {
+        // Keystone accepts access-rule paths of up to 225 characters from any user; a
+        // backtracking matcher takes exponential time on these (the test never ends).
+        let stars = "/**".repeat(75);
+        let segments = "/*".repeat(112);
+        let long_path = "/a".repeat(4000);
+        assert!(!path_matches(&long_path, &format!("{stars}/x")));
+        assert!(path_matches(
+            &format!("{long_path}/x"),
+            &format!("{stars}/x")
+        ));
+        assert!(!path_matches(
+            &"/aaaaaaaa".repeat(200),
+            &format!("{}/x", "*".repeat(224))
+        ));
+        assert!(!path_matches(&long_path, &segments));
+        assert!(path_matches(&"/a".repeat(112), &segments));
     }
 
     #[test]
