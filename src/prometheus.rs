@@ -135,7 +135,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "tokenward_introspections_total",
         "counter",
-        "Requests sent to the AS's introspection endpoint, failed ones included.",
+        "Requests sent to the AS's introspection endpoint (with validation = keystone: to Keystone, its service token included), failed ones included.",
     ),
     (
         "tokenward_as_errors_total",
