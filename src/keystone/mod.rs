@@ -692,7 +692,11 @@ impl Authenticator {
                     )
                 }
             };
-            let reply = self.keystone_send(ks, || HttpRequest {
+            let secrets: Vec<&str> = match &own {
+                Some(o) => vec![token, o.value.expose()],
+                None => vec![token],
+            };
+            let reply = self.keystone_send(ks, &secrets, || HttpRequest {
                 method: Method::Get,
                 url: &url,
                 headers: auth
@@ -706,10 +710,6 @@ impl Authenticator {
                 json: None,
                 capture: None,
             })?;
-            let secrets: Vec<&str> = match &own {
-                Some(o) => vec![token, o.value.expose()],
-                None => vec![token],
-            };
             match reply.status {
                 200 => return answer_object(&reply, &secrets).map(Some),
                 404 => return Ok(None),
@@ -762,14 +762,14 @@ impl Authenticator {
 
     fn request_own_token(&self, ks: &Backend) -> Result<(OwnToken, Duration), AsError> {
         let body = Secret::new(auth_body(&ks.config.auth).to_string());
-        let reply = self.keystone_send(ks, || HttpRequest {
+        let secrets = auth_secrets(&ks.config.auth);
+        let reply = self.keystone_send(ks, &secrets, || HttpRequest {
             method: Method::Post,
             url: &ks.config.token_url,
             headers: Vec::new(),
             json: Some(body.clone()),
             capture: Some("X-Subject-Token"),
         })?;
-        let secrets = auth_secrets(&ks.config.auth);
         match reply.status {
             200 | 201 => {}
             401 => return Err(rejected(&reply, &secrets)),
@@ -854,10 +854,11 @@ impl Authenticator {
 
     /// One request to Keystone through the breaker, sent again at once (up to
     /// `http_request_max_retries` times) when Keystone cannot be connected to; counted, timed,
-    /// and a 5xx is an error.
+    /// and a 5xx is an error (its text scrubbed of `secrets`, what the request carried).
     fn keystone_send<'u>(
         &self,
         ks: &Backend,
+        secrets: &[&str],
         make: impl Fn() -> HttpRequest<'u>,
     ) -> Result<HttpReply, AsError> {
         let attempt = match self.breaker.admit(&*self.clock) {
@@ -882,7 +883,7 @@ impl Authenticator {
         }
         let result = result.and_then(|reply| {
             if reply.status >= 500 {
-                Err(status_error(reply.status, &reply, &[]))
+                Err(status_error(reply.status, &reply, secrets))
             } else {
                 Ok(reply)
             }
