@@ -4,7 +4,7 @@
     python benches/plot_scale.py [scale.json] [out.png]
 
 Log-x cache size, log-y hit latency (µs, median with a p99 whisker), tokenward and
-keystonemiddleware 13.0.1, hot (64 cached tokens cycled) and random (a random cached token)
+keystonemiddleware 13.0.1, hot (1,024 cached tokens cycled) and random (a random cached token)
 series. Sizes where keystonemiddleware was not measured are marked N/A.
 """
 
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     fig.text(
         0.01,
         0.01,
-        f"hot: 64 cached tokens cycled; random: a random cached token per call. Python {meta['python']}, "
+        f"hot: 1,024 cached tokens cycled; random: a random cached token per call. Python {meta['python']}, "
         f"{meta['cpus']} CPUs, {meta['mode']} run. Source: benches/bench_scale.py",
         fontsize=7,
         color="#555",

@@ -15,7 +15,7 @@ use aws_lc_rs::hmac;
 use serde_json::{Map, Value};
 
 use crate::breaker::{self, Admission, Breaker};
-use crate::cache::{CacheKey, Fetched, FlightError, KeyDeriver, VerdictCache};
+use crate::cache::{CacheKey, Fetched, FlightError, TokenKeys, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
 use crate::clock::{self, Clock};
@@ -406,7 +406,7 @@ pub struct Authenticator {
     pub(crate) config: FilterConfig,
     client: ClientAuthenticator,
     pub(crate) transport: Arc<dyn Transport>,
-    cache_keys: KeyDeriver,
+    cache_keys: TokenKeys,
     cache: VerdictCache<Entry, AsError>,
     pub(crate) shared: Option<SharedTier>,
     keys: Option<KeyStore>,
@@ -692,6 +692,8 @@ impl Authenticator {
             ConfigError::new("token_cache_size", "no random source for the cache key")
         })?;
         let policy = policy_string(&config);
+        let cache_keys = TokenKeys::new(&seed, &policy)
+            .ok_or_else(|| ConfigError::new("token_cache_size", "no AES for the cache key"))?;
         let shared = match &config.shared {
             Some(tier) => {
                 if tier.protection == Protection::None {
@@ -728,7 +730,7 @@ impl Authenticator {
             replays: ReplayCache::new(REPLAY_CAPACITY),
             as_stats: AsStats::default(),
             config_error_logged: Mutex::new(None),
-            cache_keys: KeyDeriver::new(&seed, &policy),
+            cache_keys,
             keys: config.jwt.as_ref().map(|jwt| {
                 KeyStore::new(
                     jwt.keys.clone(),

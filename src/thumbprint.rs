@@ -30,7 +30,11 @@ pub fn decode_x5t(value: &str) -> Option<CertDigest> {
 /// proxies send it) or URL-encoded PEM (nginx `$ssl_client_escaped_cert`). `None` when the
 /// input is none of these.
 pub fn cert_digest(input: &[u8]) -> Option<CertDigest> {
-    let der = cert_der(input)?;
+    let trimmed = input.trim_ascii_start();
+    if trimmed.first() == Some(&0x30) {
+        return Some(Sha256::digest(trimmed).into());
+    }
+    let der = pem_der(trimmed)?;
     Some(Sha256::digest(&der).into())
 }
 
@@ -40,7 +44,15 @@ pub fn cert_der(input: &[u8]) -> Option<Vec<u8>> {
     if trimmed.first() == Some(&0x30) {
         return Some(trimmed.to_vec());
     }
-    let text = std::str::from_utf8(trimmed).ok()?;
+    pem_der(trimmed)
+}
+
+/// The DER inside PEM or URL-encoded PEM text (the armour's body, whitespace dropped, read
+/// as base64; this runs on every request of a PEM-bound client, so bytes, not `char`s).
+fn pem_der(text: &[u8]) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = std::str::from_utf8(text).ok()?;
     let decoded;
     let text = if text.starts_with("-----BEGIN%20") || text.contains("%0A") {
         decoded = percent_decode(text)?;
@@ -48,11 +60,10 @@ pub fn cert_der(input: &[u8]) -> Option<Vec<u8>> {
     } else {
         text
     };
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
     let body = text.strip_prefix(BEGIN)?;
-    let body = &body[..body.find(END)?];
-    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let body = &body.as_bytes()[..body.find(END)?];
+    let mut compact = Vec::with_capacity(body.len());
+    compact.extend(body.iter().copied().filter(|b| !b.is_ascii_whitespace()));
     let der = LENIENT_STANDARD.decode(compact).ok()?;
     (der.first() == Some(&0x30)).then_some(der)
 }
