@@ -728,7 +728,8 @@ void tokenward_config_builder_free(struct tokenward_config_builder *builder);
  * With `validation = keystone` the tokens are `auth_token` and `service_token` (validated
  * by Keystone, keystonemiddleware.auth_token's headers in the verdict), `method` and the
  * path of `url` feed application-credential access rules, and a 401 carries
- * `WWW-Authenticate: Keystone uri="…"`.
+ * `WWW-Authenticate: Keystone uri="…"`; with `bearer_validation` a request without
+ * `auth_token` but with `authorization` is checked as an OAuth bearer request.
  */
 tokenward_result tokenward_authenticate_request(const struct tokenward_authenticator *auth,
                                                 const struct tokenward_request *request,

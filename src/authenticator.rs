@@ -612,6 +612,7 @@ impl Authenticator {
             .extend(crate::keystone::unused_option_warnings(
                 &raw,
                 auth.config.keystone.is_some(),
+                auth.config.validation != Validation::Keystone,
             ));
         if auth.config.validation == Validation::Jwt {
             for name in [
@@ -633,20 +634,29 @@ impl Authenticator {
     /// Builds from a checked config: loads keys and TLS material now.
     pub fn new(config: FilterConfig, log: Arc<dyn LogSink>) -> Result<Self, ConfigError> {
         let transport = Arc::new(ReqwestTransport::new(&config.client)?);
-        let (endpoint, client_id) = match &config.keystone {
-            Some(ks) => (ks.auth_url.clone(), ks.auth.principal()),
-            None => (
-                config.introspect_endpoint.clone(),
-                config.client.client_id.clone(),
-            ),
-        };
         let breaker = breaker::shared(
-            &endpoint,
-            &client_id,
+            &config.introspect_endpoint,
+            &config.client.client_id,
             config.breaker.failure_threshold,
             config.breaker.open_time,
         );
-        Self::build(config, transport, log, clock::system(), breaker)
+        // Keystone has its own: an AS outage does not stop Keystone validations (nor the reverse).
+        let keystone_breaker = config.keystone.as_ref().map(|ks| {
+            breaker::shared(
+                &ks.auth_url,
+                &ks.auth.principal(),
+                config.breaker.failure_threshold,
+                config.breaker.open_time,
+            )
+        });
+        Self::build(
+            config,
+            transport,
+            log,
+            clock::system(),
+            breaker,
+            keystone_breaker,
+        )
     }
 
     /// Builds with a given transport (fault-injection tests).
@@ -671,7 +681,13 @@ impl Authenticator {
             config.breaker.failure_threshold,
             config.breaker.open_time,
         ));
-        Self::build(config, transport, log, clock, breaker)
+        let keystone_breaker = config.keystone.as_ref().map(|_| {
+            Arc::new(Breaker::new(
+                config.breaker.failure_threshold,
+                config.breaker.open_time,
+            ))
+        });
+        Self::build(config, transport, log, clock, breaker, keystone_breaker)
     }
 
     fn build(
@@ -680,6 +696,7 @@ impl Authenticator {
         log: Arc<dyn LogSink>,
         clock: Arc<dyn Clock>,
         breaker: Arc<Breaker>,
+        keystone_breaker: Option<Arc<Breaker>>,
     ) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let client = ClientAuthenticator::new(&config.client, &mut warnings)?;
@@ -706,20 +723,24 @@ impl Authenticator {
             }
             None => None,
         };
-        let challenge = match &config.keystone {
-            Some(ks) => format!(
-                "Keystone uri=\"{}\"",
-                ks.www_authenticate_uri.replace('"', "%22")
-            ),
-            None => format!(
+        let keystone = match (&config.keystone, keystone_breaker) {
+            (Some(ks), Some(breaker)) => Some(crate::keystone::Backend::new(
+                ks,
+                &config,
+                &seed,
+                &policy,
+                &mut warnings,
+                breaker,
+            )),
+            _ => None,
+        };
+        let challenge = match &keystone {
+            Some(ks) if config.validation == Validation::Keystone => ks.challenge().to_owned(),
+            _ => format!(
                 "Authorization OAuth 2.0 uri=\"{}\"",
                 config.audience.replace('"', "%22")
             ),
         };
-        let keystone = config
-            .keystone
-            .as_ref()
-            .map(|ks| crate::keystone::Backend::new(ks, &config, &seed, &policy, &mut warnings));
         let fingerprints = fingerprint_key(&policy, &client, &config);
         Ok(Self {
             fingerprints,
@@ -797,7 +818,21 @@ impl Authenticator {
                     format!("DPoP error=\"{error}\", algs=\"{}\"", self.dpop_algs),
                 )]
             }
-            401 => vec![("WWW-Authenticate", self.challenge.clone())],
+            401 => match (&denial.reason, &self.keystone) {
+                // validation = keystone with bearer_validation: no token at all, both ways.
+                (DenyReason::Keystone(crate::keystone::KeystoneRefusal::Missing), Some(ks))
+                    if self.config.validation != Validation::Keystone =>
+                {
+                    vec![
+                        ("WWW-Authenticate", ks.challenge().to_owned()),
+                        ("WWW-Authenticate", self.challenge.clone()),
+                    ]
+                }
+                (DenyReason::Keystone(_), Some(ks)) => {
+                    vec![("WWW-Authenticate", ks.challenge().to_owned())]
+                }
+                _ => vec![("WWW-Authenticate", self.challenge.clone())],
+            },
             503 => {
                 let seconds = match &denial.reason {
                     DenyReason::Unavailable(AsError::CircuitOpen { retry_after, .. })
@@ -843,7 +878,13 @@ impl Authenticator {
             jwks_unknown_kid_refetches: key_counter(|k| &k.unknown_kid_refetches),
             breaker_rejections: c.breaker_rejections.load(Relaxed),
             stale_served: c.stale_served.load(Relaxed),
-            breaker_open: u64::from(self.breaker.is_open()),
+            breaker_open: u64::from(
+                self.breaker.is_open()
+                    || self
+                        .keystone
+                        .as_ref()
+                        .is_some_and(crate::keystone::Backend::breaker_open),
+            ),
         }
     }
 
@@ -895,7 +936,7 @@ impl Authenticator {
     /// Reads a request once: the `Authorization` header parsed, the cache key and the
     /// certificate digest computed. No I/O.
     pub fn prepare<'a>(&self, request: &Request<'a>) -> Prepared<'a> {
-        if self.keystone.is_some() {
+        if self.config.validation == Validation::Keystone {
             return Prepared(Stage::Decided(keystone_misuse()));
         }
         let dpop = self.config.dpop.mode != DpopMode::Off;

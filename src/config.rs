@@ -211,6 +211,24 @@ impl FilterConfig {
             Validation::Keystone => Some(crate::keystone::KeystoneConfig::from_raw(raw)?),
             _ => None,
         };
+        // validation = keystone with bearer_validation: OAuth bearer tokens too, checked as
+        // that validation checks them (the options of that mode are then required).
+        let bearer = match raw.choice("bearer_validation")? {
+            Some("jwt") => Some(Validation::Jwt),
+            Some("jwt_or_introspection") => Some(Validation::JwtOrIntrospection),
+            Some(_) => Some(Validation::Introspection),
+            None => None,
+        };
+        let validation = match (bearer, &keystone) {
+            (Some(bearer), Some(_)) => bearer,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "bearer_validation",
+                    "is used only with validation = keystone (OAuth bearer tokens beside Keystone tokens)",
+                ));
+            }
+            (None, _) => validation,
+        };
         let jwt = match validation {
             Validation::Introspection | Validation::Keystone => {
                 // Unused in this mode, but a value out of bounds is still a typo.
@@ -221,12 +239,12 @@ impl FilterConfig {
             _ => Some(JwtConfig::from_raw(raw)?),
         };
         let (introspect_endpoint, audience, client) = match (&jwt, &keystone) {
-            (_, Some(ks)) => (
+            (_, Some(ks)) if validation == Validation::Keystone => (
                 String::new(),
                 ks.www_authenticate_uri.clone(),
                 ClientConfig::transport_only(raw)?,
             ),
-            (Some(jwt), None) if validation == Validation::Jwt => (
+            (Some(jwt), _) if validation == Validation::Jwt => (
                 String::new(),
                 raw.string("audience")
                     .unwrap_or_else(|| jwt.keys.issuer.clone()),
@@ -242,9 +260,9 @@ impl FilterConfig {
                 )
             }
         };
-        let mapping = match keystone {
-            Some(_) => MappingConfig::unused(),
-            None => MappingConfig::from_raw(raw)?,
+        let mapping = match validation {
+            Validation::Keystone => MappingConfig::unused(),
+            _ => MappingConfig::from_raw(raw)?,
         };
         let secs = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
             Ok(raw

@@ -162,6 +162,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("stale_if_error", Int, Some("0"), Tw, "seconds past its cache lifetime an active verdict is still served while the AS cannot answer (never past `exp`), at most 86400; 0 disables"),
     opt("metrics_name", Str, None, Tw, "the `filter` label of the Prometheus metrics (default: log_name, else the logger's name)"),
     opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
+    opt("bearer_validation", Choice(&["introspection", "jwt", "jwt_or_introspection"]), None, Tw, "validation = keystone: also accept OAuth bearer tokens (Authorization) on requests without X-Auth-Token, checked as that validation checks them, with its options (introspect_endpoint, client_id, mapping_*, ...); unset: Keystone tokens only"),
     opt("www_authenticate_uri", Str, None, Kat, "the public identity endpoint sent in `WWW-Authenticate: Keystone uri=...` with a 401 (default: auth_url)"),
     opt("auth_url", Str, None, Kat, "the identity API: with v3tokenlessauth the versioned endpoint itself (…/v3); with the other plugins an unversioned one gets /v3"),
     opt("auth_version", Str, None, Kat, "accepted for compatibility; only the v3 API is used"),

@@ -1462,3 +1462,195 @@ fn keystone_options_are_known_and_oauth_ones_are_flagged_unused() {
         assert_eq!(e.option(), name, "{e}");
     }
 }
+
+// ------------------------------------------------------------------ bearer_validation
+
+/// An AS (introspection) and a Keystone behind one transport, each countable and each able
+/// to fail on its own.
+struct Both {
+    keystone: ScriptedKeystone,
+    as_calls: AtomicUsize,
+    as_down: AtomicBool,
+}
+
+impl Transport for Both {
+    fn post_form(
+        &self,
+        _url: &str,
+        _authorization: Option<Secret>,
+        body: Secret,
+    ) -> Result<tokenward::http::HttpResponse, AsError> {
+        self.as_calls.fetch_add(1, SeqCst);
+        if self.as_down.load(SeqCst) {
+            return Err(AsError::Unreachable("connection refused".into()));
+        }
+        let active = body.expose().contains("token=oauth-good");
+        let answer = if active {
+            r#"{"active":true,"client_id":"svc","username":"oauth-user","user_domain":{"id":"default","name":"Default"},"project":{"id":"op","name":"oproj","domain":{"id":"default","name":"Default"}},"roles":"member"}"#
+        } else {
+            r#"{"active":false}"#
+        };
+        Ok(tokenward::http::HttpResponse {
+            status: 200,
+            body: answer.as_bytes().to_vec(),
+        })
+    }
+
+    fn send_request(&self, request: HttpRequest<'_>) -> Result<HttpReply, AsError> {
+        self.keystone.send_request(request)
+    }
+}
+
+fn combined_options() -> Vec<(&'static str, &'static str)> {
+    merge(
+        tokenless_options(),
+        &[
+            ("bearer_validation", "introspection"),
+            ("introspect_endpoint", "https://as.example/introspect"),
+            ("audience", "https://as.example"),
+            ("client_id", "rs"),
+            ("client_secret", "as-s3cret"),
+            ("mapping_project_id", "project.id"),
+            ("mapping_project_name", "project.name"),
+            ("mapping_project_domain_id", "project.domain.id"),
+            ("mapping_project_domain_name", "project.domain.name"),
+            ("mapping_user_domain_id", "user_domain.id"),
+            ("mapping_user_domain_name", "user_domain.name"),
+            ("mapping_roles", "roles"),
+            ("as_failure_threshold", "1"),
+        ],
+    )
+}
+
+#[test]
+fn bearer_validation_accepts_oauth_tokens_beside_keystone_tokens_with_separate_breakers() {
+    let config = FilterConfig::from_raw(&RawOptions::from_pairs(combined_options())).unwrap();
+    let both = Arc::new(Both {
+        keystone: ScriptedKeystone {
+            answer: Box::new(keystone(vec![(
+                USER_TOKEN,
+                token_body("alice", &["member"], project_scope(), 3600.0),
+            )])),
+            seen: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            gate: Mutex::new(None),
+        },
+        as_calls: AtomicUsize::new(0),
+        as_down: AtomicBool::new(false),
+    });
+    let clock = Arc::new(ManualClock::new(NOW));
+    let auth =
+        Authenticator::with_parts(config, both.clone(), Arc::new(Lines::default()), clock).unwrap();
+    assert!(auth.accepts_bearer());
+    assert!(
+        !auth.warnings().iter().any(|w| w.contains("not used")),
+        "{:?}",
+        auth.warnings()
+    );
+    let bearer = |token: &str| {
+        auth.check(&tokenward::authenticator::Request::new(
+            Some(&format!("Bearer {token}")),
+            None,
+        ))
+    };
+    let v = bearer("oauth-good");
+    assert_eq!(header(&v, "X-User-Name").as_deref(), Some("oauth-user"));
+    assert_eq!(
+        header(&v, "X-Tenant").as_deref(),
+        Some("op"),
+        "the OAuth filter's mapping"
+    );
+    let Verdict::Deny(d) = bearer("oauth-bad") else {
+        panic!()
+    };
+    assert_eq!(
+        auth.denial_headers(&d),
+        [(
+            "WWW-Authenticate",
+            "Authorization OAuth 2.0 uri=\"https://as.example\"".to_owned()
+        )]
+    );
+
+    let ks = |token: Option<&str>| {
+        auth.check_keystone(&KeystoneRequest {
+            auth_token: token,
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        header(&ks(Some(USER_TOKEN)), "X-User-Name").as_deref(),
+        Some("alice")
+    );
+    let Verdict::Deny(d) = ks(Some("unknown")) else {
+        panic!()
+    };
+    assert_eq!(
+        auth.denial_headers(&d),
+        [(
+            "WWW-Authenticate",
+            "Keystone uri=\"https://keystone.example:5000/\"".to_owned()
+        )]
+    );
+    let Verdict::Deny(d) = ks(None) else { panic!() };
+    assert_eq!(
+        auth.denial_headers(&d).len(),
+        2,
+        "no token at all: both challenges"
+    );
+
+    // The AS down opens its breaker; Keystone validations go on.
+    both.as_down.store(true, SeqCst);
+    assert!(matches!(
+        refusal(&bearer("oauth-other")),
+        DenyReason::Unavailable(_)
+    ));
+    assert_eq!(auth.metrics().breaker_open, 1);
+    let calls = both.as_calls.load(SeqCst);
+    assert!(matches!(
+        refusal(&bearer("oauth-third")),
+        DenyReason::Unavailable(AsError::CircuitOpen { .. })
+    ));
+    assert_eq!(both.as_calls.load(SeqCst), calls);
+    assert!(
+        matches!(ks(Some("another-keystone-token")), Verdict::Deny(d) if d.status() == 401),
+        "Keystone still asked"
+    );
+}
+
+#[test]
+fn bearer_validation_needs_validation_keystone_and_the_modes_options() {
+    let e = FilterConfig::from_raw(&RawOptions::from_pairs(merge(
+        tokenless_options(),
+        &[("validation", ""), ("bearer_validation", "jwt")],
+    )))
+    .unwrap_err();
+    assert_eq!(e.option(), "bearer_validation");
+    let e = FilterConfig::from_raw(&RawOptions::from_pairs(merge(
+        tokenless_options(),
+        &[("bearer_validation", "introspection")],
+    )))
+    .unwrap_err();
+    assert_eq!(e.option(), "introspect_endpoint");
+    // Keystone alone: the Authorization check is not the way in.
+    let pure = FilterConfig::from_raw(&RawOptions::from_pairs(tokenless_options())).unwrap();
+    let auth = Authenticator::with_parts(
+        pure,
+        Arc::new(ScriptedKeystone {
+            answer: Box::new(keystone(vec![])),
+            seen: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            gate: Mutex::new(None),
+        }),
+        Arc::new(Lines::default()),
+        Arc::new(ManualClock::new(NOW)),
+    )
+    .unwrap();
+    assert!(!auth.accepts_bearer());
+    assert!(matches!(
+        auth.check(&tokenward::authenticator::Request::new(
+            Some("Bearer x"),
+            None
+        )),
+        Verdict::Deny(_)
+    ));
+}

@@ -136,6 +136,20 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
         # The core's default changes nothing, and a value passed counts as given.
         if text is not None and text != default:
             options[name] = text
+    if options.get("bearer_validation"):
+        # OAuth bearer tokens too: the OAuth filter's options, from this group as well.
+        rows = {row[0]: row for row in _native.options()}
+        oauth = [
+            name
+            for name, row in rows.items()
+            if name not in specs and name != "memcache_servers" and row[5] != "keystonemiddleware.auth_token"
+        ]
+        _register(oslo, [_opt(name, *rows[name][1:5]) for name in oauth], GROUP)
+        for name in oauth:
+            if name not in options:
+                text = _read(oslo, GROUP, name)
+                if text is not None and text != rows[name][2]:
+                    options[name] = text
     section = options.get("auth_section") or _read(oslo, GROUP, "auth_section")
     group = section or GROUP
     if section:

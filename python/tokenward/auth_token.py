@@ -156,6 +156,7 @@ class AuthProtocol:
             self._log.warning(warning)
         self._strip = frozenset(self._native.strip_environ_keys)
         self._challenge = self._native.challenge
+        self._bearer = self._native.accepts_bearer
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
 
@@ -175,6 +176,10 @@ class AuthProtocol:
         user = environ.get("HTTP_X_AUTH_TOKEN")
         if user is None:
             user = environ.get("HTTP_X_STORAGE_TOKEN")
+        if user is None and self._bearer:
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            if authorization is not None:
+                return self._bearer_call(environ, start_response, authorization)
         service = environ.get("HTTP_X_SERVICE_TOKEN")
         method = environ.get("REQUEST_METHOD")
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
@@ -206,6 +211,34 @@ class AuthProtocol:
                     lambda: _new_plugin(self, user.strip(), service.strip() if service else service, outcome.token_info)
                 )
             environ["keystone.token_auth"] = plugin
+            return self._app(environ, self._start_response_for(start_response))
+        start_response(outcome.status_line, outcome.headers)
+        return [outcome.body]
+
+    def _bearer_call(
+        self, environ: dict[str, Any], start_response: StartResponse, authorization: str
+    ) -> Iterable[bytes]:
+        """``bearer_validation``: an OAuth bearer request, as the external_oauth2_token filter
+        answers it (identity headers, ``external.token_info``)."""
+        try:
+            outcome = self._native.lookup_bearer(authorization)
+            if outcome is None:
+                green = _green_executor()
+                if green is not None:
+                    outcome = green(self._native.check_bearer, authorization)
+                else:
+                    outcome = self._native.check_bearer(authorization)
+                self._native.flush_logs()
+        except _native.TokenwardError:
+            self._log.exception("tokenward failed to check a request")
+            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+            return [
+                b'{"error": {"code": 500, "title": "Internal Server Error", '
+                b'"message": "The request could not be authenticated."}}'
+            ]
+        if outcome.allowed:
+            environ.update(outcome.environ)
+            environ["external.token_info"] = outcome.token_info
             return self._app(environ, self._start_response_for(start_response))
         start_response(outcome.status_line, outcome.headers)
         return [outcome.body]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use crate::authenticator::{Authenticator, Denial, DenyReason, Grant, MAX_TOKEN_LEN, Verdict};
-use crate::breaker::Admission;
+use crate::breaker::{Admission, Breaker};
 use crate::cache::{CacheKey, Fetched, KeyDeriver, VerdictCache};
 use crate::clock;
 use crate::config::FilterConfig;
@@ -157,6 +157,10 @@ pub(crate) struct Backend {
     roles_warned: AtomicBool,
     /// The last cause of a 503 logged at ERROR, and when.
     unavailable_logged: Mutex<Option<(String, Instant)>>,
+    /// The circuit breaker toward Keystone (apart from the AS's).
+    breaker: Arc<Breaker>,
+    /// `WWW-Authenticate: Keystone uri="…"`.
+    challenge: String,
 }
 
 impl fmt::Debug for Backend {
@@ -175,6 +179,7 @@ impl Backend {
         seed: &[u8],
         policy: &str,
         warnings: &mut Vec<String>,
+        breaker: Arc<Breaker>,
     ) -> Self {
         if let ServiceAuth::Tokenless { .. } = config.auth
             && !config.auth_url.ends_with("v3")
@@ -218,8 +223,22 @@ impl Backend {
             endpoint_warned: AtomicBool::new(false),
             roles_warned: AtomicBool::new(false),
             unavailable_logged: Mutex::new(None),
+            breaker,
+            challenge: format!(
+                "Keystone uri=\"{}\"",
+                config.www_authenticate_uri.replace('"', "%22")
+            ),
             config: config.clone(),
         }
+    }
+
+    /// The `WWW-Authenticate` value of a 401 for a Keystone token.
+    pub(crate) fn challenge(&self) -> &str {
+        &self.challenge
+    }
+
+    pub(crate) fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
     }
 
     pub(crate) fn cache_len(&self) -> usize {
@@ -292,17 +311,22 @@ const SHARED: &[&str] = &[
     "as_failure_threshold",
     "as_open_time",
     "metrics_name",
+    "bearer_validation",
 ];
 
 /// Start-up warnings for options that the filter's mode does not use.
-pub(crate) fn unused_option_warnings(raw: &RawOptions, keystone: bool) -> Vec<String> {
+pub(crate) fn unused_option_warnings(
+    raw: &RawOptions,
+    keystone: bool,
+    bearer: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     for spec in OPTIONS {
         if !raw.is_set(spec.name) {
             continue;
         }
         let keystone_only = spec.origin == Origin::KeystoneAuthToken;
-        if keystone && !keystone_only && !SHARED.contains(&spec.name) {
+        if keystone && !bearer && !keystone_only && !SHARED.contains(&spec.name) {
             out.push(format!(
                 "The option \"{}\" is not used with validation = keystone",
                 spec.name
@@ -369,6 +393,19 @@ impl Authenticator {
     /// the event loop).
     pub fn lookup_keystone(&self, request: &KeystoneRequest<'_>) -> Option<Verdict> {
         self.keystone_verdict(request, false)
+    }
+
+    /// Whether a request without `X-Auth-Token` may carry an OAuth bearer token instead
+    /// (`validation = keystone` with `bearer_validation`): the door then checks its
+    /// `Authorization` with [`Authenticator::prepare`] and [`Authenticator::authenticate`].
+    pub fn accepts_bearer(&self) -> bool {
+        self.keystone.is_some() && self.config.validation != crate::config::Validation::Keystone
+    }
+
+    /// `WWW-Authenticate: Keystone uri="…"` (the value for an application's own 401), when
+    /// Keystone tokens are validated.
+    pub fn keystone_challenge(&self) -> Option<&str> {
+        self.keystone.as_ref().map(Backend::challenge)
     }
 
     /// This service's own token (`password`, `v3applicationcredential`), for a door to send
@@ -861,7 +898,7 @@ impl Authenticator {
         secrets: &[&str],
         make: impl Fn() -> HttpRequest<'u>,
     ) -> Result<HttpReply, AsError> {
-        let attempt = match self.breaker.admit(&*self.clock) {
+        let attempt = match ks.breaker.admit(&*self.clock) {
             Admission::Go(attempt) => attempt,
             Admission::Refused { retry_after } => {
                 self.counters.breaker_rejections.fetch_add(1, Relaxed);
@@ -871,7 +908,7 @@ impl Authenticator {
                 });
             }
         };
-        let was_open = self.breaker.is_open();
+        let was_open = ks.breaker.is_open();
         self.counters.introspections.fetch_add(1, Relaxed);
         let started = Instant::now();
         let mut result = self.transport.send_request(make());
@@ -892,7 +929,7 @@ impl Authenticator {
         attempt.finish(&result);
         if let Err(e) = &result {
             self.counters.as_errors.fetch_add(1, Relaxed);
-            if !was_open && self.breaker.is_open() && self.log.enabled(Level::Error) {
+            if !was_open && ks.breaker.is_open() && self.log.enabled(Level::Error) {
                 self.log.log(
                     Level::Error,
                     &format!(

@@ -148,6 +148,52 @@ static void offline(void) {
   tokenward_authenticator_free(auth);
 }
 
+/* bearer_validation: a request without auth_token but with Authorization takes the OAuth
+ * path (here to an unreachable AS: as_unavailable), one with auth_token the Keystone path. */
+static void combined(void) {
+  char err[256];
+  const char *opts[] = {"validation", "keystone",
+                        "auth_url", "https://127.0.0.1:1/v3",
+                        "auth_type", "v3tokenlessauth",
+                        "certfile", "tests/data/client-v3.pem",
+                        "keyfile", "tests/data/client.key",
+                        "project_id", "service-project",
+                        "http_request_max_retries", "0",
+                        "http_connect_timeout", "2",
+                        "bearer_validation", "introspection",
+                        "introspect_endpoint", "http://127.0.0.1:1/introspect",
+                        "audience", "https://as.example",
+                        "client_id", "rs",
+                        "client_secret", "s3cret",
+                        "mapping_project_id", "project.id",
+                        "mapping_project_name", "project.name",
+                        "mapping_project_domain_id", "project.domain.id",
+                        "mapping_project_domain_name", "project.domain.name",
+                        "mapping_user_domain_id", "user_domain.id",
+                        "mapping_user_domain_name", "user_domain.name",
+                        "mapping_roles", "roles",
+                        NULL};
+  const tokenward_authenticator *auth = build(opts, err, sizeof err);
+  CHECK(auth != NULL);
+  if (auth == NULL) {
+    fprintf(stderr, "build: %s\n", err);
+    return;
+  }
+  tokenward_request req;
+  tokenward_verdict *v = NULL;
+  memset(&req, 0, sizeof req);
+  req.struct_size = sizeof req;
+  req.authorization = str("Bearer some-oauth-token");
+  CHECK_RC(tokenward_authenticate_request(auth, &req, &v), TOKENWARD_RESULT_OK);
+  CHECK(tw_str_eq(tokenward_verdict_reason(v), "as_unavailable"));
+  tokenward_verdict_free(v);
+  req.auth_token = str("gAAAAAsome-keystone-token");
+  CHECK_RC(tokenward_authenticate_request(auth, &req, &v), TOKENWARD_RESULT_OK);
+  CHECK(tw_str_eq(tokenward_verdict_reason(v), "keystone_unavailable"));
+  tokenward_verdict_free(v);
+  tokenward_authenticator_free(auth);
+}
+
 /* Against the real Keystone of tests/c/run_against_keystone.py. */
 static void real_keystone(void) {
   char err[512];
@@ -199,6 +245,7 @@ static void real_keystone(void) {
 
 int main(void) {
   offline();
+  combined();
   const char *url = getenv("TW_KS_AUTH_URL");
   if (url != NULL && *url != '\0') {
     real_keystone();

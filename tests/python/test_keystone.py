@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import keystone_server
+import oidc_as
 import pytest
 from cache_servers import free_port, memcached_get, memcached_keys, start_memcached
+from conftest import introspection_options
 from tokenward import auth_token
 
 HERE = Path(__file__).resolve().parent
@@ -340,6 +342,32 @@ def test_a_client_sent_system_scope_never_reaches_the_app(keystone, tmp_path) ->
     ref, ref_app = reference(keystone, "v3tokenlessauth", tmp_path, delay_auth_decision="true")
     call(ref, {"OpenStack-System-Scope": "all"})
     assert ref_app.environ["HTTP_OPENSTACK_SYSTEM_SCOPE"] == "all", "the reference lets it through"
+
+
+def test_one_filter_for_oauth_bearer_tokens_and_keystone_tokens(keystone, auth_server) -> None:
+    options = {
+        **keystone.middleware_options("v3tokenlessauth"),
+        **introspection_options(auth_server, "svc-post"),
+        "bearer_validation": "introspection",
+    }
+    app = App()
+    filt = auth_token.filter_factory({}, **options)(app)
+    bearer = oidc_as.obtain_token(auth_server, "svc-post")
+    assert call(filt, {"Authorization": f"Bearer {bearer}", "X-Roles": "admin"})[0] == "200 OK"
+    assert app.environ["HTTP_X_USER_ID"] == "svc-post"
+    assert app.environ["HTTP_X_ROLES"] != "admin"
+    assert app.environ["external.token_info"]["user_id"] == "svc-post"
+    assert "keystone.token_info" not in app.environ
+    token = keystone.token("alice")
+    assert call(filt, {"X-Auth-Token": token})[0] == "200 OK"
+    assert app.environ["HTTP_X_USER_ID"] == keystone.users["alice"].id
+    # Both: the Keystone token is the one checked, as auth_token would.
+    assert call(filt, {"X-Auth-Token": token, "Authorization": "Bearer garbage"})[0] == "200 OK"
+    status, headers = call(filt, {"Authorization": "Bearer garbage"})
+    assert status == "401 Unauthorized"
+    assert headers["WWW-Authenticate"].startswith("Authorization OAuth 2.0 uri=")
+    status, headers = call(filt, {"X-Auth-Token": "gAAAAAgarbage"})
+    assert status == "401 Unauthorized" and headers["WWW-Authenticate"].startswith("Keystone uri=")
 
 
 # ------------------------------------------------------------------ servers

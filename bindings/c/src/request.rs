@@ -121,7 +121,8 @@ pub(crate) fn strip_list(names: &[tokenward_str]) -> Option<Vec<usize>> {
 /// With `validation = keystone` the tokens are `auth_token` and `service_token` (validated
 /// by Keystone, keystonemiddleware.auth_token's headers in the verdict), `method` and the
 /// path of `url` feed application-credential access rules, and a 401 carries
-/// `WWW-Authenticate: Keystone uri="…"`.
+/// `WWW-Authenticate: Keystone uri="…"`; with `bearer_validation` a request without
+/// `auth_token` but with `authorization` is checked as an OAuth bearer request.
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_authenticate_request(
     auth: *const tokenward_authenticator,
@@ -162,12 +163,15 @@ pub extern "C" fn tokenward_authenticate_request(
         ) else {
             return tokenward_result::NullParameter;
         };
-        if auth.inner.config().keystone.is_some() {
-            let (Some(auth_token), Some(service_token)) =
-                (bytes(req.auth_token), bytes(req.service_token))
-            else {
-                return tokenward_result::NullParameter;
-            };
+        let (Some(auth_token_bytes), Some(service_token_bytes)) =
+            (bytes(req.auth_token), bytes(req.service_token))
+        else {
+            return tokenward_result::NullParameter;
+        };
+        // bearer_validation: a request without X-Auth-Token may be an OAuth bearer request.
+        let bearer = auth.inner.accepts_bearer() && auth_token_bytes.is_empty() && !authorization.is_empty();
+        if auth.inner.config().keystone.is_some() && !bearer {
+            let (auth_token, service_token) = (auth_token_bytes, service_token_bytes);
             // Not UTF-8: read as a malformed token, as the Authorization value is.
             let auth_token = authorization_text(auth_token);
             let service_token = authorization_text(service_token);

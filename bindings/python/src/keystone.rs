@@ -336,7 +336,55 @@ impl KeystoneAuthenticator {
     /// The `WWW-Authenticate` value of a 401 (`Keystone uri="…"`).
     #[getter]
     fn challenge(&self) -> &str {
-        self.inner.challenge()
+        self.inner
+            .keystone_challenge()
+            .unwrap_or_else(|| self.inner.challenge())
+    }
+
+    /// Whether a request without `X-Auth-Token` may carry an OAuth bearer token
+    /// (`bearer_validation`); check it with `lookup_bearer` / `check_bearer`.
+    #[getter]
+    fn accepts_bearer(&self) -> bool {
+        self.inner.accepts_bearer()
+    }
+
+    /// `bearer_validation`: the `Authorization` value's verdict from the cache alone (no
+    /// I/O), or None when the AS must be asked. The grant's `token_info` is the OAuth
+    /// filter's `external.token_info`.
+    fn lookup_bearer(
+        &self,
+        py: Python<'_>,
+        authorization: Option<&str>,
+    ) -> PyResult<Option<KeystoneOutcome>> {
+        let verdict = catch_unwind(AssertUnwindSafe(|| {
+            let prepared = self
+                .inner
+                .prepare(&tokenward::Request::new(authorization, None));
+            self.inner.lookup(&prepared)
+        }))
+        .map_err(|_| internal_error())?;
+        if let Some(logger) = &self.logger {
+            logger.flush_pending(py);
+        }
+        verdict.map(|v| self.outcome(py, v)).transpose()
+    }
+
+    /// `bearer_validation`: the whole check of the `Authorization` value; blocks on the AS
+    /// with the GIL released (under eventlet call it through `eventlet.tpool`).
+    fn check_bearer(
+        &self,
+        py: Python<'_>,
+        authorization: Option<String>,
+    ) -> PyResult<KeystoneOutcome> {
+        let inner = Arc::clone(&self.inner);
+        let verdict = py
+            .detach(move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    inner.check(&tokenward::Request::new(authorization.as_deref(), None))
+                }))
+            })
+            .map_err(|_| internal_error())?;
+        self.outcome(py, verdict)
     }
 
     /// A verdict from the headers and the cache alone (no I/O), or None when Keystone must be
