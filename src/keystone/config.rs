@@ -479,6 +479,26 @@ impl KeystoneConfig {
                 ));
             }
         };
+        // keystoneauth's TokenlessAuth validates at auth_url itself: unversioned, every
+        // validation would be a 404, read as "unknown token" (every user refused as invalid).
+        if let ServiceAuth::Tokenless { .. } = auth
+            && !auth_url.ends_with("/v3")
+        {
+            return Err(ConfigError::new(
+                "auth_url",
+                format!(
+                    "must be the versioned identity endpoint (…/v3) with auth_type = v3tokenlessauth: tokens are validated at {auth_url}/auth/tokens, which Keystone does not serve"
+                ),
+            ));
+        }
+        let service_token_roles = raw.list("service_token_roles");
+        let service_token_roles_required = raw.bool("service_token_roles_required")?;
+        if service_token_roles_required && service_token_roles.is_empty() {
+            return Err(ConfigError::new(
+                "service_token_roles",
+                "is empty while service_token_roles_required = true: no service token could ever be valid (name the service role, e.g. service)",
+            ));
+        }
         let www_authenticate_uri = match raw.string("www_authenticate_uri") {
             Some(uri) => {
                 check_url("www_authenticate_uri", &uri)?;
@@ -530,8 +550,8 @@ impl KeystoneConfig {
             auth,
             delay_auth_decision: raw.bool("delay_auth_decision")?,
             include_service_catalog: raw.bool("include_service_catalog")?,
-            service_token_roles: raw.list("service_token_roles"),
-            service_token_roles_required: raw.bool("service_token_roles_required")?,
+            service_token_roles,
+            service_token_roles_required,
             interface: raw.choice("interface")?.unwrap_or("internal").to_owned(),
             region_name: raw.string("region_name"),
             bind,
@@ -640,6 +660,46 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.option(), "password");
+    }
+
+    #[test]
+    fn combinations_that_cannot_work_name_their_option() {
+        for (extra, option) in [
+            (
+                vec![
+                    ("auth_url", "https://keystone.example:5000"),
+                    ("project_id", "p"),
+                ],
+                "auth_url",
+            ),
+            (
+                vec![
+                    ("auth_url", "https://keystone.example:5000/v3/auth"),
+                    ("project_id", "p"),
+                ],
+                "auth_url",
+            ),
+            (
+                vec![("project_id", "p"), ("service_token_roles", " , ")],
+                "service_token_roles",
+            ),
+        ] {
+            let e = parse(&with(&tokenless_base(), &extra)).unwrap_err();
+            assert_eq!(e.option(), option, "{extra:?}: {e}");
+        }
+        for extra in [
+            vec![
+                ("auth_url", "https://keystone.example:5000/v3/"),
+                ("project_id", "p"),
+            ],
+            vec![
+                ("project_id", "p"),
+                ("service_token_roles", ""),
+                ("service_token_roles_required", "false"),
+            ],
+        ] {
+            parse(&with(&tokenless_base(), &extra)).unwrap();
+        }
     }
 
     #[test]

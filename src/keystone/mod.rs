@@ -181,15 +181,6 @@ impl Backend {
         warnings: &mut Vec<String>,
         breaker: Arc<Breaker>,
     ) -> Self {
-        if let ServiceAuth::Tokenless { .. } = config.auth
-            && !config.auth_url.ends_with("v3")
-        {
-            warnings.push(format!(
-                "auth_url {} is not versioned: with auth_type = v3tokenlessauth tokens are validated at {}, which Keystone does not serve (use …/v3)",
-                config.auth_url,
-                config.tokenless_validate_url()
-            ));
-        }
         if !config.service_token_roles_required {
             warnings.push(
                 "service_token_roles_required = false: any valid token is accepted as a service token, which bypasses access rules; set it to true"
