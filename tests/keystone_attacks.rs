@@ -449,3 +449,191 @@ fn keystone_5xx_texts_echoing_the_tokens_or_the_password_never_reach_logs_or_err
         assert!(!text.contains(secret), "{secret} in {text}");
     }
 }
+
+#[test]
+fn every_hostile_answer_to_the_services_own_token_request_is_a_503() {
+    let mut answers = hostile();
+    answers.push((
+        "201-no-subject-token",
+        raw(
+            201,
+            json!({"token": {"expires_at": "2027-06-01T00:00:00Z"}}).to_string(),
+        ),
+    ));
+    answers.push((
+        "201-bad-subject-token",
+        Ok(HttpReply {
+            status: 201,
+            body: json!({"token": {"expires_at": "2027-06-01T00:00:00Z"}})
+                .to_string()
+                .into_bytes(),
+            captured: Some(Secret::new("bad token\r\n")),
+        }),
+    ));
+    answers.push((
+        "201-expired",
+        Ok(HttpReply {
+            status: 201,
+            body: json!({"token": {"expires_at": "0000-01-01T00:00:00Z", "catalog": 7}})
+                .to_string()
+                .into_bytes(),
+            captured: Some(Secret::new(OWN_TOKEN)),
+        }),
+    ));
+    for (name, answer) in answers {
+        let reply = Mutex::new(Some(answer));
+        let (auth, log) = rig(
+            &[("as_failure_threshold", "1000")],
+            move |method, _| match method {
+                Method::Post => reply.lock().unwrap().take().unwrap_or_else(|| raw(500, "")),
+                Method::Get => raw(200, good_token().to_string()),
+            },
+        );
+        let verdict = catch_unwind(AssertUnwindSafe(|| {
+            auth.check_keystone(&KeystoneRequest {
+                auth_token: Some(USER_TOKEN),
+                service_token: None,
+                method: None,
+                path: None,
+            })
+        }))
+        .unwrap_or_else(|_| panic!("{name}: panicked"));
+        let status = deny_status(&verdict);
+        let text = format!("{verdict:?} {}", log.0.lock().unwrap().join("\n"));
+        for secret in [USER_TOKEN, OWN_TOKEN, PASSWORD] {
+            assert!(!text.contains(secret), "{name}: {secret} in {text}");
+        }
+        // Keystone issued it: the validation it makes possible decides.
+        if name == "201-expired" {
+            continue;
+        }
+        assert_eq!(status, Some(503), "{name}: {verdict:?}");
+    }
+}
+
+/// A real memcached on a free port, stopped when dropped.
+struct Memcached {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Memcached {
+    fn start() -> Memcached {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("memcached")
+            .args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-u", "nobody"])
+            .args(["-p", &port.to_string()])
+            .spawn()
+            .expect("memcached (scripts/env.sh installs it)");
+        // Ready when it accepts a connection.
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Memcached { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("memcached did not start");
+    }
+
+    /// Sends one command, reads until `end` closes the answer.
+    fn ask(&self, command: &[u8], end: &[u8]) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        conn.write_all(command).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !answer.ends_with(end) {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "memcached closed: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_shared_tier_entry_written_back_after_its_cache_time_does_not_serve_a_revoked_token() {
+    let memcached = Memcached::start();
+    let servers: &'static str = Box::leak(format!("127.0.0.1:{}", memcached.port).into_boxed_str());
+    let shared = [
+        ("memcached_servers", servers),
+        ("memcache_security_strategy", "MAC"),
+        ("memcache_secret_key", "attack-shared-secret"),
+        ("token_cache_time", "60"),
+    ];
+    let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answer = |revoked: Arc<std::sync::atomic::AtomicBool>| {
+        move |method, _: &str| match method {
+            Method::Post => issued(),
+            Method::Get if revoked.load(std::sync::atomic::Ordering::SeqCst) => raw(404, ""),
+            Method::Get => raw(200, good_token().to_string()),
+        }
+    };
+    let request = KeystoneRequest {
+        auth_token: Some(USER_TOKEN),
+        service_token: None,
+        method: None,
+        path: None,
+    };
+    let (first, _) = rig(&shared, answer(revoked.clone()));
+    assert_eq!(deny_status(&first.check_keystone(&request)), None);
+
+    // Someone with access to memcached (not to the secret) captures the sealed entry.
+    let dump = memcached.ask(b"lru_crawler metadump all\r\n", b"END\r\n");
+    let dump = String::from_utf8_lossy(&dump);
+    let keys: Vec<&str> = dump
+        .lines()
+        .filter_map(|l| l.strip_prefix("key="))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 1, "{dump}");
+    // metadump percent-encodes keys; ours hold only '/' beyond letters and digits.
+    let key = keys[0].replace("%2F", "/").replace("%2f", "/");
+    let key = key.as_str();
+    let got = memcached.ask(format!("get {key}\r\n").as_bytes(), b"END\r\n");
+    let header_end = got.windows(2).position(|w| w == b"\r\n").unwrap();
+    let header = String::from_utf8_lossy(&got[..header_end]).to_string();
+    let fields: Vec<&str> = header.split(' ').collect();
+    let (flags, len): (&str, usize) = (fields[2], fields[3].parse().unwrap());
+    let blob = got[header_end + 2..header_end + 2 + len].to_vec();
+
+    // The token is revoked; an hour later (cache time long past, expires_at not yet), the
+    // captured entry is written back.
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    memcached.ask(format!("delete {key}\r\n").as_bytes(), b"\r\n");
+    let mut set = format!("set {key} {flags} 600 {len}\r\n").into_bytes();
+    set.extend_from_slice(&blob);
+    set.extend_from_slice(b"\r\n");
+    assert_eq!(memcached.ask(&set, b"\r\n"), b"STORED\r\n");
+
+    let config = FilterConfig::from_raw(&RawOptions::from_pairs(options(&shared))).unwrap();
+    let later = Authenticator::with_parts(
+        config,
+        Arc::new(Fake(Box::new(answer(revoked)))),
+        Arc::new(Lines::default()),
+        Arc::new(ManualClock::new(NOW + 3600.0)),
+    )
+    .unwrap();
+    assert_eq!(
+        deny_status(&later.check_keystone(&request)),
+        Some(401),
+        "the replayed entry served a revoked token"
+    );
+}

@@ -136,6 +136,10 @@ enum Own {
     Failed(AsError),
 }
 
+/// The member a shared-tier entry carries beside Keystone's answer: the wall-clock second
+/// after which it no longer serves (Keystone's answers have no member of that name).
+const STORED_UNTIL: &str = "tokenward:stored_until";
+
 /// How long a failure to obtain this service's token is remembered.
 const OWN_FAILURE_HOLD: Duration = Duration::from_secs(1);
 /// keystoneauth renews a token that expires within two minutes.
@@ -636,7 +640,12 @@ impl Authenticator {
         } else {
             format!("keystone:{token}")
         };
-        let (answer, fresh) = match self.shared.as_ref().and_then(|tier| tier.get(&shared_name)) {
+        let stored = self
+            .shared
+            .as_ref()
+            .and_then(|tier| tier.get(&shared_name))
+            .and_then(|map| self.shared_answer(map));
+        let (answer, fresh) = match stored {
             Some(map) => (Some(map), false),
             None => (self.keystone_validate(ks, token, allow_expired)?, true),
         };
@@ -674,10 +683,24 @@ impl Authenticator {
                 && matches!(entry, Entry::Valid(_))
                 && let (Some(tier), Some(map)) = (&self.shared, &answer)
             {
-                tier.put(&shared_name, map, ttl);
+                // Sealed with the answer: until when it may serve (the store's own expiry is
+                // no defence against an entry captured and written back later).
+                let mut entry = map.clone();
+                entry.insert(
+                    STORED_UNTIL.into(),
+                    json!(self.clock.wall() + ttl.as_secs_f64()),
+                );
+                tier.put(&shared_name, &entry, ttl);
             }
         }
         Ok(entry)
+    }
+
+    /// A shared-tier entry's answer while its sealed deadline has not passed; `None` (ask
+    /// Keystone) for an entry past it or without one (a replayed or foreign entry).
+    fn shared_answer(&self, mut map: Map<String, Value>) -> Option<Map<String, Value>> {
+        let until = map.remove(STORED_UNTIL)?.as_f64()?;
+        (self.clock.wall() < until).then_some(map)
     }
 
     /// One validation: `Some(answer)`, `None` for a token Keystone does not know (404), or
