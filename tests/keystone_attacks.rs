@@ -419,7 +419,9 @@ fn keystone_5xx_texts_echoing_the_tokens_or_the_password_never_reach_logs_or_err
     };
     let (auth, log) = rig(&[], move |method, subject| match method {
         Method::Post if subject.is_empty() => echo(format!("bad password {PASSWORD}")),
-        _ => echo(format!("cannot decrypt {subject} for {OWN_TOKEN}")),
+        _ => echo(format!(
+            "cannot decrypt {subject} for {OWN_TOKEN} ({PASSWORD})"
+        )),
     });
     let verdict = auth.check_keystone(&KeystoneRequest {
         auth_token: Some(USER_TOKEN),
@@ -430,7 +432,9 @@ fn keystone_5xx_texts_echoing_the_tokens_or_the_password_never_reach_logs_or_err
     assert_eq!(deny_status(&verdict), Some(503));
     let (auth2, log2) = rig(&[], move |method, subject| match method {
         Method::Post => issued(),
-        Method::Get => echo(format!("cannot decrypt {subject} for {OWN_TOKEN}")),
+        Method::Get => echo(format!(
+            "cannot decrypt {subject} for {OWN_TOKEN} ({PASSWORD})"
+        )),
     });
     let verdict2 = auth2.check_keystone(&KeystoneRequest {
         auth_token: Some(USER_TOKEN),

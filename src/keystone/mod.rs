@@ -743,10 +743,12 @@ impl Authenticator {
                     )
                 }
             };
-            let secrets: Vec<&str> = match &own {
-                Some(o) => vec![token, o.value.expose()],
-                None => vec![token],
-            };
+            // Everything secret this service knows, not only what the request carried.
+            let mut secrets = auth_secrets(&ks.config.auth);
+            secrets.push(token);
+            if let Some(o) = &own {
+                secrets.push(o.value.expose());
+            }
             let reply = self.keystone_send(ks, &secrets, || HttpRequest {
                 method: Method::Get,
                 url: &url,
