@@ -641,3 +641,33 @@ fn a_shared_tier_entry_written_back_after_its_cache_time_does_not_serve_a_revoke
         "the replayed entry served a revoked token"
     );
 }
+
+#[test]
+fn an_invalid_service_token_does_not_let_a_bound_user_token_skip_its_bind_check() {
+    let bound = with("/token/bind", json!({"kerberos": "alice@EXAMPLE"}));
+    let (auth, _) = rig(
+        &[("delay_auth_decision", "true")],
+        move |method, subject| match (method, subject) {
+            (Method::Post, _) => issued(),
+            (Method::Get, USER_TOKEN) => raw(200, bound.clone()),
+            (Method::Get, _) => raw(404, ""),
+        },
+    );
+    for service in [None, Some("not-a-valid-service-token")] {
+        let verdict = auth.check_keystone(&KeystoneRequest {
+            auth_token: Some(USER_TOKEN),
+            service_token: service,
+            method: None,
+            path: None,
+        });
+        let Verdict::Allow(grant) = &verdict else {
+            panic!("{verdict:?}")
+        };
+        let status = grant
+            .headers()
+            .iter()
+            .find(|(h, _)| h.name == "X-Identity-Status")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(status, Some("Invalid"), "service token {service:?}");
+    }
+}
