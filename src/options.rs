@@ -164,7 +164,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     opt("basic_auth_encoding", Choice(&["rfc6749", "raw"]), Some("rfc6749"), Tw, "client_secret_basic: form-encode id and secret (RFC 6749 §2.3.1) or send them raw"),
     opt("bearer_validation", Choice(&["introspection", "jwt", "jwt_or_introspection"]), None, Tw, "validation = keystone: also accept OAuth bearer tokens (Authorization) on requests without X-Auth-Token, checked as that validation checks them, with its options (introspect_endpoint, client_id, mapping_*, ...); unset: Keystone tokens only"),
     opt("www_authenticate_uri", Str, None, Kat, "the public identity endpoint sent in `WWW-Authenticate: Keystone uri=...` with a 401 (default: auth_url)"),
-    opt("auth_url", Str, None, Kat, "the identity API: with v3tokenlessauth the versioned endpoint itself (…/v3); with the other plugins an unversioned one gets /v3"),
+    opt("auth_url", Str, None, Kat, "the identity API: with v3tokenlessauth the versioned endpoint itself (…/v3); with the other plugins an unversioned one is looked up in Keystone's version document (once, at the first token request)"),
     opt("auth_version", Str, None, Kat, "accepted for compatibility; only the v3 API is used"),
     opt("interface", Choice(&["public", "internal", "admin"]), Some("internal"), Kat, "the catalog interface of the identity endpoint that validates tokens (password, v3applicationcredential)"),
     opt("region_name", Str, None, Kat, "the region of that identity endpoint"),

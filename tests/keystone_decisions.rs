@@ -42,6 +42,36 @@ struct ScriptedKeystone {
     down: AtomicBool,
     /// When set, each validation waits here (to hold concurrent misses together).
     gate: Mutex<Option<Arc<Barrier>>>,
+    /// Answers a GET of anything but `/auth/tokens` (version discovery); `None`: Keystone's
+    /// own 300 document listing `{url}/v3/` as stable v3.14.
+    discovery: Option<Answer>,
+}
+
+impl ScriptedKeystone {
+    fn new(answer: impl Fn(&Seen) -> Result<HttpReply, AsError> + Send + Sync + 'static) -> Self {
+        Self {
+            answer: Box::new(answer),
+            seen: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            gate: Mutex::new(None),
+            discovery: None,
+        }
+    }
+}
+
+/// Keystone's answer at its root: every version it serves, 300 Multiple Choices.
+fn version_document(seen: &Seen) -> Result<HttpReply, AsError> {
+    reply(
+        300,
+        &json!({"versions": {"values": [
+            {"id": "v2.0", "status": "deprecated", "updated": "2016-08-04T00:00:00Z",
+             "links": [{"rel": "self", "href": format!("{}/v2.0/", seen.url)}]},
+            {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+             "links": [{"rel": "self", "href": format!("{}/v3/", seen.url)}],
+             "media-types": [{"base": "application/json",
+                              "type": "application/vnd.openstack.identity-v3+json"}]}
+        ]}}),
+    )
 }
 
 impl Transport for ScriptedKeystone {
@@ -71,6 +101,12 @@ impl Transport for ScriptedKeystone {
         self.seen.lock().unwrap().push(seen.clone());
         if self.down.load(SeqCst) {
             return Err(AsError::Unreachable("connection refused".into()));
+        }
+        if seen.method == Method::Get && !seen.url.contains("/auth/tokens") {
+            return match &self.discovery {
+                Some(answer) => answer(&seen),
+                None => version_document(&seen),
+            };
         }
         let gate = self.gate.lock().unwrap().clone();
         if let Some(gate) = gate
@@ -140,7 +176,7 @@ impl Rig {
     fn validations(&self) -> Vec<Seen> {
         self.seen()
             .into_iter()
-            .filter(|s| s.method == Method::Get)
+            .filter(|s| s.method == Method::Get && s.url.contains("/auth/tokens"))
             .collect()
     }
 
@@ -206,12 +242,20 @@ fn rig_with(
     pairs: Vec<(&str, &str)>,
     answer: impl Fn(&Seen) -> Result<HttpReply, AsError> + Send + Sync + 'static,
 ) -> Rig {
+    rig_discovering(pairs, None, answer)
+}
+
+/// [`rig_with`] whose Keystone answers version discovery with `discovery` (`None`: Keystone's
+/// own document).
+fn rig_discovering(
+    pairs: Vec<(&str, &str)>,
+    discovery: Option<Answer>,
+    answer: impl Fn(&Seen) -> Result<HttpReply, AsError> + Send + Sync + 'static,
+) -> Rig {
     let config = FilterConfig::from_raw(&RawOptions::from_pairs(pairs)).unwrap();
     let ks = Arc::new(ScriptedKeystone {
-        answer: Box::new(answer),
-        seen: Mutex::new(Vec::new()),
-        down: AtomicBool::new(false),
-        gate: Mutex::new(None),
+        discovery,
+        ..ScriptedKeystone::new(answer)
     });
     let clock = Arc::new(ManualClock::new(NOW));
     let log = Arc::new(Lines::default());
@@ -1526,15 +1570,10 @@ fn combined_options() -> Vec<(&'static str, &'static str)> {
 fn bearer_validation_accepts_oauth_tokens_beside_keystone_tokens_with_separate_breakers() {
     let config = FilterConfig::from_raw(&RawOptions::from_pairs(combined_options())).unwrap();
     let both = Arc::new(Both {
-        keystone: ScriptedKeystone {
-            answer: Box::new(keystone(vec![(
-                USER_TOKEN,
-                token_body("alice", &["member"], project_scope(), 3600.0),
-            )])),
-            seen: Mutex::new(Vec::new()),
-            down: AtomicBool::new(false),
-            gate: Mutex::new(None),
-        },
+        keystone: ScriptedKeystone::new(keystone(vec![(
+            USER_TOKEN,
+            token_body("alice", &["member"], project_scope(), 3600.0),
+        )])),
         as_calls: AtomicUsize::new(0),
         as_down: AtomicBool::new(false),
     });
@@ -1635,12 +1674,7 @@ fn bearer_validation_needs_validation_keystone_and_the_modes_options() {
     let pure = FilterConfig::from_raw(&RawOptions::from_pairs(tokenless_options())).unwrap();
     let auth = Authenticator::with_parts(
         pure,
-        Arc::new(ScriptedKeystone {
-            answer: Box::new(keystone(vec![])),
-            seen: Mutex::new(Vec::new()),
-            down: AtomicBool::new(false),
-            gate: Mutex::new(None),
-        }),
+        Arc::new(ScriptedKeystone::new(keystone(vec![]))),
         Arc::new(Lines::default()),
         Arc::new(ManualClock::new(NOW)),
     )
@@ -1653,4 +1687,224 @@ fn bearer_validation_needs_validation_keystone_and_the_modes_options() {
         )),
         Verdict::Deny(_)
     ));
+}
+
+// ------------------------------------------------------------------ version discovery
+
+impl Rig {
+    /// The version-discovery GETs Keystone saw.
+    fn discoveries(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == Method::Get && !s.url.contains("/auth/tokens"))
+            .collect()
+    }
+}
+
+#[test]
+fn an_unversioned_auth_url_is_discovered_once_when_the_service_first_needs_its_token() {
+    let r = rig_with(password_options(), issuing(3600.0, NOW));
+    assert!(r.seen().is_empty(), "nothing is asked at start-up");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let auth = Arc::clone(&r.auth);
+            std::thread::spawn(move || {
+                auth.check_keystone(&KeystoneRequest {
+                    auth_token: Some(USER_TOKEN),
+                    ..Default::default()
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(matches!(h.join().unwrap(), Verdict::Allow(_)));
+    }
+    let [discovery] = r.discoveries().try_into().unwrap();
+    assert_eq!(discovery.url, "https://keystone.example:5000");
+    assert_eq!(discovery.headers["Accept"], "application/json");
+    assert!(
+        !discovery.headers.contains_key("X-Auth-Token"),
+        "nothing secret goes with discovery"
+    );
+    assert_eq!(
+        r.posts()[0].url,
+        "https://keystone.example:5000/v3/auth/tokens",
+        "the stable v3 entry, not the deprecated v2.0"
+    );
+    let info = r.log.at(Level::Info).join("\n");
+    assert!(info.contains("https://keystone.example:5000/v3"), "{info}");
+    // A renewed service token does not discover again.
+    r.advance(3500);
+    assert!(matches!(r.check(Some(USER_TOKEN), None), Verdict::Allow(_)));
+    assert_eq!(r.posts().len(), 2);
+    assert_eq!(r.discoveries().len(), 1);
+}
+
+#[test]
+fn a_versioned_auth_url_is_used_as_is_without_discovery() {
+    let r = rig_with(
+        merge(
+            password_options(),
+            &[("auth_url", "https://keystone.example:5000/identity/v3/")],
+        ),
+        issuing(3600.0, NOW),
+    );
+    assert!(matches!(r.check(Some(USER_TOKEN), None), Verdict::Allow(_)));
+    assert!(r.discoveries().is_empty());
+    assert_eq!(
+        r.posts()[0].url,
+        "https://keystone.example:5000/identity/v3/auth/tokens"
+    );
+}
+
+/// The URL a rig posted its token request to after discovering with `document` (status, body).
+fn posted_after(document: (u16, Value)) -> Result<String, String> {
+    let document = Arc::new(document);
+    let r = rig_discovering(
+        merge(
+            password_options(),
+            &[("auth_url", "https://keystone.example:5000/identity")],
+        ),
+        Some(Box::new(move |_: &Seen| reply(document.0, &document.1))),
+        issuing(3600.0, NOW),
+    );
+    match r.check(Some(USER_TOKEN), None) {
+        Verdict::Allow(_) => Ok(r.posts()[0].url.clone()),
+        Verdict::Deny(d) => {
+            assert!(r.posts().is_empty(), "no token asked for: {:?}", r.posts());
+            assert!(
+                matches!(d.reason, DenyReason::KeystoneUnavailable(_)),
+                "{:?}",
+                d.reason
+            );
+            assert_eq!(r.auth.denial_headers(&d)[0].0, "Retry-After");
+            let log = r.log.at(Level::Error).join("\n");
+            assert!(
+                log.contains("version document") || log.contains("500"),
+                "{log}"
+            );
+            assert!(!log.contains(PASSWORD), "{log}");
+            // The failure is not remembered past the hold: the next request asks again.
+            r.advance(2);
+            r.check(Some(USER_TOKEN), None);
+            assert_eq!(r.discoveries().len(), 2);
+            Err(log)
+        }
+    }
+}
+
+fn entry(id: &str, status: &str, href: &str) -> Value {
+    json!({"id": id, "status": status, "links": [{"rel": "describedby", "href": "https://docs.example/"}, {"rel": "self", "href": href}]})
+}
+
+#[test]
+fn discovery_takes_the_highest_usable_v3_in_every_document_shape() {
+    let k = "https://keystone.example:5000/identity";
+    let values = |entries: Vec<Value>| (300, json!({"versions": {"values": entries}}));
+    assert_eq!(
+        posted_after(values(vec![
+            entry("v2.0", "deprecated", &format!("{k}/v2.0/")),
+            entry("v3.10", "supported", &format!("{k}/v3.10/")),
+            entry("v3.14", "CURRENT", &format!("{k}/v3/")),
+            entry("v3.99", "experimental", &format!("{k}/v3.99/")),
+            entry("v4.0", "stable", &format!("{k}/v4/")),
+        ])),
+        Ok(format!("{k}/v3/auth/tokens"))
+    );
+    assert_eq!(
+        posted_after((
+            200,
+            json!({"version": entry("v3.14", "stable", &format!("{k}/v3"))})
+        )),
+        Ok(format!("{k}/v3/auth/tokens")),
+        "a versioned endpoint's single version"
+    );
+    assert_eq!(
+        posted_after((
+            300,
+            json!({"versions": [entry("v3", "stable", "https://elsewhere.example/v3/")]})
+        )),
+        Ok("https://elsewhere.example/v3/auth/tokens".to_owned()),
+        "a bare list; a v3 with no minor"
+    );
+}
+
+#[test]
+fn a_version_document_without_a_usable_v3_is_a_503_logged_and_retried() {
+    let k = "https://keystone.example:5000/identity";
+    let values = |entries: Vec<Value>| (300, json!({"versions": {"values": entries}}));
+    let cases = [
+        values(vec![entry("v2.0", "stable", &format!("{k}/v2.0/"))]),
+        values(vec![entry("v3.14", "deprecated", &format!("{k}/v3/"))]),
+        values(vec![entry("v3.x", "stable", &format!("{k}/v3/"))]),
+        values(vec![
+            json!({"id": "v3.14", "status": "stable", "links": []}),
+        ]),
+        values(vec![json!({"id": 3, "status": "stable"})]),
+        values(vec![entry(
+            "v3.14",
+            "stable",
+            "http://keystone.example:5000/v3/",
+        )]),
+        values(vec![entry("v3.14", "stable", "javascript:alert(1)")]),
+        values(vec![entry("v3.14", "stable", "/v3/")]),
+        values(vec![]),
+        (300, json!({"versions": "v3"})),
+        (300, json!({"links": []})),
+        (300, json!([1, 2])),
+        (
+            404,
+            json!({"error": {"code": 404, "message": "no such page"}}),
+        ),
+        (
+            500,
+            json!({"error": {"message": format!("oops {PASSWORD}")}}),
+        ),
+        (200, json!(null)),
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let shown = case.1.to_string();
+        assert!(posted_after(case).is_err(), "case {i}: {shown}");
+    }
+}
+
+#[test]
+fn hostile_version_document_bytes_are_a_503_never_a_panic() {
+    for body in [
+        &b"<html>Keystone</html>"[..],
+        b"",
+        b"\xff\xfe{",
+        br#"{"versions": {"values": []}, "versions": {"values": []}}"#,
+        br#"{"versions": {"values": [{"id": "v3.99999999999999999999999", "status": "stable", "links": [{"rel": "self", "href": "https://k/v3"}]}]}}"#,
+    ] {
+        let body = body.to_vec();
+        let r = rig_discovering(
+            password_options(),
+            Some(Box::new(move |_: &Seen| {
+                Ok(HttpReply {
+                    status: 300,
+                    body: body.clone(),
+                    captured: None,
+                })
+            })),
+            issuing(3600.0, NOW),
+        );
+        let v = r.check(Some(USER_TOKEN), None);
+        assert!(
+            matches!(refusal(&v), DenyReason::KeystoneUnavailable(_)),
+            "{v:?}"
+        );
+        assert!(r.posts().is_empty());
+    }
+    // Keystone down while discovering: a 503, and the token is asked for once it is back.
+    let r = rig_with(password_options(), issuing(3600.0, NOW));
+    r.ks.down.store(true, SeqCst);
+    assert!(matches!(
+        refusal(&r.check(Some(USER_TOKEN), None)),
+        DenyReason::KeystoneUnavailable(AsError::Unreachable(_))
+    ));
+    r.ks.down.store(false, SeqCst);
+    r.advance(2);
+    assert!(matches!(r.check(Some(USER_TOKEN), None), Verdict::Allow(_)));
+    assert_eq!(r.posts().len(), 1);
 }

@@ -188,8 +188,6 @@ pub enum BindMode {
 pub struct KeystoneConfig {
     /// `auth_url` as given (trailing `/` removed).
     pub auth_url: String,
-    /// Where this service's own token is asked for (`password`, `v3applicationcredential`).
-    pub token_url: String,
     /// `www_authenticate_uri` (default: `auth_url`).
     pub www_authenticate_uri: String,
     /// How the service authenticates.
@@ -212,6 +210,12 @@ pub struct KeystoneConfig {
     pub max_retries: u32,
     /// `service_type`, for application-credential access rules.
     pub service_type: Option<String>,
+}
+
+/// `url` without its trailing `/` when it already names the v3 identity API (ends with `v3`).
+pub fn versioned(url: &str) -> Option<&str> {
+    let url = url.trim_end_matches('/');
+    url.ends_with("v3").then_some(url)
 }
 
 /// The versioned v3 endpoint of an identity URL: as is when it ends with `v3`, else with
@@ -543,9 +547,7 @@ impl KeystoneConfig {
             "memcache_sasl_enabled",
             "memcached would be spoken to without authentication; use redis_url with a password for an authenticated shared tier",
         )?;
-        let token_url = format!("{}/auth/tokens", v3_endpoint(&auth_url));
         Ok(Self {
-            token_url,
             www_authenticate_uri,
             auth,
             delay_auth_decision: raw.bool("delay_auth_decision")?,
@@ -714,7 +716,8 @@ mod tests {
             ("project_domain_id", "default"),
         ];
         let c = parse(&base).unwrap();
-        assert_eq!(c.token_url, "https://keystone.example:5000/v3/auth/tokens");
+        assert_eq!(c.auth_url, "https://keystone.example:5000");
+        assert_eq!(versioned(&c.auth_url), None, "discovered when first needed");
         assert_eq!(c.www_authenticate_uri, "https://keystone.example:5000");
         assert!(
             c.include_service_catalog && c.service_token_roles_required && !c.delay_auth_decision
@@ -837,7 +840,7 @@ mod tests {
             }
         ));
         let c = parse(&with(&base, &[("auth_url", "https://k/identity/v3/")])).unwrap();
-        assert_eq!(c.token_url, "https://k/identity/v3/auth/tokens");
+        assert_eq!(versioned(&c.auth_url), Some("https://k/identity/v3"));
     }
 
     #[test]

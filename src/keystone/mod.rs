@@ -19,7 +19,7 @@ mod token;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -158,6 +158,8 @@ pub(crate) struct Backend {
     inactive_ttl: Option<Duration>,
     active_ttl: Option<Duration>,
     endpoint_warned: AtomicBool,
+    /// The v3 endpoint found in Keystone's version document at an unversioned `auth_url`.
+    discovered: OnceLock<String>,
     roles_warned: AtomicBool,
     /// The last cause of a 503 logged at ERROR, and when.
     unavailable_logged: Mutex<Option<(String, Instant)>>,
@@ -216,6 +218,7 @@ impl Backend {
             inactive_ttl: filter.cache.inactive_ttl,
             active_ttl: filter.cache.active_ttl,
             endpoint_warned: AtomicBool::new(false),
+            discovered: OnceLock::new(),
             roles_warned: AtomicBool::new(false),
             unavailable_logged: Mutex::new(None),
             breaker,
@@ -816,11 +819,13 @@ impl Authenticator {
     }
 
     fn request_own_token(&self, ks: &Backend) -> Result<(OwnToken, Duration), AsError> {
+        let identity = self.identity_base(ks)?;
+        let token_url = format!("{identity}/auth/tokens");
         let body = Secret::new(auth_body(&ks.config.auth).to_string());
         let secrets = auth_secrets(&ks.config.auth);
         let reply = self.keystone_send(ks, &secrets, || HttpRequest {
             method: Method::Post,
-            url: &ks.config.token_url,
+            url: &token_url,
             headers: Vec::new(),
             json: Some(body.clone()),
             capture: Some("X-Subject-Token"),
@@ -848,7 +853,8 @@ impl Authenticator {
                 AsError::Malformed("Keystone's token answer has no usable expires_at".into())
             })?;
         let lifetime = clock::lifetime_until(self.clock.wall(), expires);
-        let validate_url = self.identity_endpoint(ks, token.and_then(|t| t.get("catalog")));
+        let validate_url =
+            self.identity_endpoint(ks, token.and_then(|t| t.get("catalog")), &identity);
         Ok((
             OwnToken {
                 value,
@@ -858,10 +864,56 @@ impl Authenticator {
         ))
     }
 
+    /// The v3 identity endpoint at `auth_url`: `auth_url` itself when it names v3, else the
+    /// one Keystone's version document there lists, asked for once per process when the
+    /// service first needs its token (never at start-up), as keystoneauth's generic plugins
+    /// discover it. A failure is not remembered here: the next token request asks again.
+    fn identity_base(&self, ks: &Backend) -> Result<String, AsError> {
+        if let Some(url) = config::versioned(&ks.config.auth_url) {
+            return Ok(url.to_owned());
+        }
+        if let Some(url) = ks.discovered.get() {
+            return Ok(url.clone());
+        }
+        let secrets = auth_secrets(&ks.config.auth);
+        let reply = self.keystone_send(ks, &secrets, || HttpRequest {
+            method: Method::Get,
+            url: &ks.config.auth_url,
+            headers: vec![("Accept", Secret::new("application/json"))],
+            json: None,
+            capture: None,
+        })?;
+        let unusable = |why: &dyn fmt::Display| {
+            AsError::Malformed(format!(
+                "Keystone's version document at auth_url {}: {why}",
+                ks.config.auth_url
+            ))
+        };
+        // Keystone answers its root with 300 Multiple Choices, a versioned URL with 200; a
+        // 5xx is an outage, any other status a wrong auth_url.
+        match reply.status {
+            200 | 300 => {}
+            500.. => return Err(status_error(reply.status, &reply, &secrets)),
+            status => return Err(unusable(&format_args!("answered HTTP {status}"))),
+        }
+        let document = answer_object(&reply, &secrets).map_err(|e| unusable(&e))?;
+        let found = discovered_v3(&document, &ks.config.auth_url).map_err(|why| unusable(&why))?;
+        if self.log.enabled(Level::Info) {
+            self.log.log(
+                Level::Info,
+                &format!(
+                    "Keystone identity v3 endpoint discovered at auth_url {}: {found}",
+                    ks.config.auth_url
+                ),
+            );
+        }
+        Ok(ks.discovered.get_or_init(|| found).clone())
+    }
+
     /// Where tokens are validated: the identity endpoint of `interface` (and `region_name`)
-    /// in this service's catalog, as keystonemiddleware's adapter finds it; `auth_url` when
-    /// the catalog has none (warned once).
-    fn identity_endpoint(&self, ks: &Backend, catalog: Option<&Value>) -> String {
+    /// in this service's catalog, as keystonemiddleware's adapter finds it; `fallback` (the
+    /// v3 endpoint at `auth_url`) when the catalog has none (warned once).
+    fn identity_endpoint(&self, ks: &Backend, catalog: Option<&Value>, fallback: &str) -> String {
         let wanted = |endpoint: &Value| {
             endpoint.get("interface").and_then(Value::as_str) == Some(ks.config.interface.as_str())
                 && ks.config.region_name.as_deref().is_none_or(|region| {
@@ -901,7 +953,7 @@ impl Authenticator {
                         ),
                     );
                 }
-                ks.config.auth_url.clone()
+                return format!("{fallback}/auth/tokens");
             }
         };
         format!("{}/auth/tokens", config::v3_endpoint(&base))
@@ -1181,6 +1233,62 @@ fn status_error(status: u16, reply: &HttpReply, secrets: &[&str]) -> AsError {
         error,
         description,
     }
+}
+
+/// The v3 endpoint a version document lists (`{"versions": {"values": [...]}}`, a bare list,
+/// or one `{"version": {...}}`): the highest `v3`/`v3.N` whose status is stable, current or
+/// supported, by its `self` link, which must be a URL `auth_url` could be and keep an https
+/// `auth_url`'s scheme (the service's password goes there).
+fn discovered_v3(document: &Map<String, Value>, auth_url: &str) -> Result<String, String> {
+    let entries: Vec<&Value> = match (document.get("versions"), document.get("version")) {
+        (Some(Value::Object(versions)), _) => versions
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default(),
+        (Some(Value::Array(versions)), _) => versions.iter().collect(),
+        (None, Some(version @ Value::Object(_))) => vec![version],
+        _ => return Err("it lists no versions".into()),
+    };
+    let minor_of_v3 = |id: &str| match id.strip_prefix("v3") {
+        Some("") => Some(0),
+        Some(rest) => rest.strip_prefix('.').and_then(|m| m.parse::<u32>().ok()),
+        None => None,
+    };
+    let usable = |status: &str| {
+        ["stable", "current", "supported"]
+            .iter()
+            .any(|s| status.eq_ignore_ascii_case(s))
+    };
+    let best = entries
+        .into_iter()
+        .filter_map(|entry| {
+            let minor = minor_of_v3(entry.get("id")?.as_str()?)?;
+            usable(entry.get("status")?.as_str()?).then_some((minor, entry))
+        })
+        .max_by_key(|(minor, _)| *minor)
+        .map(|(_, entry)| entry)
+        .ok_or("it lists no stable identity v3")?;
+    let href = best
+        .get("links")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|link| link.get("rel").and_then(Value::as_str) == Some("self"))
+        .and_then(|link| link.get("href").and_then(Value::as_str))
+        .ok_or("its v3 entry has no self link")?;
+    let href = href.trim_end_matches('/');
+    if crate::options::check_url("auth_url", href).is_err() {
+        return Err("its v3 self link is not an http(s) URL".into());
+    }
+    let https = |url: &str| {
+        url.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    };
+    if https(auth_url) && !https(href) {
+        return Err("its v3 self link is not https while auth_url is: not followed".into());
+    }
+    Ok(href.to_owned())
 }
 
 /// The JSON object of a 200/201 answer.

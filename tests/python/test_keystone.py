@@ -196,6 +196,21 @@ def test_password_auth_obtains_one_service_token_for_all_threads(keystone) -> No
     assert (len(posts), len(gets)) == (1, 8), mine
 
 
+@pytest.mark.parametrize("auth_type", ["password", "v3applicationcredential"])
+def test_an_unversioned_auth_url_is_discovered_from_keystones_version_document(keystone, auth_type) -> None:
+    """auth_url without /v3 (as devstack writes it): Keystone's root answers 300 with its
+    versions; the filter finds v3 there once and validates as with auth_url ending in /v3."""
+    filt, app = ours(keystone, auth_type, auth_url=keystone.url)
+    since = len(keystone.access_log())
+    for _ in range(3):
+        status, _ = call(filt, {"X-Auth-Token": keystone.token("alice")})
+        assert status == "200 OK"
+    assert app.environ is not None and app.environ["HTTP_X_USER_NAME"] == "alice"
+    mine = [r for r in keystone.access_log()[since:] if r.user_agent.startswith("tokenward")]
+    assert [(r.method, r.path) for r in mine if not r.path.startswith("/v3/")] == [("GET", "/")], mine
+    assert sum(r.method == "POST" and r.path == "/v3/auth/tokens" for r in mine) == 1, mine
+
+
 @pytest.mark.parametrize("strategy", ["None", "ENCRYPT"])
 def test_hosts_share_validations_through_memcached(keystone, strategy) -> None:
     with start_memcached() as memcached:
