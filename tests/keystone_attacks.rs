@@ -35,6 +35,16 @@ impl Transport for Fake {
     }
 
     fn send_request(&self, request: HttpRequest<'_>) -> Result<HttpReply, AsError> {
+        if request.method == Method::Get && !request.url.contains("/auth/tokens") {
+            // Version discovery at the unversioned auth_url: Keystone's own document.
+            let versions = serde_json::json!({"versions": {"values": [{"id": "v3.14", "status": "stable",
+                "links": [{"rel": "self", "href": format!("{}/v3/", request.url)}]}]}});
+            return Ok(HttpReply {
+                status: 300,
+                body: versions.to_string().into_bytes(),
+                captured: None,
+            });
+        }
         let subject = request
             .headers
             .iter()
