@@ -15,7 +15,7 @@ use aws_lc_rs::hmac;
 use serde_json::{Map, Value};
 
 use crate::breaker::{self, Admission, Breaker};
-use crate::cache::{CacheKey, Fetched, FlightError, TokenKeys, VerdictCache};
+use crate::cache::{CacheKey, Fetched, TokenKeys, VerdictCache};
 use crate::claims::{MappedIdentity, MappingError, map_identity};
 use crate::client_auth::ClientAuthenticator;
 use crate::clock::{self, Clock};
@@ -1600,15 +1600,6 @@ fn keystone_misuse() -> Verdict {
     Verdict::deny(DenyReason::KeystoneUnavailable(AsError::Internal(
         "validation = keystone checks X-Auth-Token and X-Service-Token (check_keystone, tokenward_authenticate_request), not Authorization".into(),
     )))
-}
-
-impl From<FlightError> for AsError {
-    fn from(e: FlightError) -> Self {
-        match e {
-            FlightError::TimedOut => AsError::Timeout(e.to_string()),
-            FlightError::LeaderPanicked => AsError::Internal(e.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]

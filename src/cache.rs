@@ -3,13 +3,15 @@
 //! lifetimes, plus single-flight so that concurrent misses on one token make one
 //! introspection.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::cipher::{AES_256, EncryptingKey, UnboundCipherKey};
+
+use crate::single_flight::SingleFlight;
+pub use crate::single_flight::{Fetched, FlightError};
 
 /// A cache key: 128 bits of a keyed hash of the token.
 pub type CacheKey = u128;
@@ -164,7 +166,7 @@ pub struct VerdictCache<V: Clone, E: Clone = FlightError> {
     entries: Store<V>,
     evictions: CountEvictions,
     linger: Duration,
-    flights: Mutex<HashMap<CacheKey, Arc<Flight<V, E>>>>,
+    flights: SingleFlight<CacheKey, V, E>,
 }
 
 impl<V: Clone, E: Clone> std::fmt::Debug for VerdictCache<V, E> {
@@ -173,37 +175,6 @@ impl<V: Clone, E: Clone> std::fmt::Debug for VerdictCache<V, E> {
             .field("len", &self.entries.len())
             .finish()
     }
-}
-
-/// The outcome of [`VerdictCache::get_or_compute`].
-pub enum Fetched<V, E> {
-    /// Computed here (this thread led the flight).
-    Computed(Result<V, E>),
-    /// Another thread's flight finished while this one waited.
-    Shared(Result<V, E>),
-}
-
-/// Why a waiter of a flight got no result from its leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlightError {
-    /// The leader took longer than the wait budget.
-    TimedOut,
-    /// The leader's computation panicked.
-    LeaderPanicked,
-}
-
-impl std::fmt::Display for FlightError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::TimedOut => "timed out waiting for a concurrent introspection",
-            Self::LeaderPanicked => "the concurrent introspection failed internally",
-        })
-    }
-}
-
-struct Flight<V, E> {
-    result: Mutex<Option<Result<V, E>>>,
-    done: Condvar,
 }
 
 impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
@@ -232,7 +203,7 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
             ),
             evictions,
             linger,
-            flights: Mutex::new(HashMap::new()),
+            flights: SingleFlight::default(),
         }
     }
 
@@ -300,94 +271,13 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
         wait: Duration,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Fetched<V, E> {
-        let (flight, leader) = {
-            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(&key) {
-                Some(f) => (Arc::clone(f), false),
-                None => {
-                    let f = Arc::new(Flight {
-                        result: Mutex::new(None),
-                        done: Condvar::new(),
-                    });
-                    flights.insert(key, Arc::clone(&f));
-                    (f, true)
-                }
-            }
-        };
-        if leader {
-            let guard = FlightGuard {
-                cache: self,
-                key,
-                flight: &flight,
-            };
-            let result = compute();
-            guard.finish(result.clone());
-            return Fetched::Computed(result);
-        }
-        let deadline = crate::clock::instant_after(Instant::now(), wait);
-        let mut slot = flight.result.lock().unwrap_or_else(PoisonError::into_inner);
-        while slot.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Fetched::Shared(Err(FlightError::TimedOut.into()));
-            }
-            slot = flight
-                .done
-                .wait_timeout(slot, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        Fetched::Shared(
-            slot.clone()
-                .unwrap_or(Err(FlightError::LeaderPanicked.into())),
-        )
+        self.flights.run(key, wait, compute)
     }
 
     /// Holders of the flight for `key` (the map, the leader, each waiter); 0 when none.
     #[cfg(test)]
     fn flight_holders(&self, key: CacheKey) -> usize {
-        self.flights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .map_or(0, Arc::strong_count)
-    }
-}
-
-/// Ends a flight even when `compute` panics, so waiters never hang.
-struct FlightGuard<'a, V: Clone, E: Clone + From<FlightError>> {
-    cache: &'a VerdictCache<V, E>,
-    key: CacheKey,
-    flight: &'a Arc<Flight<V, E>>,
-}
-
-impl<V: Clone, E: Clone + From<FlightError>> FlightGuard<'_, V, E> {
-    fn finish(self, result: Result<V, E>) {
-        *self
-            .flight
-            .result
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(result);
-        // Drop removes the flight and wakes the waiters.
-    }
-}
-
-impl<V: Clone, E: Clone + From<FlightError>> Drop for FlightGuard<'_, V, E> {
-    fn drop(&mut self) {
-        self.cache
-            .flights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
-        let mut slot = self
-            .flight
-            .result
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(Err(FlightError::LeaderPanicked.into()));
-        }
-        self.flight.done.notify_all();
+        self.flights.holders(&key)
     }
 }
 

@@ -61,6 +61,7 @@ pub mod prometheus;
 pub mod proxy_cert;
 pub mod secret;
 pub mod shared_cache;
+mod single_flight;
 pub mod strict_json;
 pub mod thumbprint;
 pub mod tls;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,6 +24,7 @@ use crate::introspect::json_object;
 use crate::options::{RawOptions, check_url};
 use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::secret::Secret;
+use crate::single_flight::{Fetched, SingleFlight};
 
 /// Lifetime assumed when the AS omits `expires_in`.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
@@ -142,9 +143,6 @@ impl AccessToken {
 #[derive(Default)]
 struct State {
     token: Option<AccessToken>,
-    fetching: bool,
-    generation: u64,
-    last_error: Option<(u64, AsError)>,
     requests: u64,
 }
 
@@ -152,7 +150,8 @@ struct State {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    changed: Condvar,
+    /// The token request under way, shared by every thread that needs a token meanwhile.
+    request: SingleFlight<(), AccessToken, AsError>,
     stats: AsStats,
 }
 
@@ -284,49 +283,41 @@ impl TokenClient {
             .client
             .timeout
             .saturating_add(Duration::from_secs(1));
-        let deadline = clock::instant_after(Instant::now(), wait);
-        let mut state = self.lock();
-        loop {
+        {
+            let state = self.lock();
             let now = Instant::now();
             if let Some(t) = &state.token
-                && (now < t.refresh_at || (now < t.expires_at && state.fetching))
+                && (now < t.refresh_at
+                    || (now < t.expires_at && self.shared.request.in_flight(&())))
             {
                 return Ok(t.clone());
             }
-            if !state.fetching {
-                break;
-            }
-            let generation = state.generation;
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                return Err(AsError::Unreachable(
-                    "timed out waiting for a concurrent token request".into(),
-                ));
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if state.generation != generation
-                && let Some((g, e)) = &state.last_error
-                && *g == state.generation
-            {
-                return Err(e.clone());
-            }
         }
-        state.fetching = true;
-        state.requests += 1;
-        drop(state);
-        let guard = FetchGuard {
-            shared: &self.shared,
-            done: false,
-        };
+        match self.shared.request.run((), wait, || self.refresh()) {
+            Fetched::Computed(result) | Fetched::Shared(result) => result,
+        }
+    }
+
+    /// The flight's work: a token request, unless the flight that ended just before this one
+    /// began left a fresh token.
+    fn refresh(&self) -> Result<AccessToken, AsError> {
+        {
+            let mut state = self.lock();
+            if let Some(t) = state
+                .token
+                .as_ref()
+                .filter(|t| Instant::now() < t.refresh_at)
+            {
+                return Ok(t.clone());
+            }
+            state.requests += 1;
+        }
         let started = Instant::now();
         let result = self.fetch();
         self.shared.stats.observe(started.elapsed(), &result);
-        guard.finish(&result);
+        if let Ok(token) = &result {
+            self.lock().token = Some(token.clone());
+        }
         result
     }
 
@@ -464,54 +455,6 @@ impl TokenClient {
     }
 }
 
-/// Ends a fetch: stores the token or the error and wakes the waiters, even on panic.
-struct FetchGuard<'a> {
-    shared: &'a Shared,
-    done: bool,
-}
-
-impl FetchGuard<'_> {
-    fn finish(mut self, result: &Result<AccessToken, AsError>) {
-        let mut state = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        state.generation += 1;
-        match result {
-            Ok(token) => {
-                state.token = Some(token.clone());
-                state.last_error = None;
-            }
-            Err(e) => state.last_error = Some((state.generation, e.clone())),
-        }
-        state.fetching = false;
-        self.done = true;
-        drop(state);
-        self.shared.changed.notify_all();
-    }
-}
-
-impl Drop for FetchGuard<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let mut state = self
-                .shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            state.generation += 1;
-            state.last_error = Some((
-                state.generation,
-                AsError::Unreachable("token request failed internally".into()),
-            ));
-            state.fetching = false;
-            drop(state);
-            self.shared.changed.notify_all();
-        }
-    }
-}
-
 /// The sharing key: endpoint, client, method, scope, certificate, and a hash of the credential
 /// (so a client with a wrong secret never borrows a token another one obtained).
 fn cache_key(
@@ -619,6 +562,38 @@ mod tests {
         assert_eq!(t.calls.load(Ordering::SeqCst), 1);
         c.invalidate();
         assert_eq!(c.token().unwrap().secret(), "tok1");
+        assert_eq!(t.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_failed_request_is_shared_by_its_waiters_and_never_by_later_callers() {
+        let (c, t) = client("https://as.test/token/fails", |n, _| match n {
+            0 => HttpResponse {
+                status: 503,
+                body: br#"{"error":"temporarily_unavailable"}"#.to_vec(),
+            },
+            n => ok(n, "300"),
+        });
+        let c = Arc::new(c);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || c.token().map(|t| t.secret().to_owned()))
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        // Threads that came while the failing request was under way got its error; one that
+        // came after it started its own (successful) request.
+        let calls = t.calls.load(Ordering::SeqCst);
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        assert!(failed >= 1, "{results:?}");
+        assert!(calls <= 2, "{calls} requests: {results:?}");
+        assert!(results.iter().flatten().all(|s| s == "tok1"), "{results:?}");
+        assert_eq!(
+            c.token().unwrap().secret(),
+            "tok1",
+            "the failure is not remembered"
+        );
         assert_eq!(t.calls.load(Ordering::SeqCst), 2);
     }
 
