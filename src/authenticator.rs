@@ -1108,15 +1108,18 @@ impl Authenticator {
     /// Benchmarks only (the `bench` feature, which no door's build enables): caches `count`
     /// synthetic tokens `{prefix}{i}` with the verdict the given introspection answer maps
     /// to, each with its own grant (as tokens filled through requests), without asking the
-    /// AS. Returns entries held.
+    /// AS. `claims_json` is the answer's JSON text (an object); returns entries held, or
+    /// the JSON parser's message when the text is not an object.
     #[cfg(feature = "bench")]
     pub fn prefill_for_bench(
         &self,
         prefix: &str,
         count: usize,
-        claims: &Map<String, Value>,
-    ) -> usize {
-        let entry = self.evaluate(claims, Origin::Introspection);
+        claims_json: &str,
+    ) -> Result<usize, String> {
+        let claims: Map<String, Value> =
+            serde_json::from_str(claims_json).map_err(|e| e.to_string())?;
+        let entry = self.evaluate(&claims, Origin::Introspection);
         let ttl = self
             .config
             .cache
@@ -1135,7 +1138,7 @@ impl Authenticator {
                 now,
             );
         }
-        self.cache.len()
+        Ok(self.cache.len())
     }
 
     /// Forgets a token's cached verdict.
