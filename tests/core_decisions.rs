@@ -970,8 +970,14 @@ fn prometheus_samples_render_every_family_once() {
 const CERT: &str = include_str!("data/x5t-vector.pem");
 const OTHER_CERT: &str = include_str!("data/client-v3.pem");
 
+/// `x5t#S256` of a PEM certificate: base64url (unpadded) of the SHA-256 of its DER.
 fn x5t(pem: &str) -> String {
-    tokenward::thumbprint::x5t_s256(&tokenward::thumbprint::cert_der(pem.as_bytes()).unwrap())
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use sha2::Digest as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(body.trim()).unwrap();
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
 }
 
 fn bound_to(pem: &str) -> String {
