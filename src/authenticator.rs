@@ -531,7 +531,7 @@ pub struct Request<'a> {
     pub forwarded_cert: Option<&'a str>,
     /// The HTTP method (for a DPoP proof's `htm`).
     pub method: Option<&'a str>,
-    /// The request URL, scheme://host[:port]/path (for a DPoP proof's `htu`).
+    /// The request URL, `scheme://host[:port]/path` (for a DPoP proof's `htu`).
     pub url: Option<&'a str>,
     /// The `DPoP` header's value.
     pub dpop_proof: Option<&'a str>,

@@ -489,7 +489,7 @@ fn jwt_filter() -> &'static Authenticator {
 /// token checked in `validation = jwt` against the fixed key set (an accepted token must
 /// carry a signature that one of those keys verifies, the configured issuer and audience, and
 /// a well-formed identity). 1: a JWK Set document, parsed as a fetched one is. 2: a DPoP
-/// proof, checked for a fixed request (see [`dpop_proof`]).
+/// proof, checked for a fixed request (see `dpop_proof` below).
 pub fn jwt(data: &[u8]) {
     use crate::jwks::KeySet;
     use crate::jwt::{Algorithm, HeaderPolicy};
