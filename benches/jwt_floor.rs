@@ -19,9 +19,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use tokenward::http::{Document, HttpResponse, Transport};
-use tokenward::jwt::{self, Algorithm, HeaderPolicy};
+use tokenward::jws::{self, Algorithm, HeaderPolicy};
 use tokenward::log::{Level, LogSink};
+use tokenward::transport::{Document, HttpResponse, Transport};
 use tokenward::{AsError, Authenticator, FilterConfig, RawOptions, Secret, Verdict};
 
 /// Serves the key set for any URL; never introspects.
@@ -210,12 +210,12 @@ fn main() {
             types: vec!["at+jwt".into(), "application/at+jwt".into(), "JWT".into()],
         };
         let parse = each(tokens, |t| {
-            assert!(jwt::parse(black_box(t), &policy).is_ok());
+            assert!(jws::parse(black_box(t), &policy).is_ok());
         });
         report("piece:parse", alg, "first", parse);
         let parsed: Vec<_> = tokens
             .iter()
-            .map(|t| jwt::parse(t, &policy).expect("parse"))
+            .map(|t| jws::parse(t, &policy).expect("parse"))
             .collect();
         let verify = each(&parsed, |jws| assert!(jws.verified_by(&key)));
         report("piece:verify", alg, "first", verify);

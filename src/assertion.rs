@@ -21,7 +21,7 @@ use crate::tls::read_file;
 
 /// The JWS algorithms tokenward signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwsAlgorithm {
+pub(crate) enum JwsAlgorithm {
     /// HMAC SHA-256/384/512.
     Hs256,
     /// HMAC SHA-384.
@@ -68,7 +68,7 @@ impl JwsAlgorithm {
     ];
 
     /// The JOSE name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Hs256 => "HS256",
             Self::Hs384 => "HS384",
@@ -87,7 +87,7 @@ impl JwsAlgorithm {
     }
 
     /// Parses a JOSE name (case-sensitive, as JOSE is).
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
@@ -104,7 +104,7 @@ enum Key {
 }
 
 /// Signs client assertions with a key loaded once.
-pub struct AssertionSigner {
+pub(crate) struct AssertionSigner {
     algorithm: JwsAlgorithm,
     key: Key,
     key_digest: [u8; 32],
@@ -137,7 +137,7 @@ impl AssertionSigner {
 
     /// A `client_secret_jwt` signer. Returns a warning when the secret is shorter than the
     /// hash (RFC 7518 §3.2).
-    pub fn for_secret(
+    pub(crate) fn for_secret(
         algorithm: &str,
         secret: &Secret,
     ) -> Result<(Self, Option<String>), ConfigError> {
@@ -181,7 +181,7 @@ impl AssertionSigner {
     }
 
     /// A `private_key_jwt` signer from a PEM key file (PKCS#1, PKCS#8 or SEC1).
-    pub fn for_key_file(algorithm: &str, path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn for_key_file(algorithm: &str, path: &Path) -> Result<Self, ConfigError> {
         let alg = parse_algorithm(algorithm)?;
         if alg.is_hmac() {
             return Err(ConfigError::new(
@@ -276,13 +276,8 @@ impl AssertionSigner {
     }
 
     /// A digest of the key material (secret or PEM), to tell credentials apart.
-    pub fn key_digest(&self) -> [u8; 32] {
+    pub(crate) fn key_digest(&self) -> [u8; 32] {
         self.key_digest
-    }
-
-    /// The algorithm in use.
-    pub fn algorithm(&self) -> JwsAlgorithm {
-        self.algorithm
     }
 
     fn sign(&self, input: &[u8]) -> Result<Vec<u8>, AsError> {
@@ -305,7 +300,7 @@ impl AssertionSigner {
     }
 
     /// A fresh assertion: new `jti`, `iat` = now, `exp` = now + lifetime.
-    pub fn assertion(
+    pub(crate) fn assertion(
         &self,
         client_id: &str,
         audience: &str,
@@ -319,7 +314,7 @@ impl AssertionSigner {
     }
 
     /// The assertion for a given `jti` and time (deterministic for HMAC and RSA PKCS#1).
-    pub fn assertion_at(
+    pub(crate) fn assertion_at(
         &self,
         client_id: &str,
         audience: &str,
@@ -411,7 +406,7 @@ fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Signs DPoP proofs (RFC 9449 §4) with a key of its own, loaded once.
-pub struct DpopSigner {
+pub(crate) struct DpopSigner {
     signer: AssertionSigner,
     encoded_header: String,
     jkt: String,
@@ -429,7 +424,7 @@ impl std::fmt::Debug for DpopSigner {
 impl DpopSigner {
     /// Loads `dpop_key_file`; the algorithm follows the key: ES256/384/512 for EC keys,
     /// EdDSA for Ed25519, RS256 for RSA.
-    pub fn from_key_file(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn from_key_file(path: &Path) -> Result<Self, ConfigError> {
         const OPTION: &str = "dpop_key_file";
         for algorithm in ["ES256", "ES384", "ES512", "EdDSA", "RS256"] {
             match AssertionSigner::for_key_file(algorithm, path) {
@@ -463,13 +458,13 @@ impl DpopSigner {
     }
 
     /// The RFC 7638 thumbprint of the proof key (the `cnf.jkt` of tokens bound to it).
-    pub fn jkt(&self) -> &str {
+    pub(crate) fn jkt(&self) -> &str {
         &self.jkt
     }
 
     /// A fresh proof for `method` and `url` (query and fragment dropped), with `ath` when
     /// it accompanies an access token and `nonce` when the server asked for one.
-    pub fn proof(
+    pub(crate) fn proof(
         &self,
         method: &str,
         url: &str,

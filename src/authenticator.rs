@@ -37,10 +37,10 @@ use crate::thumbprint::{self, CertDigest};
 use once_cell::race::OnceBox;
 
 /// Most DPoP proofs remembered against replay (older ones are forgotten first).
-pub const REPLAY_CAPACITY: usize = 100_000;
+pub(crate) const REPLAY_CAPACITY: usize = 100_000;
 
 /// Longest bearer token accepted (longer ones are refused without asking the AS).
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -550,13 +550,13 @@ impl<'a> Request<'a> {
 
 /// The token of an `Authorization` value: scheme `Bearer` in any case (RFC 7235), one token of
 /// visible ASCII. Anything else is malformed.
-pub fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
+pub(crate) fn bearer_token(authorization: Option<&str>) -> Result<&str, DenyReason> {
     credentials(authorization, false).map(|(_, token)| token)
 }
 
 /// The scheme an access token came with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
+pub(crate) enum Scheme {
     /// `Authorization: Bearer` (RFC 6750).
     Bearer,
     /// `Authorization: DPoP` (RFC 9449), with a proof in the `DPoP` header.
@@ -564,7 +564,10 @@ pub enum Scheme {
 }
 
 /// The scheme and token of an `Authorization` value; `DPoP` counts only when `dpop` is true.
-pub fn credentials(authorization: Option<&str>, dpop: bool) -> Result<(Scheme, &str), DenyReason> {
+pub(crate) fn credentials(
+    authorization: Option<&str>,
+    dpop: bool,
+) -> Result<(Scheme, &str), DenyReason> {
     let value = authorization
         .map(str::trim)
         .filter(|v| !v.is_empty())

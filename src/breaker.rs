@@ -26,7 +26,7 @@ enum Phase {
 
 /// One breaker; see the module documentation.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     open_time: Duration,
     phase: Mutex<Phase>,
@@ -35,7 +35,7 @@ pub struct Breaker {
 
 /// What a request may do.
 #[derive(Debug)]
-pub enum Admission<'a> {
+pub(crate) enum Admission<'a> {
     /// Ask the AS; report the outcome with [`Attempt::finish`].
     Go(Attempt<'a>),
     /// Do not ask: the breaker is open for this many more seconds (at least 1).
@@ -48,7 +48,7 @@ pub enum Admission<'a> {
 /// A request admitted to the AS. Dropped without [`Attempt::finish`] (a panic), it counts as
 /// a failure, so a half-open breaker never waits for a probe that will not report.
 #[derive(Debug)]
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     breaker: Option<&'a Breaker>,
     clock: &'a dyn Clock,
 }
@@ -58,7 +58,7 @@ impl Attempt<'_> {
     /// breaker: exactly one report per opening says so, however many requests were under way
     /// when the threshold was reached (theirs come late and find it open), and a failed probe
     /// that opens it again does not.
-    pub fn finish<T>(mut self, result: &Result<T, AsError>) -> bool {
+    pub(crate) fn finish<T>(mut self, result: &Result<T, AsError>) -> bool {
         self.breaker.take().is_some_and(|breaker| {
             let failed = result.as_ref().err().is_some_and(AsError::trips_breaker);
             breaker.record(failed, self.clock.monotonic())
@@ -76,7 +76,7 @@ impl Drop for Attempt<'_> {
 
 impl Breaker {
     /// A breaker on its own (tests); filters get theirs from [`shared`].
-    pub fn new(threshold: u32, open_time: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, open_time: Duration) -> Self {
         Self {
             threshold,
             open_time,
@@ -86,12 +86,12 @@ impl Breaker {
     }
 
     /// Whether the breaker is open or half-open now (the metrics gauge).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open.load(Relaxed)
     }
 
     /// Admits a request or refuses it while open. A threshold of 0 admits everything.
-    pub fn admit<'a>(&'a self, clock: &'a dyn Clock) -> Admission<'a> {
+    pub(crate) fn admit<'a>(&'a self, clock: &'a dyn Clock) -> Admission<'a> {
         if self.threshold == 0 {
             return Admission::Go(Attempt {
                 breaker: None,
@@ -153,7 +153,7 @@ fn seconds_up(d: Duration) -> u32 {
 type Key = (String, String, u32, Duration);
 
 /// The process's breaker for this endpoint, client and settings, made on first use.
-pub fn shared(
+pub(crate) fn shared(
     endpoint: &str,
     client_id: &str,
     threshold: u32,

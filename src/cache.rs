@@ -11,14 +11,14 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::cipher::{AES_256, EncryptingKey, UnboundCipherKey};
 
 use crate::single_flight::SingleFlight;
-pub use crate::single_flight::{Fetched, FlightError};
+pub(crate) use crate::single_flight::{Fetched, FlightError};
 
 /// A cache key: 128 bits of a keyed hash of the token.
-pub type CacheKey = u128;
+pub(crate) type CacheKey = u128;
 
 /// Derives cache keys from tokens with a key that also binds the policy inputs.
 #[derive(Clone)]
-pub struct KeyDeriver {
+pub(crate) struct KeyDeriver {
     key: [u8; 32],
 }
 
@@ -31,7 +31,7 @@ impl std::fmt::Debug for KeyDeriver {
 impl KeyDeriver {
     /// A deriver whose key mixes `seed` (random per process, or a shared secret for a shared
     /// tier) with `policy` (endpoint, client, required audience/issuer/scope...).
-    pub fn new(seed: &[u8], policy: &str) -> Self {
+    pub(crate) fn new(seed: &[u8], policy: &str) -> Self {
         let mut material = Vec::with_capacity(seed.len() + policy.len() + 1);
         material.extend_from_slice(seed);
         material.push(0);
@@ -42,7 +42,7 @@ impl KeyDeriver {
     }
 
     /// The key for a token.
-    pub fn key(&self, token: &str) -> CacheKey {
+    pub(crate) fn key(&self, token: &str) -> CacheKey {
         let hash = blake3::keyed_hash(&self.key, token.as_bytes());
         let bytes: [u8; 16] = hash.as_bytes()[..16].try_into().unwrap_or_default();
         u128::from_le_bytes(bytes)
@@ -60,7 +60,7 @@ impl KeyDeriver {
 /// block (about 1.3 ns a byte here); AES-GMAC with the CPU's AES and carry-less multiply
 /// instructions is about 7 times faster on a 1 KB token, and slower than BLAKE3 below about
 /// 100 bytes. The keys never leave the process.
-pub struct TokenKeys {
+pub(crate) struct TokenKeys {
     short: [u8; 32],
     gmac: LessSafeKey,
     prp: EncryptingKey,
@@ -76,12 +76,12 @@ impl std::fmt::Debug for TokenKeys {
 
 impl TokenKeys {
     /// Tokens up to this length are hashed with BLAKE3, longer ones with AES.
-    pub const SHORT: usize = 128;
+    pub(crate) const SHORT: usize = 128;
 
     /// Keys for `seed` (random per process) and `policy` (endpoint, client, required
     /// audience/issuer/scope...). `None` if the AES keys cannot be made (no AES in the
     /// crypto library).
-    pub fn new(seed: &[u8], policy: &str) -> Option<Self> {
+    pub(crate) fn new(seed: &[u8], policy: &str) -> Option<Self> {
         let mut material = Vec::with_capacity(seed.len() + policy.len() + 1);
         material.extend_from_slice(seed);
         material.push(0);
@@ -103,7 +103,7 @@ impl TokenKeys {
     }
 
     /// The key for a token.
-    pub fn key(&self, token: &str) -> CacheKey {
+    pub(crate) fn key(&self, token: &str) -> CacheKey {
         let token = token.as_bytes();
         if token.len() <= Self::SHORT {
             return blake3_key(&self.short, token);
@@ -162,7 +162,7 @@ type Store<V> = quick_cache::sync::Cache<
 
 /// A bounded map of verdicts with per-entry lifetimes; concurrent misses share one
 /// computation whose result or error `E` every waiter receives as the leader got it.
-pub struct VerdictCache<V: Clone, E: Clone = FlightError> {
+pub(crate) struct VerdictCache<V: Clone, E: Clone = FlightError> {
     entries: Store<V>,
     evictions: CountEvictions,
     linger: Duration,
@@ -181,13 +181,13 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
     /// A cache sized for `capacity` entries. The store is sharded and each shard evicts on
     /// its own, so it gets 10 % slack: `capacity` random tokens then fit without early
     /// evictions, and the bound is about `capacity * 1.1 + 16`.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self::with_linger(capacity, Duration::ZERO)
     }
 
     /// A cache whose entries stay readable by [`VerdictCache::get_stale`] for `linger` past
     /// their lifetime (`stale_if_error`).
-    pub fn with_linger(capacity: usize, linger: Duration) -> Self {
+    pub(crate) fn with_linger(capacity: usize, linger: Duration) -> Self {
         let sized = capacity
             .max(1)
             .saturating_add(capacity / 10)
@@ -208,7 +208,7 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
     }
 
     /// The value for `key` if present and not past its lifetime.
-    pub fn get(&self, key: CacheKey, now: Instant) -> Option<V> {
+    pub(crate) fn get(&self, key: CacheKey, now: Instant) -> Option<V> {
         let slot = self.entries.get(&key)?;
         if slot.until > now {
             Some(slot.value)
@@ -221,13 +221,13 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
     }
 
     /// The value for `key` if present, fresh or past its lifetime by less than the linger.
-    pub fn get_stale(&self, key: CacheKey, now: Instant) -> Option<V> {
+    pub(crate) fn get_stale(&self, key: CacheKey, now: Instant) -> Option<V> {
         let slot = self.entries.get(&key)?;
         (slot.keep_until > now).then_some(slot.value)
     }
 
     /// Stores `value` for `ttl` (nothing when `ttl` is zero).
-    pub fn insert(&self, key: CacheKey, value: V, ttl: Duration, now: Instant) {
+    pub(crate) fn insert(&self, key: CacheKey, value: V, ttl: Duration, now: Instant) {
         if !ttl.is_zero() {
             let until = crate::clock::instant_after(now, ttl);
             self.entries.insert(
@@ -242,30 +242,25 @@ impl<V: Clone, E: Clone + From<FlightError>> VerdictCache<V, E> {
     }
 
     /// Drops an entry.
-    pub fn remove(&self, key: CacheKey) {
+    pub(crate) fn remove(&self, key: CacheKey) {
         self.entries.remove(&key);
     }
 
     /// Entries evicted to stay within the bound so far.
-    pub fn evictions(&self) -> u64 {
+    pub(crate) fn evictions(&self) -> u64 {
         self.evictions.0.load(Relaxed)
     }
 
     /// Entries held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Runs `compute` once for all threads that miss `key` at the same time. Threads that
     /// arrive while a flight is under way wait (at most `wait`) and share its result, success
     /// or failure; a thread that arrives after it ended starts a new one, so a failure is never
     /// handed to later requests. `compute` is expected to insert what should be cached.
-    pub fn get_or_compute(
+    pub(crate) fn get_or_compute(
         &self,
         key: CacheKey,
         wait: Duration,

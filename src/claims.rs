@@ -25,7 +25,7 @@ impl ClaimPath {
     }
 
     /// The value at this path, if every step is an object holding the next key.
-    pub fn lookup<'a>(&self, root: &'a Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn lookup<'a>(&self, root: &'a Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.0.split_first()?;
         let mut value = root.get(first)?;
         for segment in rest {
@@ -58,7 +58,7 @@ impl fmt::Display for MappingError {
 
 /// The identity a token maps to: the headers to set and the `token_data` document.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MappedIdentity {
+pub(crate) struct MappedIdentity {
     /// Headers to set, in the reference's order.
     pub headers: Vec<(IdentityHeader, String)>,
     /// keystonemiddleware's `token_data` (exposed as `external.token_info`), JSON text.
@@ -270,7 +270,7 @@ fn claim_path(raw: &RawOptions, name: &'static str) -> Result<Option<ClaimPath>,
 /// Maps the claims of an active token, as keystonemiddleware does, minus its bugs: no root
 /// fallback, roles may be a JSON array, admin detection trims spaces, `X-Is-Admin-Project`
 /// is always set (`true`/`false`).
-pub fn map_identity(
+pub(crate) fn map_identity(
     cfg: &MappingConfig,
     claims: &Map<String, Value>,
 ) -> Result<MappedIdentity, MappingError> {

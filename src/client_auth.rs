@@ -16,7 +16,7 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 
 /// Authenticates this client to the AS. Sends exactly one credential per request: never the
 /// secret beside an assertion.
-pub struct ClientAuthenticator {
+pub(crate) struct ClientAuthenticator {
     client_id: String,
     method: AuthMethod,
     basic_header: Option<Secret>,
@@ -41,7 +41,7 @@ impl std::fmt::Debug for ClientAuthenticator {
 
 /// A request ready to send: the `Authorization` value and the form body. Both hold
 /// credentials, so neither is ever logged.
-pub struct EncodedRequest {
+pub(crate) struct EncodedRequest {
     /// `Authorization` header value, for client_secret_basic.
     pub authorization: Option<Secret>,
     /// The form body.
@@ -51,7 +51,11 @@ pub struct EncodedRequest {
 }
 
 /// The `Authorization: Basic` value for an id and secret.
-pub fn basic_authorization(client_id: &str, secret: &str, encoding: BasicEncoding) -> String {
+pub(crate) fn basic_authorization(
+    client_id: &str,
+    secret: &str,
+    encoding: BasicEncoding,
+) -> String {
     // Intermediate forms of the secret are wiped when dropped.
     let pair = Zeroizing::new(match encoding {
         BasicEncoding::Rfc6749 => {
@@ -70,7 +74,7 @@ pub fn basic_authorization(client_id: &str, secret: &str, encoding: BasicEncodin
 impl ClientAuthenticator {
     /// Loads keys and checks that the method has what it needs. Warnings (weak HMAC secret)
     /// are appended to `warnings`.
-    pub fn new(cfg: &ClientConfig, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn new(cfg: &ClientConfig, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
         let needs_audience = matches!(
             cfg.auth_method,
             AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt
@@ -142,13 +146,8 @@ impl ClientAuthenticator {
         })
     }
 
-    /// The method in use.
-    pub fn method(&self) -> AuthMethod {
-        self.method
-    }
-
     /// A digest of this client's credential (secret or signing key), never the credential.
-    pub fn credential_digest(&self) -> [u8; 32] {
+    pub(crate) fn credential_digest(&self) -> [u8; 32] {
         match (&self.signer, &self.secret) {
             (Some(signer), _) => signer.key_digest(),
             (None, Some(secret)) => *blake3::hash(secret.expose().as_bytes()).as_bytes(),
@@ -158,7 +157,7 @@ impl ClientAuthenticator {
 
     /// Every secret a request (its `assertion`) and this client's credential consist of, in the forms an AS
     /// could echo back: scrub them from AS text with [`crate::error::sanitize`].
-    pub fn secrets<'a>(&'a self, assertion: Option<&'a Secret>) -> Vec<&'a str> {
+    pub(crate) fn secrets<'a>(&'a self, assertion: Option<&'a Secret>) -> Vec<&'a str> {
         self.echoes
             .iter()
             .chain(assertion)
@@ -166,14 +165,9 @@ impl ClientAuthenticator {
             .collect()
     }
 
-    /// The client id.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
     /// Encodes a request: this client's credential fields first, then `params`. A JWT method
     /// signs a fresh assertion (new `jti`) for every call.
-    pub fn encode(&self, params: &[(&str, &str)]) -> Result<EncodedRequest, AsError> {
+    pub(crate) fn encode(&self, params: &[(&str, &str)]) -> Result<EncodedRequest, AsError> {
         let signed = match self.method {
             AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
                 let signer = self

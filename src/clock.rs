@@ -34,11 +34,11 @@ impl Clock for SystemClock {
 
 /// The longest lifetime tokenward derives from a time it is sent (an AS's `exp` or
 /// `expires_in`, a cached answer): 100 years. Anything later counts as this far away.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `secs` seconds as a [`Duration`], saturating: NaN, zero and negative values give zero;
 /// `+inf` and anything beyond [`MAX_LIFETIME`] give [`MAX_LIFETIME`]. Never panics.
-pub fn saturating_secs(secs: f64) -> Duration {
+pub(crate) fn saturating_secs(secs: f64) -> Duration {
     if secs.is_nan() || secs <= 0.0 {
         return Duration::ZERO;
     }
@@ -50,20 +50,20 @@ pub fn saturating_secs(secs: f64) -> Duration {
 
 /// The time left from `now` until `deadline` (both seconds since the epoch, as in `exp`):
 /// zero once it has passed (or when either is NaN), at most [`MAX_LIFETIME`].
-pub fn lifetime_until(now: f64, deadline: f64) -> Duration {
+pub(crate) fn lifetime_until(now: f64, deadline: f64) -> Duration {
     saturating_secs(deadline - now)
 }
 
 /// `at + by` without the panic of `Instant + Duration` on overflow: a later instant the
 /// platform cannot represent becomes [`MAX_LIFETIME`] from `at`, or `at` itself.
-pub fn instant_after(at: Instant, by: Duration) -> Instant {
+pub(crate) fn instant_after(at: Instant, by: Duration) -> Instant {
     at.checked_add(by)
         .or_else(|| at.checked_add(MAX_LIFETIME))
         .unwrap_or(at)
 }
 
 /// The process clock, shared.
-pub fn system() -> Arc<dyn Clock> {
+pub(crate) fn system() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 

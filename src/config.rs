@@ -2,25 +2,21 @@
 //! section, an oslo.config group, the C builder and the tests all give it.
 //!
 //! Every option of keystonemiddleware's `[ext_oauth2_auth]` group keeps its name and meaning;
-//! [`OPTIONS`] lists them with tokenward's additions. Values are strings; an empty value counts
-//! as unset (as in the reference). A value that can never work is an error naming the option.
+//! [`crate::options::OPTIONS`] lists them with tokenward's additions. Values are strings; an
+//! empty value counts as unset (as in the reference). A value that can never work is an error
+//! naming the option.
 
 use std::time::Duration;
 
-pub use crate::claims::MappingConfig;
-pub use crate::client_config::{AuthMethod, BasicEncoding, ClientConfig};
+use crate::claims::MappingConfig;
+use crate::client_config::ClientConfig;
 use crate::dpop::{DpopConfig, DpopMode};
 use crate::error::ConfigError;
 use crate::jwks::KeySource;
 use crate::jwt::{Algorithm, HeaderPolicy};
-pub(crate) use crate::options::check_url;
-pub use crate::options::{
-    IGNORED_KEYS, OPTIONS, OptionKind, OptionSpec, Origin, RawOptions, SECONDS_BOUNDS, option,
-    seconds_bound,
-};
+use crate::options::{RawOptions, check_url};
 use crate::proxy_cert::{HeaderFormat, ProxyCertConfig};
 use crate::shared_cache::SharedTierConfig;
-pub use crate::tls::TlsSettings;
 
 /// Cache sizing and lifetimes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,6 +398,8 @@ fn asymmetric_algorithms(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_config::AuthMethod;
+    use crate::options::{OptionKind, SECONDS_BOUNDS, option};
 
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![

@@ -81,7 +81,7 @@ impl ProofFault {
 
 /// The RFC 7638 thumbprint of a public JWK (base64url SHA-256 of its required members in
 /// lexicographic order, no whitespace), as `cnf.jkt` holds it.
-pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
+pub(crate) fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
     let member = |name: &str| jwk.get(name).and_then(Value::as_str);
     let names: &[&str] = match member("kty")? {
         "EC" => &["crv", "kty", "x", "y"],
@@ -103,7 +103,7 @@ const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// The request's URL as RFC 9449 §4.3 compares it: no query or fragment, scheme and host in
 /// lower case, the default port dropped.
-pub fn normalized_url(url: &str) -> Option<String> {
+pub(crate) fn normalized_url(url: &str) -> Option<String> {
     let mut parsed = reqwest::Url::parse(url).ok()?;
     // A user part has no place in a request URL; refusing it keeps `host` what it says.
     if !matches!(parsed.scheme(), "http" | "https")
@@ -122,14 +122,14 @@ type Seen = (HashMap<[u8; 32], Instant>, VecDeque<([u8; 32], Instant)>);
 
 /// Proof `jti`s seen within the acceptance window, bounded (the oldest is forgotten first).
 #[derive(Debug)]
-pub struct ReplayCache {
+pub(crate) struct ReplayCache {
     capacity: usize,
     seen: Mutex<Seen>,
 }
 
 impl ReplayCache {
     /// Remembers at most `capacity` proofs.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             seen: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -137,7 +137,7 @@ impl ReplayCache {
     }
 
     /// Records a proof until `until`; false when it was already recorded and still live.
-    pub fn first_use(&self, id: [u8; 32], now: Instant, until: Instant) -> bool {
+    pub(crate) fn first_use(&self, id: [u8; 32], now: Instant, until: Instant) -> bool {
         let mut guard = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let (map, order) = &mut *guard;
         while let Some((old, expiry)) = order.front().copied() {
@@ -160,7 +160,7 @@ impl ReplayCache {
 
 /// What a proof is checked against.
 #[derive(Debug, Clone, Copy)]
-pub struct ProofContext<'a> {
+pub(crate) struct ProofContext<'a> {
     /// The `DPoP` header's value.
     pub proof: &'a str,
     /// The HTTP method.
@@ -177,7 +177,7 @@ pub struct ProofContext<'a> {
 
 /// A proof that passed [`check_proof`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedProof {
+pub(crate) struct CheckedProof {
     /// The RFC 7638 thumbprint of its key (to compare with `cnf.jkt`).
     pub jkt: String,
     /// Its replay id (key and `jti`), for a replay check across hosts.
@@ -187,7 +187,7 @@ pub struct CheckedProof {
 }
 
 /// Checks a proof (this process's replay cache included).
-pub fn check_proof(
+pub(crate) fn check_proof(
     config: &DpopConfig,
     replay: &ReplayCache,
     monotonic_now: Instant,

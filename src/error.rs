@@ -105,13 +105,13 @@ fn describe(error: &Option<String>, description: &Option<String>) -> String {
 }
 
 /// Longest AS-provided text kept in an error or a log line, in characters.
-pub const MAX_AS_TEXT: usize = 200;
+pub(crate) const MAX_AS_TEXT: usize = 200;
 
 /// Makes text an AS sent (`error`, `error_description`, `token_type`) safe to log: control
 /// characters removed, every occurrence of each of `secrets` (the request's token, client
 /// secret, assertion...) replaced by `***`, then cut to [`MAX_AS_TEXT`] characters. If a
 /// secret could still be found, nothing of the text is kept.
-pub fn sanitize(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn sanitize(text: &str, secrets: &[&str]) -> String {
     // Copies that may hold a secret are wiped when dropped.
     let printable = |s: &str| Zeroizing::new(s.chars().filter(|c| !c.is_control()).collect());
     let mut clean: Zeroizing<String> = printable(text);

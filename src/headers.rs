@@ -13,7 +13,7 @@ macro_rules! headers {
     ($($ident:ident = $name:literal;)*) => {
         $(
             #[doc = concat!("`", $name, "`")]
-            pub const $ident: IdentityHeader = IdentityHeader { name: $name };
+            pub(crate) const $ident: IdentityHeader = IdentityHeader { name: $name };
         )*
     };
 }

@@ -120,7 +120,7 @@ pub struct Document {
 }
 
 /// The `max-age` directive of a `Cache-Control` value (RFC 9111 §5.2.2.1), if well formed.
-pub fn max_age(cache_control: &str) -> Option<u64> {
+pub(crate) fn max_age(cache_control: &str) -> Option<u64> {
     cache_control.split(',').find_map(|directive| {
         let (name, value) = directive.split_once('=')?;
         if !name.trim().eq_ignore_ascii_case("max-age") {
@@ -163,7 +163,7 @@ struct Engine {
 
 /// reqwest transport with the configured TLS identity, trust and timeout. Never follows
 /// redirects (a redirect would resend the token and credentials elsewhere).
-pub struct ReqwestTransport {
+pub(crate) struct ReqwestTransport {
     settings: Settings,
     engines: Mutex<PerProcess<Engine>>,
 }
@@ -180,7 +180,7 @@ impl std::fmt::Debug for ReqwestTransport {
 
 impl ReqwestTransport {
     /// Loads and checks the TLS material now; the client itself is built on first use.
-    pub fn new(config: &ClientConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn new(config: &ClientConfig) -> Result<Self, ConfigError> {
         let settings = Settings {
             timeout: config.timeout,
             identity: tls::load_identity(&config.tls)?,
@@ -203,7 +203,7 @@ impl ReqwestTransport {
     }
 
     /// The client certificate's identity, if any.
-    pub fn identity(&self) -> Option<&ClientIdentity> {
+    pub(crate) fn identity(&self) -> Option<&ClientIdentity> {
         self.settings.identity.as_ref()
     }
 

@@ -8,7 +8,7 @@ use crate::http::{HttpResponse, Transport};
 use crate::strict_json::{self, Refusal};
 
 /// Asks the AS about a token; returns the answer's JSON object.
-pub fn introspect(
+pub(crate) fn introspect(
     transport: &dyn Transport,
     client: &ClientAuthenticator,
     endpoint: &str,
@@ -29,7 +29,7 @@ pub fn introspect(
 /// The JSON object of a 200 answer, or the typed error for anything else. Shared by
 /// introspection and the token endpoint. AS text kept in the error is sanitized, with every
 /// one of `secrets` (what the request carried) scrubbed from it.
-pub fn json_object(
+pub(crate) fn json_object(
     response: &HttpResponse,
     secrets: &[&str],
 ) -> Result<Map<String, Value>, AsError> {

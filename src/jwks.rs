@@ -26,7 +26,7 @@ struct Key {
 
 /// A parsed key set. Keys that cannot verify (encryption keys, unknown types, algorithms
 /// outside `jwt_algorithms`, bad encodings) are left out, not errors: an AS may publish them.
-pub struct KeySet {
+pub(crate) struct KeySet {
     keys: Vec<Key>,
     skipped: usize,
 }
@@ -48,7 +48,7 @@ impl std::fmt::Debug for KeySet {
 }
 
 /// The keys to try for a token.
-pub enum Candidates<'a> {
+pub(crate) enum Candidates<'a> {
     /// These keys have the token's `kid` (or the token has none) and fit its algorithm.
     Keys(Vec<&'a ParsedPublicKey>),
     /// A key has this `kid` but cannot verify this algorithm (another type, or its `alg`).
@@ -59,7 +59,7 @@ pub enum Candidates<'a> {
 
 impl KeySet {
     /// Parses a JWK Set document, keeping keys usable with one of `algorithms`.
-    pub fn parse(body: &[u8], algorithms: &[Algorithm]) -> Result<Self, String> {
+    pub(crate) fn parse(body: &[u8], algorithms: &[Algorithm]) -> Result<Self, String> {
         let document = match strict_json::from_slice(body) {
             Ok(Value::Object(map)) => map,
             Ok(_) => return Err("the key set is not a JSON object".into()),
@@ -80,17 +80,18 @@ impl KeySet {
     }
 
     /// Number of usable keys.
-    pub fn len(&self) -> usize {
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// Whether no key is usable.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// The keys that may verify a token with this `kid` and algorithm.
-    pub fn candidates(&self, kid: Option<&str>, algorithm: Algorithm) -> Candidates<'_> {
+    pub(crate) fn candidates(&self, kid: Option<&str>, algorithm: Algorithm) -> Candidates<'_> {
         let mut named = false;
         let mut found = Vec::new();
         for key in &self.keys {
@@ -261,7 +262,7 @@ impl KeySource {
 
 /// Counters of key-set fetching.
 #[derive(Debug, Default)]
-pub struct KeyCounters {
+pub(crate) struct KeyCounters {
     /// Key-set fetch attempts (discovery included).
     pub fetches: AtomicU64,
     /// Attempts that failed.
@@ -283,7 +284,7 @@ struct State {
 }
 
 /// The outcome of looking up keys for a token.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The key set to try (possibly past its lifetime, when refreshing it failed).
     Keys(Arc<KeySet>),
     /// No key set could be had, or the `kid` is unknown and the last fetch failed.
@@ -291,7 +292,7 @@ pub enum Lookup {
 }
 
 /// The cached key set of one AS, shared by the threads of an authenticator.
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     source: KeySource,
     algorithms: Vec<Algorithm>,
     transport: Arc<dyn Transport>,
@@ -317,7 +318,7 @@ const MIN_KEY_LIFETIME: Duration = Duration::from_secs(1);
 
 impl KeyStore {
     /// A store that fetches nothing until the first token needs keys.
-    pub fn new(
+    pub(crate) fn new(
         source: KeySource,
         algorithms: Vec<Algorithm>,
         transport: Arc<dyn Transport>,
@@ -343,7 +344,7 @@ impl KeyStore {
     /// The key set for a token with this `kid`: fresh keys when they know it; otherwise a
     /// fetch when one is due (scheduled, or for an unknown `kid` once per interval), shared
     /// by every thread that needs it at that moment.
-    pub fn lookup(&self, kid: Option<&str>) -> Lookup {
+    pub(crate) fn lookup(&self, kid: Option<&str>) -> Lookup {
         let now = self.clock.monotonic();
         let (generation, due) = {
             let state = self.read();

@@ -163,7 +163,7 @@ impl std::fmt::Display for JwtRefusal {
 
 /// The shape of a token's text, for `jwt_or_introspection`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// Three dot-separated segments whose first is a base64url JSON object: a JWS.
     Jws,
     /// Five segments: a JWE.
@@ -173,7 +173,7 @@ pub enum Shape {
 }
 
 /// Whether a token is a JWS, a JWE or opaque, from its text alone.
-pub fn shape(token: &str) -> Shape {
+pub(crate) fn shape(token: &str) -> Shape {
     match token.bytes().filter(|&b| b == b'.').count() {
         2 => {
             let head = token.split('.').next().unwrap_or("");

@@ -35,43 +35,86 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod assertion;
-pub mod authenticator;
-pub mod breaker;
-pub mod cache;
-pub mod claims;
-pub mod client_auth;
-pub mod client_config;
+mod assertion;
+mod authenticator;
+mod breaker;
+mod cache;
+mod claims;
+mod client_auth;
+mod client_config;
 pub mod clock;
-pub mod config;
-pub mod dpop;
-pub mod error;
+mod config;
+mod dpop;
+mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod headers;
-pub mod http;
-pub mod introspect;
-pub mod jwks;
-pub mod jwt;
-pub mod keystone;
+mod http;
+mod introspect;
+mod jwks;
+mod jwt;
+mod keystone;
 pub mod log;
 pub mod options;
 mod per_process;
 pub mod prometheus;
-pub mod proxy_cert;
-pub mod secret;
-pub mod shared_cache;
+mod proxy_cert;
+mod secret;
+mod shared_cache;
 mod single_flight;
-pub mod strict_json;
-pub mod thumbprint;
-pub mod tls;
-pub mod token_client;
+mod strict_json;
+mod thumbprint;
+mod tls;
+mod token_client;
 
+// The public face is the re-exports below and the small public namespaces (`log`, `clock`,
+// `headers`, `options`, `prometheus`, and the facades `transport`, `jws`,
+// `token_client_options`, `keystone_options`); every other module is private. The group
+// notes are plain comments: a doc comment on a `pub use` would be prepended to the docs of
+// every item it re-exports.
+
+// The authenticator: what it is asked and what it answers.
 pub use authenticator::{
     Authenticator, Denial, DenyReason, Grant, Metrics, Prepared, Request, Verdict,
 };
-pub use config::{FilterConfig, RawOptions};
+// The payloads of a refusal (`DenyReason`).
+pub use claims::MappingError;
+pub use dpop::ProofFault;
+pub use jwt::JwtRefusal;
+// Configuration: the raw option map and the filter's typed config built from it.
+pub use config::FilterConfig;
+pub use options::RawOptions;
+// Errors: a start-up (configuration) error and a failed call to the authorization server.
 pub use error::{AsError, ConfigError};
+// What a Keystone (`validation = keystone`) request carries and why its token is refused.
 pub use keystone::{KeystoneRefusal, KeystoneRequest};
+// A credential wiped from memory when dropped.
 pub use secret::Secret;
+// The outbound OAuth client (client credentials grant) and the tokens it gets.
 pub use token_client::{AccessToken, TokenClient, TokenClientConfig};
+
+/// The HTTP seam to the authorization server (and Keystone): implement [`Transport`] to
+/// script answers in tests ([`Authenticator::with_transport`], [`TokenClient::with_transport`]).
+///
+/// [`Transport`]: transport::Transport
+pub mod transport {
+    pub use crate::http::{Document, HttpReply, HttpRequest, HttpResponse, Method, Transport};
+}
+
+/// The pieces of a JWT's first sight, one by one (header parse, signature check, claims
+/// decode), as `benches/jwt_floor.rs` times them.
+pub mod jws {
+    pub use crate::jwt::{Algorithm, HeaderPolicy, Jws, parse};
+}
+
+/// The options of the token client ([`TokenClient::from_options`]) among
+/// [`options::OPTIONS`].
+pub mod token_client_options {
+    pub use crate::token_client::{OPTION_NAMES, REQUIRED_OPTIONS};
+}
+
+/// The options of `validation = keystone` (keystonemiddleware's `auth_token`) among
+/// [`options::OPTIONS`].
+pub mod keystone_options {
+    pub use crate::keystone::{PLUGIN_OPTIONS, uses_option};
+}

@@ -1,6 +1,6 @@
 //! The option table and the raw option map: every option tokenward understands (name, kind,
 //! default, origin, help) and the flat name → text map that a paste section, an oslo.config
-//! group, the C builder and the tests all give. The typed configs ([`crate::config`] and the
+//! group, the C builder and the tests all give. The typed configs (the filter's config and the
 //! modules that own one) read from it; this module imports none of them.
 
 use std::collections::BTreeMap;
@@ -208,7 +208,7 @@ pub const OPTIONS: &[OptionSpec] = &[
 /// A larger value is a start-up error naming the option: lifetimes and timeouts built from
 /// these stay far from the limits of `Instant` and `Duration` arithmetic.
 #[rustfmt::skip]
-pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
+pub(crate) const SECONDS_BOUNDS: &[(&str, i64)] = &[
     ("jwt_bearer_time_out", 86_400),
     ("http_connect_timeout", 3_600),
     // memcached's longest relative expiry.
@@ -229,7 +229,7 @@ pub const SECONDS_BOUNDS: &[(&str, i64)] = &[
 ];
 
 /// The upper bound of a seconds option (see [`SECONDS_BOUNDS`]).
-pub fn seconds_bound(name: &str) -> Option<i64> {
+pub(crate) fn seconds_bound(name: &str) -> Option<i64> {
     SECONDS_BOUNDS
         .iter()
         .find(|(n, _)| *n == name)
@@ -248,7 +248,7 @@ pub const IGNORED_KEYS: &[&str] = &[
 ];
 
 /// Looks up an option by name.
-pub fn option(name: &str) -> Option<&'static OptionSpec> {
+pub(crate) fn option(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|o| o.name == name)
 }
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 use crate::error::AsError;
 
 /// Upper bounds (seconds) of the AS request duration histogram.
-pub const DURATION_BUCKETS: [f64; 12] = [
+pub(crate) const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 /// The `kind` labels of `tokenward_as_errors_total`.
-pub const ERROR_KINDS: [&str; 6] = [
+pub(crate) const ERROR_KINDS: [&str; 6] = [
     "unreachable",
     "timeout",
     "status",
@@ -25,7 +25,7 @@ pub const ERROR_KINDS: [&str; 6] = [
 
 /// What the AS requests of one client cost and how they failed.
 #[derive(Debug, Default)]
-pub struct AsStats {
+pub(crate) struct AsStats {
     errors: [AtomicU64; ERROR_KINDS.len()],
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
     count: AtomicU64,
@@ -34,7 +34,7 @@ pub struct AsStats {
 
 impl AsStats {
     /// Records one AS request: how long it took and its error, if any.
-    pub fn observe<T>(&self, took: Duration, result: &Result<T, AsError>) {
+    pub(crate) fn observe<T>(&self, took: Duration, result: &Result<T, AsError>) {
         let secs = took.as_secs_f64();
         if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
             self.buckets[i].fetch_add(1, Relaxed);
@@ -50,7 +50,8 @@ impl AsStats {
     }
 
     /// Errors of one kind so far.
-    pub fn errors(&self, kind: &str) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn errors(&self, kind: &str) -> u64 {
         ERROR_KINDS
             .iter()
             .position(|k| *k == kind)
@@ -58,7 +59,7 @@ impl AsStats {
     }
 
     /// The samples: errors by kind and the duration histogram.
-    pub fn samples(&self, out: &mut Vec<Sample>) {
+    pub(crate) fn samples(&self, out: &mut Vec<Sample>) {
         for (i, kind) in ERROR_KINDS.iter().enumerate() {
             out.push(Sample {
                 family: "tokenward_as_errors_total",

@@ -159,7 +159,7 @@ impl ProxyCertConfig {
 }
 
 /// The digest of the certificate in a header value of this format, or `None`.
-pub fn decode(value: &str, format: HeaderFormat) -> Option<CertDigest> {
+pub(crate) fn decode(value: &str, format: HeaderFormat) -> Option<CertDigest> {
     let value = value.trim();
     match format {
         HeaderFormat::Pem => pem_digest(value),
@@ -252,28 +252,23 @@ const WARNED_PEERS: usize = 1024;
 
 /// The forwarded-certificate source of an authenticator.
 #[derive(Debug)]
-pub struct ProxyCerts {
+pub(crate) struct ProxyCerts {
     config: ProxyCertConfig,
     warned: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 impl ProxyCerts {
     /// A source for this configuration.
-    pub fn new(config: ProxyCertConfig) -> Self {
+    pub(crate) fn new(config: ProxyCertConfig) -> Self {
         Self {
             config,
             warned: Mutex::new((HashSet::new(), VecDeque::new())),
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ProxyCertConfig {
-        &self.config
-    }
-
     /// The forwarded certificate's digest: the header's value from a trusted peer, decoded.
     /// From any other peer the header is ignored and logged at WARNING once per peer.
-    pub fn certificate(
+    pub(crate) fn certificate(
         &self,
         peer: Option<&str>,
         value: Option<&str>,

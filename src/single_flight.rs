@@ -37,7 +37,7 @@ impl From<FlightError> for AsError {
 }
 
 /// The outcome of [`SingleFlight::run`].
-pub enum Fetched<V, E> {
+pub(crate) enum Fetched<V, E> {
     /// Computed here (this thread led the flight).
     Computed(Result<V, E>),
     /// Another thread's flight finished while this one waited.

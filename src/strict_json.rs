@@ -14,7 +14,7 @@ const DUPLICATE: &str = "duplicate member name in an object";
 
 /// Why a document was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// An object repeats a member name.
     DuplicateName,
     /// Not JSON (syntax, a number beyond `f64`, nesting deeper than 128, trailing data).
@@ -31,7 +31,7 @@ impl fmt::Display for Refusal {
 }
 
 /// Parses `bytes` as JSON, refusing any object that repeats a member name.
-pub fn from_slice(bytes: &[u8]) -> Result<Value, Refusal> {
+pub(crate) fn from_slice(bytes: &[u8]) -> Result<Value, Refusal> {
     serde_json::from_slice::<Strict>(bytes)
         .map(|s| s.0)
         .map_err(|e| {

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// SHA-256 of a certificate's DER.
-pub type CertDigest = [u8; 32];
+pub(crate) type CertDigest = [u8; 32];
 
 const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -15,13 +15,14 @@ const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// `base64url(SHA-256(der))` without padding: the `x5t#S256` value.
-pub fn x5t_s256(der: &[u8]) -> String {
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn x5t_s256(der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(der))
 }
 
 /// Decodes an `x5t#S256` claim strictly: unpadded base64url of exactly 32 bytes. Padded,
 /// standard-alphabet or hex forms are not thumbprints and give `None`.
-pub fn decode_x5t(value: &str) -> Option<CertDigest> {
+pub(crate) fn decode_x5t(value: &str) -> Option<CertDigest> {
     let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
     bytes.try_into().ok()
 }
@@ -29,7 +30,7 @@ pub fn decode_x5t(value: &str) -> Option<CertDigest> {
 /// The digest of a client certificate given as DER, PEM (newlines may be spaces, as some
 /// proxies send it) or URL-encoded PEM (nginx `$ssl_client_escaped_cert`). `None` when the
 /// input is none of these.
-pub fn cert_digest(input: &[u8]) -> Option<CertDigest> {
+pub(crate) fn cert_digest(input: &[u8]) -> Option<CertDigest> {
     let trimmed = input.trim_ascii_start();
     if trimmed.first() == Some(&0x30) {
         return Some(Sha256::digest(trimmed).into());
@@ -39,7 +40,8 @@ pub fn cert_digest(input: &[u8]) -> Option<CertDigest> {
 }
 
 /// The DER bytes of a certificate given in any of the forms [`cert_digest`] takes.
-pub fn cert_der(input: &[u8]) -> Option<Vec<u8>> {
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn cert_der(input: &[u8]) -> Option<Vec<u8>> {
     let trimmed = input.trim_ascii_start();
     if trimmed.first() == Some(&0x30) {
         return Some(trimmed.to_vec());
@@ -87,12 +89,12 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// The `x5t#S256` text of a digest.
-pub fn x5t_s256_of_digest(digest: &CertDigest) -> String {
+pub(crate) fn x5t_s256_of_digest(digest: &CertDigest) -> String {
     URL_SAFE_NO_PAD.encode(digest)
 }
 
 /// Constant-time equality of two digests.
-pub fn digests_match(a: &CertDigest, b: &CertDigest) -> bool {
+pub(crate) fn digests_match(a: &CertDigest, b: &CertDigest) -> bool {
     a.ct_eq(b).into()
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>, Co
 
 /// A client certificate and key, checked and ready for the HTTP client.
 #[derive(Clone)]
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     /// Key then certificate chain, PEM, as reqwest's rustls `Identity::from_pem` wants it.
     pub(crate) pem: Vec<u8>,
     /// SHA-256 of the leaf certificate (the `x5t#S256` the AS binds tokens to).
@@ -55,7 +55,7 @@ impl std::fmt::Debug for ClientIdentity {
 
 /// Loads certfile/keyfile (a certfile that also holds the key works). Refuses what rustls
 /// cannot use, with the reason: X.509 v1 certificates, encrypted keys, missing blocks.
-pub fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, ConfigError> {
+pub(crate) fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, ConfigError> {
     let Some(certfile) = &tls.certfile else {
         return Ok(None);
     };
@@ -114,7 +114,9 @@ pub fn load_identity(tls: &TlsSettings) -> Result<Option<ClientIdentity>, Config
 }
 
 /// Loads the CA bundle (`cafile`).
-pub fn load_ca_bundle(tls: &TlsSettings) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
+pub(crate) fn load_ca_bundle(
+    tls: &TlsSettings,
+) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
     let Some(cafile) = &tls.cafile else {
         return Ok(None);
     };

@@ -27,10 +27,10 @@ use crate::secret::Secret;
 use crate::single_flight::{Fetched, SingleFlight};
 
 /// Lifetime assumed when the AS omits `expires_in`.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Every option the token client reads, in the order a door lists them (each is in
-/// [`crate::config::OPTIONS`], which gives its kind, default and help).
+/// [`crate::options::OPTIONS`], which gives its kind, default and help).
 pub const OPTION_NAMES: &[&str] = &[
     "token_endpoint",
     "scope",

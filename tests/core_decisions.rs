@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokenward::clock::{Clock, ManualClock};
-use tokenward::http::{HttpResponse, Transport};
 use tokenward::log::{Level, LogSink};
+use tokenward::transport::{HttpResponse, Transport};
 use tokenward::{AsError, Authenticator, DenyReason, FilterConfig, RawOptions, Secret, Verdict};
 
 const NOW: f64 = 1_800_000_000.0;

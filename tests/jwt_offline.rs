@@ -14,10 +14,10 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 
+use tokenward::JwtRefusal;
 use tokenward::clock::{Clock, ManualClock};
-use tokenward::http::{Document, HttpResponse, Transport};
-use tokenward::jwt::JwtRefusal;
 use tokenward::log::{Level, LogSink};
+use tokenward::transport::{Document, HttpResponse, Transport};
 use tokenward::{
     AsError, Authenticator, Denial, DenyReason, FilterConfig, RawOptions, Secret, Verdict,
 };
@@ -887,7 +887,7 @@ impl Rig {
 
 #[test]
 fn a_dpop_bound_token_needs_a_fresh_proof_by_its_key_on_every_request() {
-    use tokenward::dpop::ProofFault;
+    use tokenward::ProofFault;
     let key = ProofKey::new();
     let rig = dpop_rig("allowed", &key);
     let first = key.proof(DPOP_TOKEN);

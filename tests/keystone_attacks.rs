@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use tokenward::clock::ManualClock;
-use tokenward::http::{HttpReply, HttpRequest, Method, Transport};
 use tokenward::log::{Level, LogSink};
+use tokenward::transport::{HttpReply, HttpRequest, Method, Transport};
 use tokenward::{
     AsError, Authenticator, FilterConfig, KeystoneRequest, RawOptions, Secret, Verdict,
 };
@@ -30,7 +30,7 @@ impl Transport for Fake {
         _: &str,
         _: Option<Secret>,
         _: Secret,
-    ) -> Result<tokenward::http::HttpResponse, AsError> {
+    ) -> Result<tokenward::transport::HttpResponse, AsError> {
         Err(AsError::Internal("no forms here".into()))
     }
 

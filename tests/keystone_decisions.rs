@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokenward::clock::ManualClock;
-use tokenward::http::{HttpReply, HttpRequest, Method, Transport};
 use tokenward::log::{Level, LogSink};
+use tokenward::transport::{HttpReply, HttpRequest, Method, Transport};
 use tokenward::{
     AsError, Authenticator, DenyReason, FilterConfig, KeystoneRefusal, KeystoneRequest, RawOptions,
     Secret, Verdict,
@@ -80,7 +80,7 @@ impl Transport for ScriptedKeystone {
         _: &str,
         _: Option<Secret>,
         _: Secret,
-    ) -> Result<tokenward::http::HttpResponse, AsError> {
+    ) -> Result<tokenward::transport::HttpResponse, AsError> {
         panic!("the Keystone backend posted a form");
     }
 
@@ -1523,7 +1523,7 @@ impl Transport for Both {
         _url: &str,
         _authorization: Option<Secret>,
         body: Secret,
-    ) -> Result<tokenward::http::HttpResponse, AsError> {
+    ) -> Result<tokenward::transport::HttpResponse, AsError> {
         self.as_calls.fetch_add(1, SeqCst);
         if self.as_down.load(SeqCst) {
             return Err(AsError::Unreachable("connection refused".into()));
@@ -1534,7 +1534,7 @@ impl Transport for Both {
         } else {
             r#"{"active":false}"#
         };
-        Ok(tokenward::http::HttpResponse {
+        Ok(tokenward::transport::HttpResponse {
             status: 200,
             body: answer.as_bytes().to_vec(),
         })
@@ -1587,7 +1587,7 @@ fn bearer_validation_accepts_oauth_tokens_beside_keystone_tokens_with_separate_b
         auth.warnings()
     );
     let bearer = |token: &str| {
-        auth.check(&tokenward::authenticator::Request::new(
+        auth.check(&tokenward::Request::new(
             Some(&format!("Bearer {token}")),
             None,
         ))
@@ -1681,10 +1681,7 @@ fn bearer_validation_needs_validation_keystone_and_the_modes_options() {
     .unwrap();
     assert!(!auth.accepts_bearer());
     assert!(matches!(
-        auth.check(&tokenward::authenticator::Request::new(
-            Some("Bearer x"),
-            None
-        )),
+        auth.check(&tokenward::Request::new(Some("Bearer x"), None)),
         Verdict::Deny(_)
     ));
 }

@@ -213,14 +213,14 @@ pub struct KeystoneConfig {
 }
 
 /// `url` without its trailing `/` when it already names the v3 identity API (ends with `v3`).
-pub fn versioned(url: &str) -> Option<&str> {
+pub(crate) fn versioned(url: &str) -> Option<&str> {
     let url = url.trim_end_matches('/');
     url.ends_with("v3").then_some(url)
 }
 
 /// The versioned v3 endpoint of an identity URL: as is when it ends with `v3`, else with
 /// `/v3` appended (keystoneauth's v3 plugins do the same).
-pub fn v3_endpoint(url: &str) -> String {
+pub(crate) fn v3_endpoint(url: &str) -> String {
     let url = url.trim_end_matches('/');
     if url.ends_with("v3") {
         url.to_owned()

@@ -14,7 +14,7 @@
 //! (so a client never sets it, in `delay_auth_decision` mode too), and a service token never
 //! touches the user's system scope (the reference rewrites it from the service token).
 
-pub mod config;
+pub(crate) mod config;
 mod token;
 
 use std::fmt;
@@ -38,7 +38,7 @@ use crate::secret::Secret;
 use crate::strict_json;
 
 use config::{AppCredentialRef, BindMode, DomainRef, ProjectRef, TokenScope, UserRef};
-pub use config::{KeystoneConfig, ServiceAuth};
+pub(crate) use config::{KeystoneConfig, ServiceAuth};
 use token::{Bind, KsToken};
 
 /// Why a Keystone token is refused (401, or `X-Identity-Status: Invalid` with

@@ -27,7 +27,7 @@ fn rendezvous_weight(server: &str, key: &str) -> u64 {
 /// memcached over its text protocol, a small pool of buffered connections per server and
 /// process. Each request leaves in one write: the `memcache` crate sends a get as four
 /// writes (one TCP segment each), which cost ~100 µs per get on loopback; this costs ~20 µs.
-pub struct MemcachedStore {
+pub(crate) struct MemcachedStore {
     servers: Vec<String>,
     timeout: Duration,
     pool_size: usize,
@@ -192,7 +192,7 @@ impl Failure {
 }
 
 /// The largest value a get may return (entries are introspection answers, far smaller).
-pub const MAX_VALUE_LEN: usize = 4 << 20;
+pub(crate) const MAX_VALUE_LEN: usize = 4 << 20;
 
 fn protocol_error(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
@@ -214,7 +214,10 @@ fn read_line(conn: &mut impl BufRead) -> std::io::Result<String> {
 /// Reads memcached's reply to `get <key>`: `END` (a miss) or one `VALUE <key> <flags> <bytes>`
 /// block followed by `END`. Anything else — another key, a bad or oversized length, a missing
 /// terminator, a closed connection — is an error, so the connection is never reused.
-pub fn read_get_reply(conn: &mut impl BufRead, key: &str) -> std::io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_get_reply(
+    conn: &mut impl BufRead,
+    key: &str,
+) -> std::io::Result<Option<Vec<u8>>> {
     let header = read_line(conn)?;
     if header == "END\r\n" {
         return Ok(None);

@@ -16,7 +16,7 @@
 //! next server; one that timed out does not wait again.
 
 mod config;
-pub mod memcached;
+pub(crate) mod memcached;
 mod pool;
 mod redis_cluster;
 mod redis_store;
@@ -32,10 +32,10 @@ use serde_json::{Map, Value};
 use crate::clock::Clock;
 use crate::error::ConfigError;
 
-pub use config::{RedisTlsFiles, SharedTierConfig};
-pub use memcached::MemcachedStore;
-pub use redis_cluster::RedisClusterStore;
-pub use redis_store::RedisStore;
+pub(crate) use config::SharedTierConfig;
+pub(crate) use memcached::MemcachedStore;
+pub(crate) use redis_cluster::RedisClusterStore;
+pub(crate) use redis_store::RedisStore;
 use sealing::Keys;
 
 /// How shared entries are protected.
@@ -50,7 +50,7 @@ pub enum Protection {
 }
 
 /// A key-value store reachable by every host.
-pub trait SharedStore: Send + Sync {
+pub(crate) trait SharedStore: Send + Sync {
     /// The value under `key`, if any.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
     /// Stores `value` for `ttl`.
@@ -68,7 +68,7 @@ pub trait SharedStore: Send + Sync {
 }
 
 /// The shared tier in use.
-pub struct SharedTier {
+pub(crate) struct SharedTier {
     store: Box<dyn SharedStore>,
     protection: Protection,
     current: Keys,
@@ -90,7 +90,7 @@ impl std::fmt::Debug for SharedTier {
 impl SharedTier {
     /// Connects lazily: nothing is opened until the first lookup. `clock` times how long a
     /// failing server is left alone.
-    pub fn new(
+    pub(crate) fn new(
         config: &SharedTierConfig,
         policy: &str,
         clock: Arc<dyn Clock>,
@@ -106,7 +106,7 @@ impl SharedTier {
     }
 
     /// With a given store (tests).
-    pub fn with_store(
+    pub(crate) fn with_store(
         store: Box<dyn SharedStore>,
         config: &SharedTierConfig,
         policy: &str,
@@ -129,14 +129,14 @@ impl SharedTier {
     }
 
     /// Failed operations, garbage entries, and server failures ridden out on another server.
-    pub fn error_count(&self) -> u64 {
+    pub(crate) fn error_count(&self) -> u64 {
         self.errors
             .load(Relaxed)
             .saturating_add(self.store.failovers())
     }
 
     /// The introspection answer stored for `token`, if any and intact.
-    pub fn get(&self, token: &str) -> Option<Map<String, Value>> {
+    pub(crate) fn get(&self, token: &str) -> Option<Map<String, Value>> {
         for keys in std::iter::once(&self.current).chain(self.fallback.as_ref()) {
             let key = keys.storage_key(token);
             match self.store.get(&key) {
@@ -160,7 +160,7 @@ impl SharedTier {
 
     /// Records a DPoP proof id for `ttl` across every host of the tier: `Some(true)` when no
     /// host had it, `Some(false)` for a replay, `None` when the tier cannot say (down).
-    pub fn first_use(&self, proof_id: &[u8; 32], ttl: Duration) -> Option<bool> {
+    pub(crate) fn first_use(&self, proof_id: &[u8; 32], ttl: Duration) -> Option<bool> {
         // Keyed like the entries: a proof's key cannot be computed without the secret.
         let key = self
             .current
@@ -175,7 +175,7 @@ impl SharedTier {
     }
 
     /// Stores the answer for `token` for `ttl`.
-    pub fn put(&self, token: &str, claims: &Map<String, Value>, ttl: Duration) {
+    pub(crate) fn put(&self, token: &str, claims: &Map<String, Value>, ttl: Duration) {
         if ttl.is_zero() {
             return;
         }

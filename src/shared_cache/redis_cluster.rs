@@ -80,7 +80,7 @@ impl Connect for Bounded {
 /// socket timeout. A failure leaves the whole cluster alone for `memcache_pool_dead_retry`
 /// (a master lost without a replica stops the cluster anyway: CLUSTERDOWN); a MOVED or ASK
 /// redirect (resharding) is a miss that makes the next operation read the slot map again.
-pub struct RedisClusterStore {
+pub(crate) struct RedisClusterStore {
     client: ClusterClient,
     pool_size: usize,
     connections: Mutex<PerProcess<ClusterConnection<Bounded>>>,

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::error::ConfigError;
 
 /// Redis through the `redis` crate, a small pool of connections per process.
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     client: redis::Client,
     timeout: Duration,
     pool_size: usize,

@@ -4,9 +4,9 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use tokenward::config::{IGNORED_KEYS, RawOptions};
 use tokenward::log::{LogSink, NoLog};
-use tokenward::{Authenticator, FilterConfig, TokenClient, TokenClientConfig};
+use tokenward::options::IGNORED_KEYS;
+use tokenward::{Authenticator, FilterConfig, RawOptions, TokenClient, TokenClientConfig};
 
 use crate::authenticator::{CAuthenticator, tokenward_authenticator};
 use crate::ffi::{self, Castable, OwnershipBox, UserData};

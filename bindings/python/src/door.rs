@@ -559,7 +559,7 @@ mod grant_tests {
     use std::sync::Arc;
 
     use pyo3::exceptions::PyMemoryError;
-    use tokenward::http::{HttpResponse, Transport};
+    use tokenward::transport::{HttpResponse, Transport};
     use tokenward::{AsError, FilterConfig, RawOptions, Secret};
 
     use super::*;

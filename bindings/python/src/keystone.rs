@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use tokenward::authenticator::Verdict;
+use tokenward::Verdict;
 use tokenward::log::LogSink;
 use tokenward::{Grant, KeystoneRequest};
 
@@ -485,13 +485,13 @@ impl KeystoneAuthenticator {
 /// keystoneauth plugin options (read from the `auth_section` group when one is named).
 #[pyfunction]
 pub(crate) fn keystone_options() -> Vec<(&'static str, bool)> {
-    tokenward::config::OPTIONS
+    tokenward::options::OPTIONS
         .iter()
-        .filter(|o| tokenward::keystone::uses_option(o.name))
+        .filter(|o| tokenward::keystone_options::uses_option(o.name))
         .map(|o| {
             (
                 o.name,
-                tokenward::keystone::PLUGIN_OPTIONS.contains(&o.name),
+                tokenward::keystone_options::PLUGIN_OPTIONS.contains(&o.name),
             )
         })
         .collect()

@@ -543,8 +543,8 @@ type OptionRow = (
 );
 
 /// One row of the option table as Python sees it.
-fn option_row(py: Python<'_>, o: &tokenward::config::OptionSpec) -> PyResult<OptionRow> {
-    use tokenward::config::OptionKind;
+fn option_row(py: Python<'_>, o: &tokenward::options::OptionSpec) -> PyResult<OptionRow> {
+    use tokenward::options::OptionKind;
     let (kind, choices) = match o.kind {
         OptionKind::Str => ("str", None),
         OptionKind::Secret => ("secret", None),
@@ -560,10 +560,10 @@ fn option_row(py: Python<'_>, o: &tokenward::config::OptionSpec) -> PyResult<Opt
         o.help.to_owned(),
         choices.into_pyobject(py)?.into_any().unbind(),
         match o.origin {
-            tokenward::config::Origin::Reference => "keystonemiddleware",
-            tokenward::config::Origin::Tacker => "tacker",
-            tokenward::config::Origin::Tokenward => "tokenward",
-            tokenward::config::Origin::KeystoneAuthToken => "keystonemiddleware.auth_token",
+            tokenward::options::Origin::Reference => "keystonemiddleware",
+            tokenward::options::Origin::Tacker => "tacker",
+            tokenward::options::Origin::Tokenward => "tokenward",
+            tokenward::options::Origin::KeystoneAuthToken => "keystonemiddleware.auth_token",
         },
     ))
 }
@@ -571,7 +571,7 @@ fn option_row(py: Python<'_>, o: &tokenward::config::OptionSpec) -> PyResult<Opt
 /// Option names, types, defaults and help, for oslo.config registration and docs.
 #[pyfunction]
 fn options(py: Python<'_>) -> PyResult<Vec<OptionRow>> {
-    tokenward::config::OPTIONS
+    tokenward::options::OPTIONS
         .iter()
         .map(|o| option_row(py, o))
         .collect()
@@ -581,10 +581,10 @@ fn options(py: Python<'_>) -> PyResult<Vec<OptionRow>> {
 /// required: `(row, required)`.
 #[pyfunction]
 fn client_options(py: Python<'_>) -> PyResult<Vec<(OptionRow, bool)>> {
-    use tokenward::token_client::{OPTION_NAMES, REQUIRED_OPTIONS};
+    use tokenward::token_client_options::{OPTION_NAMES, REQUIRED_OPTIONS};
     OPTION_NAMES
         .iter()
-        .filter_map(|name| tokenward::config::OPTIONS.iter().find(|o| o.name == *name))
+        .filter_map(|name| tokenward::options::OPTIONS.iter().find(|o| o.name == *name))
         .map(|o| Ok((option_row(py, o)?, REQUIRED_OPTIONS.contains(&o.name))))
         .collect()
 }
