@@ -1,10 +1,13 @@
 """Stubs of the Rust extension module (checked by mypy.stubtest in scripts/test.sh)."""
 
-from typing import Any, Optional, Union, final
+from typing import Any, Callable, Iterable, Optional, Union, final
+
+from typing_extensions import disjoint_base
 
 __all__ = [
     "AuthServerUnavailableError",
     "Authenticator",
+    "ChallengingStart",
     "ConfigurationError",
     "CredentialsRejectedError",
     "KeystoneAuthenticator",
@@ -14,6 +17,7 @@ __all__ = [
     "TokenClient",
     "TokenRequestError",
     "TokenwardError",
+    "WsgiFilter",
     "__version__",
     "client_options",
     "keystone_options",
@@ -59,6 +63,17 @@ class Outcome:
 class Pending:
     def run(self) -> None: ...
     def finish(self, environ: dict[str, Any]) -> Optional[tuple[str, list[tuple[str, str]], bytes]]: ...
+
+@disjoint_base
+class WsgiFilter:
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> WsgiFilter: ...
+    def _wsgi_bind(self, app: Callable[..., Any], authenticator: Authenticator) -> None: ...
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]: ...
+
+@final
+class ChallengingStart:
+    def __new__(cls, start_response: Callable[..., Any], challenge: str) -> ChallengingStart: ...
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Optional[Any] = None) -> Any: ...
 
 @final
 class Authenticator:

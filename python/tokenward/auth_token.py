@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 from tokenward import _ks_config, _native
 from tokenward._tracking import track as _track
 from tokenward.exceptions import ConfigurationError
-from tokenward.external_oauth2_token import _green_executor
+from tokenward.external_oauth2_token import _green_executor, _internal_error
 
 __all__ = ["AuthProtocol", "ConfigurationError", "filter_factory", "list_opts"]
 
@@ -192,13 +192,8 @@ class AuthProtocol:
                 else:
                     outcome = self._native.check(user, service, method, path)
                 self._native.flush_logs()
-        except _native.TokenwardError:
-            self._log.exception("tokenward failed to check a request")
-            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
-            return [
-                b'{"error": {"code": 500, "title": "Internal Server Error", '
-                b'"message": "The request could not be authenticated."}}'
-            ]
+        except _native.TokenwardError as error:
+            return _internal_error(self._log, start_response, error)
         if outcome.allowed:
             environ.update(outcome.environ)
             info = outcome.token_info
@@ -229,13 +224,8 @@ class AuthProtocol:
                 else:
                     outcome = self._native.check_bearer(authorization)
                 self._native.flush_logs()
-        except _native.TokenwardError:
-            self._log.exception("tokenward failed to check a request")
-            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
-            return [
-                b'{"error": {"code": 500, "title": "Internal Server Error", '
-                b'"message": "The request could not be authenticated."}}'
-            ]
+        except _native.TokenwardError as error:
+            return _internal_error(self._log, start_response, error)
         if outcome.allowed:
             environ.update(outcome.environ)
             environ["external.token_info"] = outcome.token_info
@@ -244,16 +234,8 @@ class AuthProtocol:
         return [outcome.body]
 
     def _start_response_for(self, start_response: StartResponse) -> StartResponse:
-        challenge = self._challenge
-
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            # A 401 from the application tells the client where to authenticate, as the
-            # reference does (once).
-            if status[:3] == "401" and not any(k.lower() == "www-authenticate" for k, _ in headers):
-                headers = [*headers, ("WWW-Authenticate", challenge)]
-            return start_response(status, headers, exc_info)
-
-        return start
+        # An application's own 401 gets the Keystone challenge, once (native, as the OAuth filter's).
+        return _native.ChallengingStart(start_response, self._challenge)
 
 
 def filter_factory(global_conf: dict[str, Any], **local_conf: Any) -> Callable[..., Any]:

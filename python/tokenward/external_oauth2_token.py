@@ -37,9 +37,15 @@ def _green_executor() -> Optional[Callable[..., Any]]:
     return None
 
 
-class ExternalAuth2Protocol:
+class ExternalAuth2Protocol(_native.WsgiFilter):
     """Validates the bearer token of each request, then calls ``app`` with the identity
-    headers set, or answers 401/403/503 itself."""
+    headers set, or answers 401/403/503 itself.
+
+    The WSGI call itself is native (``_native.WsgiFilter.__call__``): it strips and reads the
+    environ, looks the token up and, on a hit, writes the identity keys and
+    ``external.token_info`` and calls ``app`` with a ``start_response`` that adds the
+    challenge to the application's own 401s; a refusal is answered there too. A miss comes
+    back to ``_miss``, a ``TokenwardError`` to ``_internal_error``."""
 
     def __init__(self, app: Callable[..., Any], conf: dict[str, Any]) -> None:
         self._app = app
@@ -50,8 +56,7 @@ class ExternalAuth2Protocol:
         self._native = _native.Authenticator(options, logger=self._log)
         for warning in self._native.warnings:
             self._log.warning(warning)
-        self._handle = self._native.handle
-        self._challenge = self._native.challenge
+        self._wsgi_bind(app, self._native)
         self.metrics_label = self._native.metrics_label(conf.get("log_name") or self._log.name)
         _track(self)
 
@@ -64,42 +69,38 @@ class ExternalAuth2Protocol:
         """The native authenticator (metrics, forget)."""
         return self._native
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        # One native call reads and strips the environ, looks the token up and, on a hit,
-        # writes the identity keys and external.token_info (see _native.Authenticator.handle).
+    def _miss(
+        self, environ: dict[str, Any], start_response: StartResponse, pending: _native.Pending
+    ) -> Optional[Iterable[bytes]]:
+        """The AS must be asked: the blocking part off the hub (eventlet's thread pool when
+        patched), then the answer on this thread. None: call the application."""
         try:
-            answer = self._handle(environ)
-            if answer is not None and answer.__class__ is not tuple:  # a miss: ask the AS
-                green = _green_executor()
-                if green is not None:
-                    green(answer.run)
-                else:
-                    answer.run()
-                answer = answer.finish(environ)
-        except _native.TokenwardError:
-            self._log.exception("tokenward failed to check a request")
-            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
-            return [
-                b'{"error": {"code": 500, "title": "Internal Server Error", '
-                b'"message": "The request could not be authenticated."}}'
-            ]
+            green = _green_executor()
+            if green is not None:
+                green(pending.run)
+            else:
+                pending.run()
+            answer = pending.finish(environ)
+        except _native.TokenwardError as error:
+            return self._internal_error(start_response, error)
         if answer is None:
-            return self._app(environ, self._start_response_for(start_response))
+            return None
         status, headers, body = answer
         start_response(status, headers)
         return [body]
 
-    def _start_response_for(self, start_response: StartResponse) -> StartResponse:
-        challenge = self._challenge
+    def _internal_error(self, start_response: StartResponse, error: BaseException) -> Iterable[bytes]:
+        return _internal_error(self._log, start_response, error)
 
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            # A 401 from the application gets the challenge, once (the reference adds a
-            # second one when the application already sent its own).
-            if status[:3] == "401" and not any(k.lower() == "www-authenticate" for k, _ in headers):
-                headers = [*headers, ("WWW-Authenticate", challenge)]
-            return start_response(status, headers, exc_info)
 
-        return start
+def _internal_error(log: logging.Logger, start_response: StartResponse, error: BaseException) -> Iterable[bytes]:
+    """A ``TokenwardError`` (a bug in tokenward): logged with its traceback, a JSON 500."""
+    log.error("tokenward failed to check a request", exc_info=error)
+    start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+    return [
+        b'{"error": {"code": 500, "title": "Internal Server Error", '
+        b'"message": "The request could not be authenticated."}}'
+    ]
 
 
 def filter_factory(global_conf: dict[str, Any], **local_conf: Any) -> Callable[..., Any]:

@@ -269,13 +269,31 @@ def test_app_401_gets_one_challenge() -> None:
         return [b"no"]
 
     with FakeAS() as fake:
-        _, headers, _ = call(ExternalAuth2Protocol(deny, options(fake.url)), bearer())
-        assert headers["WWW-Authenticate"] == 'Authorization OAuth 2.0 uri="https://as.example"'
+        filt = ExternalAuth2Protocol(deny, options(fake.url))
+        for _ in range(2):  # a miss, then a cache hit (answered without a Python frame)
+            _, headers, _ = call(filt, bearer())
+            assert headers["WWW-Authenticate"] == 'Authorization OAuth 2.0 uri="https://as.example"'
+        assert len(fake.requests) == 1
         app = ExternalAuth2Protocol(deny_own, options(fake.url))
         captured: list[Any] = []
         env = {"REQUEST_METHOD": "GET", "HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
         app(env, lambda s, h, e=None: captured.append(h))
         assert [k for k, _ in captured[0]].count("WWW-Authenticate") == 1
+
+
+def test_a_dropped_filter_is_freed() -> None:
+    """The native WSGI base holds the application and the authenticator, never a bound
+    method of the filter: no reference cycle the garbage collector cannot see."""
+    import gc
+    import weakref
+
+    with FakeAS() as fake:
+        filt = ExternalAuth2Protocol(echo_app, options(fake.url))
+        assert call(filt, bearer())[0] == "200 OK"
+        gone = weakref.ref(filt)
+        del filt
+        gc.collect()
+        assert gone() is None
 
 
 def test_no_secret_or_token_in_logs_at_debug(caplog: pytest.LogCaptureFixture, pki: Path) -> None:

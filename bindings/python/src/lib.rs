@@ -6,6 +6,7 @@
 mod door;
 mod grant;
 mod logger;
+mod wsgi;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -601,6 +602,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Authenticator>()?;
     m.add_class::<Outcome>()?;
     m.add_class::<Pending>()?;
+    m.add_class::<wsgi::WsgiFilter>()?;
+    m.add_class::<wsgi::ChallengingStart>()?;
     m.add_class::<TokenClient>()?;
     m.add("TokenRequestError", m.py().get_type::<TokenRequestError>())?;
     m.add(
