@@ -85,12 +85,13 @@ def test_spoofed_identity_headers_never_reach_the_app(auth_server: oidc_as.AuthS
     app = ExternalAuth2Protocol(echo_app, introspection_options(auth_server, "svc-post"))
     token = oidc_as.obtain_token(auth_server, "svc-post")
     spoof = {h: "spoofed" for h in SPOOFED}
-    status, _, body = call(app, {**spoof, "Authorization": f"Bearer {token}"})
-    assert status == "200 OK"
-    leaked = {k: v for k, v in body["environ"].items() if v == "spoofed"}
-    assert leaked == {}
-    assert "HTTP_OPENSTACK_SYSTEM_SCOPE" not in body["environ"]
-    assert body["environ"]["HTTP_X_USER_ID"] == "svc-post"
+    for _ in range(2):  # a miss, then a cache hit (which deletes only the keys it does not write)
+        status, _, body = call(app, {**spoof, "Authorization": f"Bearer {token}"})
+        assert status == "200 OK"
+        leaked = {k: v for k, v in body["environ"].items() if v == "spoofed"}
+        assert leaked == {}
+        assert "HTTP_OPENSTACK_SYSTEM_SCOPE" not in body["environ"]
+        assert body["environ"]["HTTP_X_USER_ID"] == "svc-post"
     # Refused requests never reach the app at all.
     status, _, body = call(app, {**spoof, "Authorization": "Bearer nope"})
     assert status == "401 Unauthorized" and "environ" not in body

@@ -189,12 +189,6 @@ impl Door {
             }
             None => None,
         };
-        for (_, key) in &keys.strip {
-            let key = key.bind(py);
-            if environ.contains(key)? {
-                environ.del_item(key)?;
-            }
-        }
         let authorization = text(environ, &keys.authorization)?;
         let cert = if self.reads_socket_cert {
             self.client_cert(environ)?
@@ -229,8 +223,27 @@ impl Door {
         self.flush_pending(py);
         match verdict {
             Some(verdict) => self.answer(environ, verdict),
-            None => Ok(Handled::Miss(prepared.into_owned())),
+            None => {
+                self.strip(environ, self.keys.strip.iter().map(|(_, key)| key))?;
+                Ok(Handled::Miss(prepared.into_owned()))
+            }
         }
+    }
+
+    /// Deletes `keys` (spoofed identity keys) from the environ where present.
+    fn strip<'k>(
+        &self,
+        environ: &Bound<'_, PyDict>,
+        keys: impl Iterator<Item = &'k Py<PyString>>,
+    ) -> PyResult<()> {
+        let py = environ.py();
+        for key in keys {
+            let key = key.bind(py);
+            if environ.contains(key)? {
+                environ.del_item(key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes an allowed request's identity into the environ, or makes the refusal.
@@ -241,8 +254,11 @@ impl Door {
     ) -> PyResult<Handled> {
         let py = environ.py();
         match verdict {
+            // A spoofed identity key never reaches the application: the grant's own keys
+            // overwrite theirs, the others are deleted (a refusal strips them all).
             Verdict::Allow(grant) => {
                 let objects = self.objects(py, &grant)?;
+                self.strip(environ, objects.unwritten.iter())?;
                 environ.update(objects.identity.bind(py).as_mapping())?;
                 let token_info = objects
                     .token_info
@@ -251,14 +267,17 @@ impl Door {
                 environ.set_item(self.keys.token_info.bind(py), token_info)?;
                 Ok(Handled::Allowed)
             }
-            Verdict::Deny(denial) => Ok(Handled::Denied(self.refusal(py, &denial)?)),
+            Verdict::Deny(denial) => {
+                self.strip(environ, self.keys.strip.iter().map(|(_, key)| key))?;
+                Ok(Handled::Denied(self.refusal(py, &denial)?))
+            }
         }
     }
 
     /// The grant's Python objects: those already stored, or new ones (see `grant.rs`).
     pub(crate) fn objects<'g>(&self, py: Python<'_>, grant: &'g Grant) -> PyResult<&'g PyGrant> {
         objects_built_by(py, grant, || {
-            PyGrant::build(py, grant, |h| self.environ_key(py, h))
+            PyGrant::build(py, grant, |h| self.environ_key(py, h), &self.keys.strip)
         })
     }
 
@@ -616,7 +635,14 @@ mod grant_tests {
         Python::initialize();
         Python::attach(|py| {
             let grant = a_grant();
-            let build = || PyGrant::build(py, &grant, |h| PyString::intern(py, &environ_key_of(h)));
+            let build = || {
+                PyGrant::build(
+                    py,
+                    &grant,
+                    |h| PyString::intern(py, &environ_key_of(h)),
+                    &[],
+                )
+            };
             let failed = objects_built_by(py, &grant, || Err(PyMemoryError::new_err("injected")));
             let err = failed.err().expect("a failed build is an error");
             assert!(err.is_instance_of::<TokenwardError>(py));

@@ -19,6 +19,9 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 pub(crate) struct PyGrant {
     /// environ key → value, in the order of the core's headers.
     pub(crate) identity: Py<PyDict>,
+    /// The stripped environ keys `identity` does not overwrite: those a request with this
+    /// grant must delete before the application sees the environ.
+    pub(crate) unwritten: Box<[Py<PyString>]>,
     /// keystonemiddleware's `token_data`.
     pub(crate) token_info: Template,
 }
@@ -77,13 +80,26 @@ impl PyGrant {
         py: Python<'py>,
         grant: &tokenward::Grant,
         environ_key: impl Fn(&'static str) -> Bound<'py, PyString>,
+        stripped: &[(&'static str, Py<PyString>)],
     ) -> PyResult<Self> {
         let identity = PyDict::new(py);
         for (header, value) in grant.headers() {
             identity.set_item(environ_key(header.name), PyString::new(py, value))?;
         }
+        let written = |name: &str| {
+            grant
+                .headers()
+                .iter()
+                .any(|(header, _)| header.name.eq_ignore_ascii_case(name))
+        };
+        let unwritten = stripped
+            .iter()
+            .filter(|(name, _)| !written(name))
+            .map(|(_, key)| key.clone_ref(py))
+            .collect();
         Ok(Self {
             identity: identity.unbind(),
+            unwritten,
             token_info: template_of_json(py, grant.token_info_json())?,
         })
     }
