@@ -45,6 +45,11 @@ struct Keys {
 }
 
 impl Keys {
+    /// Every stripped environ key (a miss or a refusal deletes them all).
+    fn stripped(&self) -> impl Iterator<Item = &Py<PyString>> {
+        self.strip.iter().map(|(_, key)| key)
+    }
+
     fn new(py: Python<'_>, cert_header: Option<&str>) -> Self {
         let key = |k: &str| PyString::intern(py, k).unbind();
         Self {
@@ -224,7 +229,7 @@ impl Door {
         match verdict {
             Some(verdict) => self.answer(environ, verdict),
             None => {
-                self.strip(environ, self.keys.strip.iter().map(|(_, key)| key))?;
+                self.strip(environ, self.keys.stripped())?;
                 Ok(Handled::Miss(prepared.into_owned()))
             }
         }
@@ -268,7 +273,7 @@ impl Door {
                 Ok(Handled::Allowed)
             }
             Verdict::Deny(denial) => {
-                self.strip(environ, self.keys.strip.iter().map(|(_, key)| key))?;
+                self.strip(environ, self.keys.stripped())?;
                 Ok(Handled::Denied(self.refusal(py, &denial)?))
             }
         }
