@@ -33,7 +33,7 @@ use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::proxy_cert::ProxyCerts;
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
-use crate::thumbprint::{self, CertDigest};
+use crate::thumbprint::{self, CertDigest, DigestMemo};
 use once_cell::race::OnceBox;
 
 /// Most DPoP proofs remembered against replay (older ones are forgotten first).
@@ -407,6 +407,8 @@ pub struct Authenticator {
     client: ClientAuthenticator,
     pub(crate) transport: Arc<dyn Transport>,
     cache_keys: TokenKeys,
+    /// The digests of the client certificates seen lately (direct or forwarded).
+    cert_digests: DigestMemo,
     cache: VerdictCache<Entry, AsError>,
     pub(crate) shared: Option<SharedTier>,
     keys: Option<KeyStore>,
@@ -714,6 +716,8 @@ impl Authenticator {
         let policy = policy_string(&config);
         let cache_keys = TokenKeys::new(&seed, &policy)
             .ok_or_else(|| ConfigError::new("token_cache_size", "no AES for the cache key"))?;
+        let cert_digests = DigestMemo::new(&seed)
+            .ok_or_else(|| ConfigError::new("token_cache_size", "no AES for the cache key"))?;
         let shared = match &config.shared {
             Some(tier) => {
                 if tier.protection == Protection::None {
@@ -755,6 +759,7 @@ impl Authenticator {
             as_stats: AsStats::default(),
             config_error_logged: Mutex::new(None),
             cache_keys,
+            cert_digests,
             keys: config.jwt.as_ref().map(|jwt| {
                 KeyStore::new(
                     jwt.keys.clone(),
@@ -951,11 +956,16 @@ impl Authenticator {
         let cert = if binding.reads_certificate() {
             let digest = match &self.proxy_certs {
                 // Only the proxy's header counts, and only from a trusted proxy.
-                Some(proxy) => proxy.certificate(request.peer, request.forwarded_cert, &*self.log),
+                Some(proxy) => proxy.certificate(
+                    request.peer,
+                    request.forwarded_cert,
+                    &*self.log,
+                    &self.cert_digests,
+                ),
                 None => request
                     .client_cert
                     .filter(|c| !c.is_empty())
-                    .and_then(thumbprint::cert_digest),
+                    .and_then(|c| self.cert_digests.digest(c, thumbprint::cert_digest)),
             };
             // Checked before any AS round trip: without a certificate the answer is known.
             if digest.is_none() && binding == Binding::Required {

@@ -104,7 +104,11 @@ impl TokenKeys {
 
     /// The key for a token.
     pub(crate) fn key(&self, token: &str) -> CacheKey {
-        let token = token.as_bytes();
+        self.key_of_bytes(token.as_bytes())
+    }
+
+    /// The key for any text (a client certificate as it was sent).
+    pub(crate) fn key_of_bytes(&self, token: &[u8]) -> CacheKey {
         if token.len() <= Self::SHORT {
             return blake3_key(&self.short, token);
         }

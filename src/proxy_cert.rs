@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
 use crate::log::{Level, LogSink};
-use crate::thumbprint::{self, CertDigest};
+use crate::thumbprint::{self, CertDigest, DigestMemo};
 
 /// How the proxy writes the certificate into the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +273,7 @@ impl ProxyCerts {
         peer: Option<&str>,
         value: Option<&str>,
         log: &dyn LogSink,
+        memo: &DigestMemo,
     ) -> Option<CertDigest> {
         let value = value.filter(|v| !v.trim().is_empty())?;
         let peer = peer.unwrap_or("");
@@ -280,7 +281,10 @@ impl ProxyCerts {
             self.warn_once(peer, log);
             return None;
         }
-        decode(value, self.config.format)
+        let format = self.config.format;
+        memo.digest(value.as_bytes(), |v| {
+            std::str::from_utf8(v).ok().and_then(|v| decode(v, format))
+        })
     }
 
     fn warn_once(&self, peer: &str, log: &dyn LogSink) {
@@ -443,14 +447,21 @@ mod tests {
     fn untrusted_peers_are_ignored_and_warned_once_with_bounded_memory() {
         let c = ProxyCertConfig::new("X-Cert", HeaderFormat::Pem, &["127.0.0.1".into()]).unwrap();
         let source = ProxyCerts::new(c);
+        let memo = DigestMemo::new(&[1; 32]).unwrap();
         let log = Lines::default();
         assert_eq!(
-            source.certificate(Some("127.0.0.1"), Some(PEM), &log),
+            source.certificate(Some("127.0.0.1"), Some(PEM), &log, &memo),
             Some(digest())
         );
-        assert_eq!(source.certificate(Some("127.0.0.1"), None, &NoLog), None);
+        assert_eq!(
+            source.certificate(Some("127.0.0.1"), None, &NoLog, &memo),
+            None
+        );
         for _ in 0..3 {
-            assert_eq!(source.certificate(Some("10.0.0.9"), Some(PEM), &log), None);
+            assert_eq!(
+                source.certificate(Some("10.0.0.9"), Some(PEM), &log, &memo),
+                None
+            );
         }
         assert_eq!(log.0.lock().unwrap().len(), 1);
         assert!(log.0.lock().unwrap()[0].contains("10.0.0.9"));
@@ -459,6 +470,7 @@ mod tests {
                 Some(&format!("10.1.{}.{}", i / 256, i % 256)),
                 Some(PEM),
                 &NoLog,
+                &memo,
             );
         }
         let warned = source.warned.lock().unwrap();

@@ -6,6 +6,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::cache::{CacheKey, TokenKeys};
+
 /// SHA-256 of a certificate's DER.
 pub(crate) type CertDigest = [u8; 32];
 
@@ -37,6 +39,43 @@ pub(crate) fn cert_digest(input: &[u8]) -> Option<CertDigest> {
     }
     let der = pem_der(trimmed)?;
     Some(Sha256::digest(&der).into())
+}
+
+/// Digests of the certificates seen lately, by a keyed hash of the text the client sent: a
+/// client sends the same certificate with every request, and decoding a PEM certificate costs
+/// more than the rest of a cache hit. Bounded; a text not held is decoded as before. The keys
+/// are random per process and never leave it, as for the verdict cache.
+pub(crate) struct DigestMemo {
+    keys: TokenKeys,
+    seen: quick_cache::sync::Cache<CacheKey, Option<CertDigest>>,
+}
+
+impl DigestMemo {
+    /// Distinct certificate texts held.
+    pub(crate) const CAPACITY: usize = 4096;
+
+    /// A memo keyed under `seed`; `None` without AES (as [`TokenKeys::new`]).
+    pub(crate) fn new(seed: &[u8]) -> Option<Self> {
+        Some(Self {
+            keys: TokenKeys::new(seed, "client certificate digests")?,
+            seen: quick_cache::sync::Cache::new(Self::CAPACITY),
+        })
+    }
+
+    /// `decode(text)`, or what it gave for the same text before. One memo per decoder.
+    pub(crate) fn digest(
+        &self,
+        text: &[u8],
+        decode: impl FnOnce(&[u8]) -> Option<CertDigest>,
+    ) -> Option<CertDigest> {
+        let key = self.keys.key_of_bytes(text);
+        if let Some(digest) = self.seen.get(&key) {
+            return digest;
+        }
+        let digest = decode(text);
+        self.seen.insert(key, digest);
+        digest
+    }
 }
 
 /// The DER bytes of a certificate given in any of the forms [`cert_digest`] takes.
@@ -105,6 +144,33 @@ mod tests {
     const PEM: &str = include_str!("../tests/data/x5t-vector.pem");
     // Computed with `openssl x509 -outform DER | openssl dgst -sha256 -binary | basenc --base64url`.
     const X5T: &str = "HSsRFAvLWZ2Rq53NvkE_8bN9CckyvbrDt2K6U8VoNMc";
+
+    #[test]
+    fn the_memo_decodes_a_text_once_and_tells_texts_apart() {
+        let memo = DigestMemo::new(&[7; 32]).unwrap();
+        let decoded = std::cell::Cell::new(0);
+        let digest = |text: &[u8]| {
+            memo.digest(text, |t| {
+                decoded.set(decoded.get() + 1);
+                cert_digest(t)
+            })
+        };
+        let want = decode_x5t(X5T);
+        assert_eq!(digest(PEM.as_bytes()), want);
+        assert_eq!(digest(PEM.as_bytes()), want);
+        assert_eq!(decoded.get(), 1);
+        // Another text of the same certificate is decoded (and agrees); garbage stays none.
+        let spaced = PEM.replace('\n', " ");
+        assert_eq!(digest(spaced.as_bytes()), want);
+        assert_eq!(digest(b"-----BEGIN CERTIFICATE-----junk"), None);
+        assert_eq!(digest(b"-----BEGIN CERTIFICATE-----junk"), None);
+        assert_eq!(decoded.get(), 3);
+        // Past its capacity the memo still answers right (by decoding again).
+        for i in 0..DigestMemo::CAPACITY * 2 {
+            assert_eq!(digest(format!("not a certificate {i}").as_bytes()), None);
+        }
+        assert_eq!(digest(PEM.as_bytes()), want);
+    }
 
     #[test]
     fn vector_from_pem_der_and_mangled_forms() {
