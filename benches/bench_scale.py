@@ -595,6 +595,43 @@ def part5(args: argparse.Namespace, port: int, client: bf.ASClient) -> dict[str,
         stop_mc()
 
 
+# --------------------------------------------------------------------------- part 6
+
+WORKING_SETS = (1, 16, 128, 1024, 8192)
+
+
+def part6(args: argparse.Namespace, port: int, claims: str) -> dict[str, Any]:
+    """tokenward only: the hit latency against the number of distinct tokens cycled (the
+    working set) at fixed cache sizes, to tell the cost of the cache's size from the cost of
+    touching many grants (each grant's Python objects and cache slot are its own memory)."""
+    sizes = [n for n in (1, 10000, 1000000) if n <= max(args.sizes)]
+    filled = {n: fill_tokenward(port, n, args.request_fill_max, args.fill_threads, claims) for n in sizes}
+    gc.collect()
+    gc.freeze()
+    series: dict[tuple[int, int], list[int]] = {}
+    cycles: dict[tuple[int, int], list[str]] = {}
+    for n, s in filled.items():
+        rng = random.Random(n + 6)
+        for h in WORKING_SETS:
+            if h <= n:
+                cycles[(n, h)] = [s.token(i) for i in rng.sample(range(n), h)]
+                series[(n, h)] = []
+                bf.timed_calls(s.app, cycles[(n, h)][:8], [])  # warm: Python objects built
+    for r in range(args.rounds):
+        for (n, h), cycle in cycles.items():
+            tokens = [cycle[i % h].encode().decode() for i in range(args.batch)]
+            gc.collect()
+            bf.timed_calls(filled[n].app, tokens, series[(n, h)])
+        print(f"[6] round {r + 1}/{args.rounds}", file=sys.stderr)
+    out: dict[str, Any] = {"sizes": sizes, "working_sets": list(WORKING_SETS), "median_us": {}}
+    for (n, h), samples in series.items():
+        out["median_us"][f"{n}/{h}"] = summary(samples)["median_us"]
+    for s in filled.values():
+        s.app = None
+    gc.unfreeze()
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -727,6 +764,15 @@ def report(res: dict[str, Any]) -> tuple[list[str], list[str]]:
                 f"({k['median_us'] / t['median_us']:.1f}x); host B introspections tw {t['introspections_host_b']} / "
                 f"ksm {k['introspections_host_b']}; tw shared_hits {t['host_b_metrics']['shared_hits']}"
             )
+    p6 = res.get("working_set")
+    if p6:
+        L.append("")
+        L.append("6. tokenward hit latency, µs median: cached tokens (rows) x distinct tokens cycled (columns)")
+        sets = p6["working_sets"]
+        L.append(f"{'cached':>10} " + " ".join(f"{h:>8,}" for h in sets))
+        for n in p6["sizes"]:
+            cells = [p6["median_us"].get(f"{n}/{h}") for h in sets]
+            L.append(f"{n:>10,} " + " ".join(f"{fmt_us(c) if c else '-':>8}" for c in cells))
     L.append("")
     notes = res["meta"].get("notes", [])
     for n in notes:
@@ -753,6 +799,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("throughput", "3", lambda: part3(args, port, client)),
             ("junk", "4", lambda: part4(args, port)),
             ("memcached", "5", lambda: part5(args, port, client)),
+            ("working_set", "6", lambda: part6(args, port, claims)),
         ]
         for key, num, fn in parts:
             if num not in args.parts:
@@ -793,7 +840,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI-sized run (sizes up to 100,000, 100,000 junk, 3 rounds)")
     p.add_argument("--json", metavar="PATH", default=os.path.join(ROOT, "docs", "bench", "scale.json"))
-    p.add_argument("--parts", default="12345", help="which parts to run (default 12345)")
+    p.add_argument("--parts", default="123456", help="which parts to run (default 123456)")
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], help="cached-token counts")
     p.add_argument("--rounds", type=int, help="interleaved rounds for parts 1 and 3")
     p.add_argument("--batch", type=int, help="hit calls per batch (tokenward; keystonemiddleware at most this)")

@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use tokenward::{Denial, Grant, Prepared, Request, Verdict};
 
-use crate::grant::PyGrant;
+use crate::grant::{PyGrant, SharedStrings};
 use crate::logger::PythonLogger;
 use crate::{TokenwardError, internal_error};
 
@@ -81,6 +81,8 @@ pub(crate) struct Door {
     pub(crate) inner: Arc<tokenward::Authenticator>,
     pub(crate) logger: Option<Arc<PythonLogger>>,
     keys: Keys,
+    /// Equal values of different grants' objects, as one object each.
+    strings: SharedStrings,
     /// `thumbprint_verify` reads a certificate and no proxy header stands for it.
     reads_socket_cert: bool,
     dpop_public_url: Option<String>,
@@ -153,6 +155,7 @@ impl Door {
         let cert_header = config.proxy_certs.as_ref().map(|p| p.header.as_str());
         Self {
             keys: Keys::new(py, cert_header),
+            strings: SharedStrings::new(py),
             reads_socket_cert: config.policy.binding.reads_certificate() && cert_header.is_none(),
             dpop_public_url: config.dpop.public_url.clone(),
             inner,
@@ -282,7 +285,13 @@ impl Door {
     /// The grant's Python objects: those already stored, or new ones (see `grant.rs`).
     pub(crate) fn objects<'g>(&self, py: Python<'_>, grant: &'g Grant) -> PyResult<&'g PyGrant> {
         objects_built_by(py, grant, || {
-            PyGrant::build(py, grant, |h| self.environ_key(py, h), &self.keys.strip)
+            PyGrant::build(
+                py,
+                grant,
+                |h| self.environ_key(py, h),
+                &self.keys.strip,
+                &self.strings,
+            )
         })
     }
 
@@ -646,6 +655,7 @@ mod grant_tests {
                     &grant,
                     |h| PyString::intern(py, &environ_key_of(h)),
                     &[],
+                    &SharedStrings::new(py),
                 )
             };
             let failed = objects_built_by(py, &grant, || Err(PyMemoryError::new_err("injected")));

@@ -73,6 +73,45 @@ impl Node {
     }
 }
 
+/// One object for equal short strings of different grants (a user id, a role, a scope): a
+/// cache hit reads its grant's values, and when many grants are in use, values they share
+/// stay in the CPU's cache where copies of their own would not (`benches/bench_scale.py`
+/// part 6). Bounded: emptied when full. Only touched with the GIL held (it is a dict).
+pub(crate) struct SharedStrings(Py<PyDict>);
+
+impl SharedStrings {
+    /// Strings held at most.
+    pub(crate) const CAPACITY: usize = 4096;
+    /// Longer strings are not shared (unique ones, such as a JWT, would only churn it).
+    pub(crate) const LONGEST: usize = 256;
+
+    pub(crate) fn new(py: Python<'_>) -> Self {
+        Self(PyDict::new(py).unbind())
+    }
+
+    /// A str equal to `text`: the one held, or a new one (then held).
+    pub(crate) fn get<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+        let string = PyString::new(py, text);
+        if text.len() > Self::LONGEST {
+            return Ok(string);
+        }
+        let held = self.0.bind(py);
+        if let Some(shared) = held.get_item(&string)? {
+            return Ok(shared.cast_into::<PyString>()?);
+        }
+        if held.len() >= Self::CAPACITY {
+            held.clear();
+        }
+        held.set_item(&string, &string)?;
+        Ok(string)
+    }
+
+    #[cfg(test)]
+    fn len(&self, py: Python<'_>) -> usize {
+        self.0.bind(py).len()
+    }
+}
+
 impl PyGrant {
     /// Builds the objects of `grant`: environ keys from the door's table, values and the
     /// `token_info` template from the grant (its JSON read straight into Python objects).
@@ -81,10 +120,11 @@ impl PyGrant {
         grant: &tokenward::Grant,
         environ_key: impl Fn(&'static str) -> Bound<'py, PyString>,
         stripped: &[(&'static str, Py<PyString>)],
+        strings: &SharedStrings,
     ) -> PyResult<Self> {
         let identity = PyDict::new(py);
         for (header, value) in grant.headers() {
-            identity.set_item(environ_key(header.name), PyString::new(py, value))?;
+            identity.set_item(environ_key(header.name), strings.get(py, value)?)?;
         }
         let written = |name: &str| {
             grant
@@ -100,7 +140,7 @@ impl PyGrant {
         Ok(Self {
             identity: identity.unbind(),
             unwritten,
-            token_info: template_of_json(py, grant.token_info_json())?,
+            token_info: template_of_json(py, grant.token_info_json(), strings)?,
         })
     }
 }
@@ -108,7 +148,11 @@ impl PyGrant {
 /// A JSON object's template, its text read by serde straight into Python objects (no
 /// `json.loads`); numbers as `json.loads` makes them (an integer an `int`, anything else a
 /// `float`), object members in their order.
-pub(crate) fn template_of_json(py: Python<'_>, json: &str) -> PyResult<Template> {
+pub(crate) fn template_of_json(
+    py: Python<'_>,
+    json: &str,
+    strings: &SharedStrings,
+) -> PyResult<Template> {
     let failure = RefCell::new(None);
     let mut reader = serde_json::Deserializer::from_str(json);
     // token_info holds the claims one level down: as deep as the core's parser allows, plus
@@ -117,6 +161,7 @@ pub(crate) fn template_of_json(py: Python<'_>, json: &str) -> PyResult<Template>
     let built = Build {
         py,
         failure: &failure,
+        strings,
     }
     .deserialize(&mut reader)
     .and_then(|built| reader.end().map(|()| built));
@@ -139,6 +184,7 @@ pub(crate) fn template_of_json(py: Python<'_>, json: &str) -> PyResult<Template>
 struct Build<'a, 'py> {
     py: Python<'py>,
     failure: &'a RefCell<Option<PyErr>>,
+    strings: &'a SharedStrings,
 }
 
 type Built<'py> = (Bound<'py, PyAny>, Option<Node>);
@@ -148,6 +194,7 @@ impl<'a, 'py> Build<'a, 'py> {
         Build {
             py: self.py,
             failure: self.failure,
+            strings: self.strings,
         }
     }
 
@@ -192,7 +239,10 @@ impl<'de, 'py> Visitor<'de> for Build<'_, 'py> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok((PyString::new(self.py, v).into_any(), None))
+        match self.strings.get(self.py, v) {
+            Ok(string) => Ok((string.into_any(), None)),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -297,7 +347,7 @@ mod tests {
                 deep.as_str(),
             ];
             for doc in docs {
-                let template = template_of_json(py, doc).unwrap();
+                let template = template_of_json(py, doc, &SharedStrings::new(py)).unwrap();
                 let (a, b) = (template.fresh(py).unwrap(), template.fresh(py).unwrap());
                 let want = loads.call1((doc,)).unwrap();
                 let repr = |v: &Bound<'_, PyAny>| -> String {
@@ -315,8 +365,44 @@ mod tests {
                     "{doc}: the template changed"
                 );
             }
-            assert!(template_of_json(py, "[]").is_err());
-            assert!(template_of_json(py, "{").is_err());
+            let strings = SharedStrings::new(py);
+            assert!(template_of_json(py, "[]", &strings).is_err());
+            assert!(template_of_json(py, "{", &strings).is_err());
+        });
+    }
+
+    /// Equal short strings of two templates are one object, long ones are not shared, and
+    /// the pool never holds more than its capacity.
+    #[test]
+    fn templates_share_short_strings_and_the_pool_is_bounded() {
+        Python::initialize();
+        Python::attach(|py| {
+            let strings = SharedStrings::new(py);
+            let long = "x".repeat(SharedStrings::LONGEST + 1);
+            let doc = format!(r#"{{"role":"admin","roles":["admin"],"long":"{long}"}}"#);
+            let (a, b) = (
+                template_of_json(py, &doc, &strings)
+                    .unwrap()
+                    .fresh(py)
+                    .unwrap(),
+                template_of_json(py, &doc, &strings)
+                    .unwrap()
+                    .fresh(py)
+                    .unwrap(),
+            );
+            fn item<'py>(d: &Bound<'py, PyDict>, k: &str) -> Bound<'py, PyAny> {
+                d.get_item(k).unwrap().unwrap()
+            }
+            assert!(item(&a, "role").is(item(&b, "role")));
+            let first = item(&a, "roles").get_item(0).unwrap();
+            assert!(first.is(item(&a, "role")));
+            assert!(!item(&a, "long").is(item(&b, "long")));
+            assert_eq!(item(&a, "long").to_string(), long);
+            for i in 0..SharedStrings::CAPACITY * 2 + 7 {
+                let text = format!("value {i}");
+                assert_eq!(strings.get(py, &text).unwrap().to_string(), text);
+                assert!(strings.len(py) <= SharedStrings::CAPACITY);
+            }
         });
     }
 }
