@@ -1132,7 +1132,7 @@ impl Authenticator {
     ) -> Result<usize, String> {
         let claims: Map<String, Value> =
             serde_json::from_str(claims_json).map_err(|e| e.to_string())?;
-        let entry = self.evaluate(&claims, Origin::Introspection);
+        let entry = self.evaluate(&claims, Origin::Introspection, None);
         let ttl = self
             .config
             .cache
@@ -1189,7 +1189,7 @@ impl Authenticator {
             None => (self.ask_as(token)?, true),
         };
         let now = self.clock.wall();
-        let entry = self.evaluate(&claims, Origin::Introspection);
+        let entry = self.evaluate(&claims, Origin::Introspection, None);
         let ttl = match &entry {
             Entry::Allowed(grant) => self.config.cache.active_ttl.map(|ttl| match grant.expires {
                 Some(exp) => ttl.min(clock::lifetime_until(now, exp)),
@@ -1236,7 +1236,7 @@ impl Authenticator {
                         }
                     };
                     match verified {
-                        Ok(claims) => self.evaluate(&claims, Origin::Jwt),
+                        Ok(claims) => self.evaluate(&claims, Origin::Jwt, jws.payload_text()),
                         Err(refusal) => Entry::Denied(DenyReason::InvalidJwt(refusal)),
                     }
                 }
@@ -1341,8 +1341,14 @@ impl Authenticator {
         }
     }
 
-    fn evaluate(&self, claims: &Map<String, Value>, origin: Origin) -> Entry {
-        match self.evaluate_inner(claims, origin) {
+    /// `claims_text`: the JSON text the claims were read from, when it is at hand.
+    fn evaluate(
+        &self,
+        claims: &Map<String, Value>,
+        origin: Origin,
+        claims_text: Option<&str>,
+    ) -> Entry {
+        match self.evaluate_inner(claims, origin, claims_text) {
             Ok(grant) => Entry::Allowed(Arc::new(grant)),
             Err(reason) => Entry::Denied(reason),
         }
@@ -1352,6 +1358,7 @@ impl Authenticator {
         &self,
         claims: &Map<String, Value>,
         origin: Origin,
+        claims_text: Option<&str>,
     ) -> Result<Grant, DenyReason> {
         if origin == Origin::Introspection && claims.get("active") != Some(&Value::Bool(true)) {
             return Err(DenyReason::Inactive);
@@ -1437,8 +1444,8 @@ impl Authenticator {
             },
             _ => None,
         };
-        let identity =
-            map_identity(&self.config.mapping, claims).map_err(DenyReason::Unmappable)?;
+        let identity = map_identity(&self.config.mapping, claims, claims_text)
+            .map_err(DenyReason::Unmappable)?;
         let expires = match (exp, identity.expires_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -270,9 +270,13 @@ fn claim_path(raw: &RawOptions, name: &'static str) -> Result<Option<ClaimPath>,
 /// Maps the claims of an active token, as keystonemiddleware does, minus its bugs: no root
 /// fallback, roles may be a JSON array, admin detection trims spaces, `X-Is-Admin-Project`
 /// is always set (`true`/`false`).
+///
+/// `claims_text`, when given, is the JSON text `claims` was read from (a JWT's payload): it
+/// goes into `token_info` as it is instead of being written again.
 pub(crate) fn map_identity(
     cfg: &MappingConfig,
     claims: &Map<String, Value>,
+    claims_text: Option<&str>,
 ) -> Result<MappedIdentity, MappingError> {
     let roles = roles(claims, &cfg.roles)?;
     let is_admin = roles
@@ -352,9 +356,12 @@ pub(crate) fn map_identity(
         ("user_domain_id", &user_domain_id),
         ("user_domain_name", &user_domain_name),
     ]);
-    let token_info_json = serde_json::to_string(&TokenInfo { claims, fields })
-        // Cannot fail: every key is a string.
-        .unwrap_or_else(|_| "{}".to_owned());
+    let token_info_json = match claims_text {
+        Some(text) => token_info_around(text, &fields),
+        None => serde_json::to_string(&TokenInfo { claims, fields })
+            // Cannot fail: every key is a string.
+            .unwrap_or_else(|_| "{}".to_owned()),
+    };
 
     let mut headers = vec![
         (h::IDENTITY_STATUS, "Confirmed".to_owned()),
@@ -390,6 +397,22 @@ pub(crate) fn map_identity(
         token_info_json,
         expires_at,
     })
+}
+
+/// `token_info` as [`TokenInfo`] writes it, around claims already in JSON text.
+fn token_info_around(claims_text: &str, fields: &[(&str, &str)]) -> String {
+    let mut out = Vec::with_capacity(claims_text.len() + 40 + 48 * fields.len());
+    out.extend_from_slice(b"{\"origin_token_metadata\":");
+    out.extend_from_slice(claims_text.as_bytes());
+    for (name, value) in fields {
+        out.push(b',');
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, name);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, value);
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// What a token is scoped to.
@@ -477,7 +500,7 @@ mod tests {
 
     #[test]
     fn project_scope_sets_reference_headers() {
-        let m = map_identity(&mapping(&[]), &claims(sample())).unwrap();
+        let m = map_identity(&mapping(&[]), &claims(sample()), None).unwrap();
         assert_eq!(header(&m, "X-Project-Id"), Some("p1"));
         assert_eq!(header(&m, "X-Tenant"), Some("p1"));
         assert_eq!(header(&m, "X-Roles"), Some("member, admin"));
@@ -490,12 +513,42 @@ mod tests {
         assert_eq!(info["is_admin"], "true");
     }
 
+    /// Claims given with their JSON text (a JWT payload) give the same `token_info`, the
+    /// claims as they were sent (spacing and escapes kept), and the same headers.
+    #[test]
+    fn token_info_around_the_claims_text_is_the_same_document() {
+        let v = sample();
+        let text = format!(" {} ", serde_json::to_string_pretty(&v).unwrap());
+        let written = map_identity(&mapping(&[]), &claims(v.clone()), None).unwrap();
+        let around = map_identity(&mapping(&[]), &claims(v), Some(&text)).unwrap();
+        assert!(around.token_info_json.contains(&text));
+        let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        assert_eq!(
+            parse(&around.token_info_json),
+            parse(&written.token_info_json)
+        );
+        assert_eq!(around.headers, written.headers);
+        let quoted = sample_with_quotes();
+        let text = serde_json::to_string(&quoted).unwrap();
+        let m = map_identity(&mapping(&[]), &claims(quoted.clone()), Some(&text)).unwrap();
+        assert_eq!(
+            parse(&m.token_info_json)["user_name"],
+            quoted["user"]["name"]
+        );
+    }
+
+    fn sample_with_quotes() -> Value {
+        let mut v = sample();
+        v["user"]["name"] = json!("al\"ice\\ é");
+        v
+    }
+
     /// token_info is keystonemiddleware's `token_data`, member for member and in its order
     /// (the claims are written from the borrowed map, not copied into a new one).
     #[test]
     fn token_info_text_and_header_order() {
         let v = sample();
-        let m = map_identity(&mapping(&[]), &claims(v.clone())).unwrap();
+        let m = map_identity(&mapping(&[]), &claims(v.clone()), None).unwrap();
         let want = json!({
             "origin_token_metadata": v,
             "roles": "member, admin", "is_admin": "true",
@@ -532,7 +585,7 @@ mod tests {
     fn roles_array_and_non_admin() {
         let mut v = sample();
         v["roles"] = json!(["member", "reader"]);
-        let m = map_identity(&mapping(&[]), &claims(v)).unwrap();
+        let m = map_identity(&mapping(&[]), &claims(v), None).unwrap();
         assert_eq!(header(&m, "X-Roles"), Some("member,reader"));
         assert_eq!(header(&m, "X-Is-Admin-Project"), Some("false"));
     }
@@ -541,17 +594,19 @@ mod tests {
     fn system_and_domain_scope() {
         let mut v = sample();
         v["system"] = json!(true);
-        let m = map_identity(&mapping(&[]), &claims(v.clone())).unwrap();
+        let m = map_identity(&mapping(&[]), &claims(v.clone()), None).unwrap();
         assert_eq!(header(&m, "OpenStack-System-Scope"), Some("all"));
         assert_eq!(header(&m, "X-Project-Id"), None);
         v["system"] = json!("all");
         assert_eq!(
-            map_identity(&mapping(&[]), &claims(v)).unwrap_err().option,
+            map_identity(&mapping(&[]), &claims(v), None)
+                .unwrap_err()
+                .option,
             "mapping_system_scope"
         );
         let mut v = sample();
         v["project"]["id"] = json!("");
-        let m = map_identity(&mapping(&[]), &claims(v)).unwrap();
+        let m = map_identity(&mapping(&[]), &claims(v), None).unwrap();
         assert_eq!(header(&m, "X-Domain-Id"), Some("d"));
         assert_eq!(header(&m, "X-Project-Id"), None);
     }
@@ -561,7 +616,7 @@ mod tests {
         let v = json!({"project": {}, "id": "root-id", "name": "x", "roles": "r",
                        "user": {"id": "u", "name": "n", "domain": {"id": "d", "name": "D"}}});
         // project.id missing → domain scope, and project.domain.id is not taken from the root.
-        let err = map_identity(&mapping(&[]), &claims(v)).unwrap_err();
+        let err = map_identity(&mapping(&[]), &claims(v), None).unwrap_err();
         assert_eq!(err.option, "mapping_project_domain_id");
     }
 
@@ -570,25 +625,33 @@ mod tests {
         let mut v = sample();
         v["user"]["id"] = json!(42);
         assert_eq!(
-            map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem,
+            map_identity(&mapping(&[]), &claims(v), None)
+                .unwrap_err()
+                .problem,
             NOT_STRING
         );
         let mut v = sample();
         v["user"]["name"] = json!("evil\r\nX-Roles: admin");
         assert_eq!(
-            map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem,
+            map_identity(&mapping(&[]), &claims(v), None)
+                .unwrap_err()
+                .problem,
             CONTROL
         );
         let mut v = sample();
         v["roles"] = json!([]);
         assert_eq!(
-            map_identity(&mapping(&[]), &claims(v)).unwrap_err().option,
+            map_identity(&mapping(&[]), &claims(v), None)
+                .unwrap_err()
+                .option,
             "mapping_roles"
         );
         let mut v = sample();
         v["user"] = json!("not-an-object");
         assert_eq!(
-            map_identity(&mapping(&[]), &claims(v)).unwrap_err().problem,
+            map_identity(&mapping(&[]), &claims(v), None)
+                .unwrap_err()
+                .problem,
             MISSING
         );
     }
@@ -597,7 +660,12 @@ mod tests {
     fn expires_at_accepts_float() {
         let mut v = sample();
         v["exp2"] = json!(1.5e9);
-        let m = map_identity(&mapping(&[("mapping_expires_at", "exp2")]), &claims(v)).unwrap();
+        let m = map_identity(
+            &mapping(&[("mapping_expires_at", "exp2")]),
+            &claims(v),
+            None,
+        )
+        .unwrap();
         assert_eq!(m.expires_at, Some(1.5e9));
     }
 }

@@ -260,7 +260,7 @@ pub fn claim_mapping(data: &[u8]) {
     let Ok(claims) = serde_json::from_str::<Map<String, Value>>(claims) else {
         return;
     };
-    let Ok(identity) = map_identity(&config.mapping, &claims) else {
+    let Ok(identity) = map_identity(&config.mapping, &claims, None) else {
         return;
     };
     check_headers(identity.headers.iter().map(|(h, v)| (h.name, v.as_str())));

@@ -317,6 +317,11 @@ impl Jws<'_> {
         }
     }
 
+    /// The payload's JSON text (what [`Jws::claims`] reads), if it is UTF-8.
+    pub(crate) fn payload_text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.payload).ok()
+    }
+
     /// The payload decoded as the claims are (a JSON object, strictly), and the number of
     /// claims it holds: the claims decode, timed from outside the crate by
     /// `benches/jwt_floor.rs` (the claims themselves stay inside).

@@ -155,7 +155,7 @@ impl Door {
         let cert_header = config.proxy_certs.as_ref().map(|p| p.header.as_str());
         Self {
             keys: Keys::new(py, cert_header),
-            strings: SharedStrings::new(py),
+            strings: SharedStrings::new(),
             reads_socket_cert: config.policy.binding.reads_certificate() && cert_header.is_none(),
             dpop_public_url: config.dpop.public_url.clone(),
             inner,
@@ -655,7 +655,7 @@ mod grant_tests {
                     &grant,
                     |h| PyString::intern(py, &environ_key_of(h)),
                     &[],
-                    &SharedStrings::new(py),
+                    &SharedStrings::new(),
                 )
             };
             let failed = objects_built_by(py, &grant, || Err(PyMemoryError::new_err("injected")));

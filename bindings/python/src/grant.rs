@@ -8,7 +8,9 @@
 //! nothing, so the next request with the token tries again.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
@@ -73,42 +75,85 @@ impl Node {
     }
 }
 
-/// One object for equal short strings of different grants (a user id, a role, a scope): a
-/// cache hit reads its grant's values, and when many grants are in use, values they share
-/// stay in the CPU's cache where copies of their own would not (`benches/bench_scale.py`
-/// part 6). Bounded: emptied when full. Only touched with the GIL held (it is a dict).
-pub(crate) struct SharedStrings(Py<PyDict>);
+/// One object for equal short strings of different grants (a member name, a user id, a
+/// role): a cache hit reads its grant's values, and when many grants are in use, values they
+/// share stay in the CPU's cache where copies of their own would not (`benches/bench_scale.py`
+/// part 6); and a grant's objects are built from text without asking Python to intern or
+/// allocate a string already held. Bounded: a pool is emptied when full.
+pub(crate) struct SharedStrings {
+    /// Member names, interned (as a name in the application's code is).
+    names: Pool,
+    values: Pool,
+}
 
-impl SharedStrings {
-    /// Strings held at most.
-    pub(crate) const CAPACITY: usize = 4096;
-    /// Longer strings are not shared (unique ones, such as a JWT, would only churn it).
-    pub(crate) const LONGEST: usize = 256;
+/// Text → str. Locked only for a lookup or an insert, never across a call into Python.
+struct Pool {
+    held: Mutex<HashMap<Box<str>, Py<PyString>>>,
+    interned: bool,
+}
 
-    pub(crate) fn new(py: Python<'_>) -> Self {
-        Self(PyDict::new(py).unbind())
+impl Pool {
+    fn new(interned: bool) -> Self {
+        Self {
+            held: Mutex::new(HashMap::new()),
+            interned,
+        }
     }
 
-    /// A str equal to `text`: the one held, or a new one (then held).
-    pub(crate) fn get<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
-        let string = PyString::new(py, text);
-        if text.len() > Self::LONGEST {
-            return Ok(string);
+    fn get<'py>(&self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+        let make = |text: &str| match self.interned {
+            true => PyString::intern(py, text),
+            false => PyString::new(py, text),
+        };
+        if text.len() > SharedStrings::LONGEST {
+            return make(text);
         }
-        let held = self.0.bind(py);
-        if let Some(shared) = held.get_item(&string)? {
-            return Ok(shared.cast_into::<PyString>()?);
+        let lock = || self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = lock().get(text) {
+            return held.bind(py).clone();
         }
-        if held.len() >= Self::CAPACITY {
-            held.clear();
-        }
-        held.set_item(&string, &string)?;
-        Ok(string)
+        let string = make(text);
+        let emptied = {
+            let mut held = lock();
+            let emptied = match held.len() >= SharedStrings::CAPACITY {
+                true => std::mem::take(&mut *held),
+                false => HashMap::new(),
+            };
+            held.entry(text.into())
+                .or_insert_with(|| string.clone().unbind());
+            emptied
+        };
+        drop(emptied); // the references are released with the lock free
+        string
     }
 
     #[cfg(test)]
-    fn len(&self, py: Python<'_>) -> usize {
-        self.0.bind(py).len()
+    fn len(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+}
+
+impl SharedStrings {
+    /// Strings held at most, per pool.
+    pub(crate) const CAPACITY: usize = 4096;
+    /// Longer strings are not shared (unique ones, such as a JWT, would only churn a pool).
+    pub(crate) const LONGEST: usize = 256;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            names: Pool::new(true),
+            values: Pool::new(false),
+        }
+    }
+
+    /// A str equal to `text`, for a value.
+    pub(crate) fn value<'py>(&self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+        self.values.get(py, text)
+    }
+
+    /// An interned str equal to `text`, for a member name.
+    fn name<'py>(&self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+        self.names.get(py, text)
     }
 }
 
@@ -124,7 +169,7 @@ impl PyGrant {
     ) -> PyResult<Self> {
         let identity = PyDict::new(py);
         for (header, value) in grant.headers() {
-            identity.set_item(environ_key(header.name), strings.get(py, value)?)?;
+            identity.set_item(environ_key(header.name), strings.value(py, value))?;
         }
         let written = |name: &str| {
             grant
@@ -239,10 +284,7 @@ impl<'de, 'py> Visitor<'de> for Build<'_, 'py> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        match self.strings.get(self.py, v) {
-            Ok(string) => Ok((string.into_any(), None)),
-            Err(e) => Err(self.fail(e)),
-        }
+        Ok((self.strings.value(self.py, v).into_any(), None))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -272,7 +314,7 @@ impl<'de, 'py> Visitor<'de> for Build<'_, 'py> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let dict = PyDict::new(self.py);
         let mut containers = Vec::new();
-        while let Some(key) = map.next_key_seed(Key(self.py))? {
+        while let Some(key) = map.next_key_seed(Key(self.py, self.strings))? {
             let (value, node) = map.next_value_seed(self.again())?;
             if let Err(e) = dict.set_item(&key, &value) {
                 return Err(self.fail(e));
@@ -291,9 +333,9 @@ impl<'de, 'py> Visitor<'de> for Build<'_, 'py> {
 
 /// A member name, as an interned str: names repeat across grants (`exp`, `roles`, ...), so
 /// every template shares one object for each.
-struct Key<'py>(Python<'py>);
+struct Key<'a, 'py>(Python<'py>, &'a SharedStrings);
 
-impl<'de, 'py> DeserializeSeed<'de> for Key<'py> {
+impl<'de, 'py> DeserializeSeed<'de> for Key<'_, 'py> {
     type Value = Bound<'py, PyAny>;
 
     fn deserialize<D: de::Deserializer<'de>>(
@@ -304,7 +346,7 @@ impl<'de, 'py> DeserializeSeed<'de> for Key<'py> {
     }
 }
 
-impl<'de, 'py> Visitor<'de> for Key<'py> {
+impl<'de, 'py> Visitor<'de> for Key<'_, 'py> {
     type Value = Bound<'py, PyAny>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -312,7 +354,7 @@ impl<'de, 'py> Visitor<'de> for Key<'py> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PyString::intern(self.0, v).into_any())
+        Ok(self.1.name(self.0, v).into_any())
     }
 }
 
@@ -347,7 +389,7 @@ mod tests {
                 deep.as_str(),
             ];
             for doc in docs {
-                let template = template_of_json(py, doc, &SharedStrings::new(py)).unwrap();
+                let template = template_of_json(py, doc, &SharedStrings::new()).unwrap();
                 let (a, b) = (template.fresh(py).unwrap(), template.fresh(py).unwrap());
                 let want = loads.call1((doc,)).unwrap();
                 let repr = |v: &Bound<'_, PyAny>| -> String {
@@ -365,7 +407,7 @@ mod tests {
                     "{doc}: the template changed"
                 );
             }
-            let strings = SharedStrings::new(py);
+            let strings = SharedStrings::new();
             assert!(template_of_json(py, "[]", &strings).is_err());
             assert!(template_of_json(py, "{", &strings).is_err());
         });
@@ -377,7 +419,7 @@ mod tests {
     fn templates_share_short_strings_and_the_pool_is_bounded() {
         Python::initialize();
         Python::attach(|py| {
-            let strings = SharedStrings::new(py);
+            let strings = SharedStrings::new();
             let long = "x".repeat(SharedStrings::LONGEST + 1);
             let doc = format!(r#"{{"role":"admin","roles":["admin"],"long":"{long}"}}"#);
             let (a, b) = (
@@ -400,8 +442,10 @@ mod tests {
             assert_eq!(item(&a, "long").to_string(), long);
             for i in 0..SharedStrings::CAPACITY * 2 + 7 {
                 let text = format!("value {i}");
-                assert_eq!(strings.get(py, &text).unwrap().to_string(), text);
-                assert!(strings.len(py) <= SharedStrings::CAPACITY);
+                assert_eq!(strings.value(py, &text).to_string(), text);
+                assert_eq!(strings.name(py, &text).to_string(), text);
+                assert!(strings.values.len() <= SharedStrings::CAPACITY);
+                assert!(strings.names.len() <= SharedStrings::CAPACITY);
             }
         });
     }
