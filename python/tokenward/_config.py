@@ -5,6 +5,7 @@ else a fresh ``ConfigOpts`` for ``oslo_config_project``/``oslo_config_file``, el
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any, Optional
 
@@ -52,24 +53,41 @@ def register(conf: Any) -> None:
     from oslo_config import cfg
 
     if conf is cfg.CONF:
-        # keystonemiddleware registers its own definitions of these options on the global
-        # CONF when imported; let it go first so that importing it later (in the same
-        # process, or by oslo-config-generator) does not raise DuplicateOptError.
+        import_keystonemiddleware_first("keystonemiddleware.external_oauth2_token")
+    register_opts(conf, _oslo_opts(), GROUP)
+
+
+def import_keystonemiddleware_first(module: str) -> None:
+    """Imports keystonemiddleware's ``module`` before tokenward registers on the global CONF:
+    it registers its own definitions of the options there when imported, and importing it later
+    (in the same process, or by oslo-config-generator) would raise DuplicateOptError."""
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: S110 - not installed, or broken: nothing to make room for
+        pass
+
+
+def register_opts(conf: Any, opts: list[Any], group: str) -> None:
+    """Registers ``opts`` in ``group``; an option the service or keystonemiddleware registered
+    already is kept as it is."""
+    from oslo_config import cfg
+
+    for opt in opts:
         try:
-            import keystonemiddleware.external_oauth2_token  # noqa: F401
-        except Exception:  # noqa: S110 - not installed, or broken: nothing to make room for
-            pass
-    for opt in _oslo_opts():
-        try:
-            conf.register_opt(opt, group=GROUP)
+            conf.register_opt(opt, group=group)
         except cfg.DuplicateOptError:
             pass
 
 
-def _oslo_conf(conf: dict[str, Any]) -> Optional[Any]:
+def oslo_config_of(conf: dict[str, Any], log: logging.Logger) -> Optional[Any]:
+    """The oslo.config ``ConfigOpts`` a paste section names: ``oslo_config_config``, else a fresh
+    one for ``oslo_config_project``/``oslo_config_file``, else the global ``cfg.CONF``; None
+    (with a warning when a project is named) without oslo.config."""
     try:
         from oslo_config import cfg
     except ImportError:
+        if conf.get("oslo_config_project"):
+            log.warning("oslo_config_project is set but oslo.config is not installed")
         return None
     oslo = conf.get("oslo_config_config")
     if oslo is None:
@@ -80,7 +98,6 @@ def _oslo_conf(conf: dict[str, Any]) -> Optional[Any]:
             oslo([], project=project, default_config_files=files, validate_default_values=True)
         else:
             oslo = cfg.CONF
-    register(oslo)
     return oslo
 
 
@@ -95,8 +112,8 @@ def as_text(value: Any) -> Optional[str]:
     return str(value)
 
 
-def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
-    """Merges paste values over oslo.config values into one flat dict of strings."""
+def paste_options(conf: dict[str, Any]) -> dict[str, str]:
+    """The paste section's option values as text, without the loader's keys and unset values."""
     options: dict[str, str] = {}
     for key, value in conf.items():
         if key in _LOADER_KEYS:
@@ -104,8 +121,15 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
         text = as_text(value)
         if text is not None and text != "":
             options[key] = text
-    oslo = _oslo_conf(conf)
+    return options
+
+
+def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
+    """Merges paste values over oslo.config values into one flat dict of strings."""
+    options = paste_options(conf)
+    oslo = oslo_config_of(conf, log)
     if oslo is not None:
+        register(oslo)
         group = getattr(oslo, GROUP)
         for name, _kind, default, *_ in _native.options():
             if name in options or name == "memcache_servers":
@@ -119,6 +143,4 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
             # counts as given (validation = jwt warns about introspection-only options given).
             if text and text != default:
                 options[name] = text
-    elif conf.get("oslo_config_project"):
-        log.warning("oslo_config_project is set but oslo.config is not installed")
     return options

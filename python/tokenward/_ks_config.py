@@ -11,11 +11,9 @@ import logging
 from typing import Any, Optional
 
 from tokenward import _native
-from tokenward._config import as_text
+from tokenward._config import as_text, import_keystonemiddleware_first, oslo_config_of, paste_options, register_opts
 
 GROUP = "keystone_authtoken"
-
-_LOADER_KEYS = ("oslo_config_config", "oslo_config_project", "oslo_config_file", "log_name")
 
 
 def _specs() -> dict[str, tuple[str, Optional[str], str, Any]]:
@@ -54,16 +52,6 @@ def list_opts() -> list[tuple[str, list[Any]]]:
     return [(GROUP, _group_opts())]
 
 
-def _register(conf: Any, opts: list[Any], group: str) -> None:
-    from oslo_config import cfg
-
-    for opt in opts:
-        try:
-            conf.register_opt(opt, group=group)
-        except cfg.DuplicateOptError:
-            pass  # the service or keystonemiddleware registered its own: kept as it is
-
-
 def _plugin_opts(auth_type: Optional[str]) -> list[Any]:
     """The options of the plugin, as keystoneauth registers them (so a service that also
     registers them sees no conflict); tokenward's own definitions without keystoneauth."""
@@ -78,29 +66,16 @@ def _plugin_opts(auth_type: Optional[str]) -> list[Any]:
     return [_opt(name, *specs[name]) for name, is_plugin in _native.keystone_options() if is_plugin]
 
 
-def _oslo_conf(conf: dict[str, Any]) -> Optional[Any]:
-    try:
-        from oslo_config import cfg
-    except ImportError:
-        return None
-    oslo = conf.get("oslo_config_config")
+def _oslo_conf(conf: dict[str, Any], log: logging.Logger) -> Optional[Any]:
+    oslo = oslo_config_of(conf, log)
     if oslo is None:
-        project = conf.get("oslo_config_project")
-        if project:
-            oslo = cfg.ConfigOpts()
-            files = [conf["oslo_config_file"]] if conf.get("oslo_config_file") else None
-            oslo([], project=project, default_config_files=files, validate_default_values=True)
-        else:
-            oslo = cfg.CONF
+        return None
+    from oslo_config import cfg
+
     if oslo is cfg.CONF:
-        # keystonemiddleware registers its definitions on the global CONF when imported: let
-        # it go first, so that importing it later does not raise DuplicateOptError.
-        try:
-            import keystonemiddleware.auth_token  # noqa: F401
-        except Exception:  # noqa: S110 - not installed, or broken
-            pass
-    _register(oslo, _group_opts(), GROUP)
-    _register(oslo, [cfg.StrOpt("auth_type"), cfg.StrOpt("auth_section")], GROUP)
+        import_keystonemiddleware_first("keystonemiddleware.auth_token")
+    register_opts(oslo, _group_opts(), GROUP)
+    register_opts(oslo, [cfg.StrOpt("auth_type"), cfg.StrOpt("auth_section")], GROUP)
     return oslo
 
 
@@ -115,17 +90,9 @@ def _read(oslo: Any, group: str, name: str) -> Optional[str]:
 
 def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
     """Paste values over oslo.config values, one flat dict of strings."""
-    options: dict[str, str] = {}
-    for key, value in conf.items():
-        if key in _LOADER_KEYS:
-            continue
-        text = as_text(value)
-        if text is not None and text != "":
-            options[key] = text
-    oslo = _oslo_conf(conf)
+    options = paste_options(conf)
+    oslo = _oslo_conf(conf, log)
     if oslo is None:
-        if conf.get("oslo_config_project"):
-            log.warning("oslo_config_project is set but oslo.config is not installed")
         return options
     specs = _specs()
     plugin = {name for name, is_plugin in _native.keystone_options() if is_plugin}
@@ -144,7 +111,7 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
             for name, row in rows.items()
             if name not in specs and name != "memcache_servers" and row[5] != "keystonemiddleware.auth_token"
         ]
-        _register(oslo, [_opt(name, *rows[name][1:5]) for name in oauth], GROUP)
+        register_opts(oslo, [_opt(name, *rows[name][1:5]) for name in oauth], GROUP)
         for name in oauth:
             if name not in options:
                 text = _read(oslo, GROUP, name)
@@ -153,12 +120,12 @@ def collect(conf: dict[str, Any], log: logging.Logger) -> dict[str, str]:
     section = options.get("auth_section") or _read(oslo, GROUP, "auth_section")
     group = section or GROUP
     if section:
-        _register(oslo, [_opt_str("auth_type")], group)
+        register_opts(oslo, [_opt_str("auth_type")], group)
     auth_type = options.get("auth_type") or _read(oslo, group, "auth_type")
     if auth_type:
         options.setdefault("auth_type", auth_type)
     for opt in _plugin_opts(auth_type):
-        _register(oslo, [opt], group)
+        register_opts(oslo, [opt], group)
         name = opt.dest
         if name in options or name not in plugin:
             continue

@@ -3,6 +3,7 @@
 //! looked up, and on a hit the identity keys and `external.token_info` written back. The
 //! WSGI environ's key names live here, not in the core, which speaks header names.
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +21,15 @@ use crate::{TokenwardError, internal_error};
 /// `HTTP_X_USER_ID`); PEP 3333 folds `-` and `_` alike, so every spelling lands on one key.
 pub(crate) fn environ_key_of(header: &str) -> String {
     format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The core's stripped headers, each with its environ key, interned.
+pub(crate) fn stripped_environ_keys(
+    py: Python<'_>,
+) -> impl ExactSizeIterator<Item = (&'static str, Bound<'_, PyString>)> {
+    tokenward::headers::STRIPPED
+        .iter()
+        .map(move |header| (*header, PyString::intern(py, &environ_key_of(header))))
 }
 
 /// The environ keys the door reads and writes, as interned strs made once.
@@ -67,9 +77,8 @@ impl Keys {
             token_info: key("external.token_info"),
             get_socket: key("get_socket"),
             getpeercert: key("getpeercert"),
-            strip: tokenward::headers::STRIPPED
-                .iter()
-                .map(|h| (*h, key(&environ_key_of(h))))
+            strip: stripped_environ_keys(py)
+                .map(|(header, key)| (header, key.unbind()))
                 .collect(),
             cert_header: cert_header.map(|h| key(&environ_key_of(h))),
         }
@@ -296,22 +305,12 @@ impl Door {
     }
 
     /// The response of a refusal.
-    pub(crate) fn refusal(&self, py: Python<'_>, denial: &Denial) -> PyResult<DenyTriple> {
-        let body = denial.body();
-        let mut headers = vec![("Content-Type", "application/json".to_owned())];
-        headers.extend(self.inner.denial_headers(denial));
-        headers.push(("Content-Length", body.len().to_string()));
-        let headers = PyList::new(
-            py,
-            headers
-                .iter()
-                .map(|(k, v)| PyTuple::new(py, [PyString::new(py, k), PyString::new(py, v)]))
-                .collect::<PyResult<Vec<_>>>()?,
-        )?;
+    fn refusal(&self, py: Python<'_>, denial: &Denial) -> PyResult<DenyTriple> {
+        let (headers, body) = refusal_response(py, &self.inner, denial)?;
         Ok((
             PyString::new(py, denial.status_line()).unbind(),
-            headers.unbind(),
-            PyBytes::new(py, body.as_bytes()).unbind(),
+            headers,
+            body,
         ))
     }
 
@@ -383,14 +382,34 @@ impl Door {
     }
 }
 
+/// The headers and JSON body of `core`'s refusal.
+pub(crate) fn refusal_response(
+    py: Python<'_>,
+    core: &tokenward::Authenticator,
+    denial: &Denial,
+) -> PyResult<(Py<PyList>, Py<PyBytes>)> {
+    let body = denial.body();
+    let mut headers = vec![("Content-Type", "application/json".to_owned())];
+    headers.extend(core.denial_headers(denial));
+    headers.push(("Content-Length", body.len().to_string()));
+    let headers = PyList::new(
+        py,
+        headers
+            .iter()
+            .map(|(k, v)| PyTuple::new(py, [PyString::new(py, k), PyString::new(py, v)]))
+            .collect::<PyResult<Vec<_>>>()?,
+    )?;
+    Ok((headers.unbind(), PyBytes::new(py, body.as_bytes()).unbind()))
+}
+
 /// The objects stored on `grant`, else those `build` makes, offered to the grant's slot (the
 /// first offer wins). A failed build is not stored: the next request builds again.
-fn objects_built_by<'g>(
+pub(crate) fn objects_built_by<'g, T: Any + Send + Sync>(
     py: Python<'_>,
     grant: &'g Grant,
-    build: impl FnOnce() -> PyResult<PyGrant>,
-) -> PyResult<&'g PyGrant> {
-    if let Some(objects) = grant.door_data::<PyGrant>() {
+    build: impl FnOnce() -> PyResult<T>,
+) -> PyResult<&'g T> {
+    if let Some(objects) = grant.door_data::<T>() {
         return Ok(objects);
     }
     let built = build().map_err(|e| build_error(py, e))?;
@@ -658,7 +677,8 @@ mod grant_tests {
                     &SharedStrings::new(),
                 )
             };
-            let failed = objects_built_by(py, &grant, || Err(PyMemoryError::new_err("injected")));
+            let failed =
+                objects_built_by::<PyGrant>(py, &grant, || Err(PyMemoryError::new_err("injected")));
             let err = failed.err().expect("a failed build is an error");
             assert!(err.is_instance_of::<TokenwardError>(py));
             assert!(err.cause(py).unwrap().is_instance_of::<PyMemoryError>(py));

@@ -10,13 +10,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use tokenward::Verdict;
-use tokenward::log::LogSink;
-use tokenward::{Grant, KeystoneRequest};
+use tokenward::{Grant, KeystoneRequest, Verdict};
 
-use crate::door::environ_key_of;
+use crate::door::{environ_key_of, objects_built_by, refusal_response, stripped_environ_keys};
 use crate::{
-    ConfigurationError, PythonLogger, SampleRow, TokenwardError, config_error, internal_error,
+    ConfigurationError, PythonLogger, SampleRow, build_core, internal_error, metrics_dict,
     option_pairs, sample_rows,
 };
 
@@ -131,17 +129,9 @@ fn build(py: Python<'_>, grant: &Grant) -> PyResult<KsPyGrant> {
 }
 
 /// The grant's objects: those already stored in its door slot, or new ones built with no lock
-/// held and offered to it (the first offer wins, a failed build stores nothing; see grant.rs).
+/// held and offered to it (see grant.rs).
 fn objects<'g>(py: Python<'_>, grant: &'g Grant) -> PyResult<&'g KsPyGrant> {
-    if let Some(objects) = grant.door_data::<KsPyGrant>() {
-        return Ok(objects);
-    }
-    let built = build(py, grant).map_err(|cause| {
-        let err = TokenwardError::new_err("could not build the identity objects: request refused");
-        err.set_cause(py, Some(cause));
-        err
-    })?;
-    grant.offer_door_data(built).ok_or_else(internal_error)
+    objects_built_by(py, grant, || build(py, grant))
 }
 
 /// The result of a Keystone check, ready for a WSGI response.
@@ -225,6 +215,35 @@ pub(crate) struct KeystoneAuthenticator {
 }
 
 impl KeystoneAuthenticator {
+    /// The outcome of `lookup`'s verdict from the cache alone (None when the check must ask),
+    /// once the log lines it queued are handed over.
+    fn cached_outcome(
+        &self,
+        py: Python<'_>,
+        lookup: impl FnOnce(&tokenward::Authenticator) -> Option<Verdict>,
+    ) -> PyResult<Option<KeystoneOutcome>> {
+        let verdict =
+            catch_unwind(AssertUnwindSafe(|| lookup(&self.inner))).map_err(|_| internal_error())?;
+        if let Some(logger) = &self.logger {
+            logger.flush_pending(py);
+        }
+        verdict.map(|v| self.outcome(py, v)).transpose()
+    }
+
+    /// The outcome of `check`'s verdict, which may ask Keystone or the AS: run with the GIL
+    /// released.
+    fn checked_outcome(
+        &self,
+        py: Python<'_>,
+        check: impl FnOnce(&tokenward::Authenticator) -> Verdict + Send,
+    ) -> PyResult<KeystoneOutcome> {
+        let core = &self.inner;
+        let verdict = py
+            .detach(|| catch_unwind(AssertUnwindSafe(|| check(core))))
+            .map_err(|_| internal_error())?;
+        self.outcome(py, verdict)
+    }
+
     fn outcome(&self, py: Python<'_>, verdict: Verdict) -> PyResult<KeystoneOutcome> {
         match verdict {
             Verdict::Allow(grant) => {
@@ -243,15 +262,7 @@ impl KeystoneAuthenticator {
                 })
             }
             Verdict::Deny(denial) => {
-                let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
-                headers.extend(
-                    self.inner
-                        .denial_headers(&denial)
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v)),
-                );
-                let body = denial.body();
-                headers.push(("Content-Length".to_owned(), body.len().to_string()));
+                let (headers, body) = refusal_response(py, &self.inner, &denial)?;
                 Ok(KeystoneOutcome {
                     allowed: false,
                     status: denial.status(),
@@ -261,8 +272,8 @@ impl KeystoneAuthenticator {
                     token_info: None,
                     token_auth: None,
                     status_line: denial.status_line(),
-                    headers: Some(headers.into_pyobject(py)?.into_any().unbind()),
-                    body: Some(PyBytes::new(py, body.as_bytes()).unbind()),
+                    headers: Some(headers.into_any()),
+                    body: Some(body),
                 })
             }
         }
@@ -294,27 +305,10 @@ impl KeystoneAuthenticator {
         }
         pairs.retain(|(k, _)| k != "validation");
         pairs.push(("validation".to_owned(), "keystone".to_owned()));
-        let logger = logger.map(|l| Arc::new(PythonLogger::new(py, l)));
-        let sink: Arc<dyn LogSink> = match &logger {
-            Some(logger) => logger.clone(),
-            None => Arc::new(tokenward::log::NoLog),
-        };
-        let built = py.detach(move || {
-            catch_unwind(AssertUnwindSafe(|| {
-                tokenward::Authenticator::from_options(pairs, sink)
-            }))
-        });
-        let inner = match built {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(config_error(py, &e)),
-            Err(_) => return Err(internal_error()),
-        };
-        let keys = tokenward::headers::STRIPPED
-            .iter()
-            .map(|h| environ_key_of(h));
-        let strip = PyTuple::new(py, keys.map(|k| PyString::intern(py, &k)))?.unbind();
+        let (core, logger) = build_core(py, pairs, logger)?;
+        let strip = PyTuple::new(py, stripped_environ_keys(py).map(|(_, key)| key))?.unbind();
         Ok(Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(core),
             strip,
             logger,
         })
@@ -356,17 +350,9 @@ impl KeystoneAuthenticator {
         py: Python<'_>,
         authorization: Option<&str>,
     ) -> PyResult<Option<KeystoneOutcome>> {
-        let verdict = catch_unwind(AssertUnwindSafe(|| {
-            let prepared = self
-                .inner
-                .prepare(&tokenward::Request::new(authorization, None));
-            self.inner.lookup(&prepared)
-        }))
-        .map_err(|_| internal_error())?;
-        if let Some(logger) = &self.logger {
-            logger.flush_pending(py);
-        }
-        verdict.map(|v| self.outcome(py, v)).transpose()
+        self.cached_outcome(py, |core| {
+            core.lookup(&core.prepare(&tokenward::Request::new(authorization, None)))
+        })
     }
 
     /// `bearer_validation`: the whole check of the `Authorization` value; blocks on the AS
@@ -376,15 +362,9 @@ impl KeystoneAuthenticator {
         py: Python<'_>,
         authorization: Option<String>,
     ) -> PyResult<KeystoneOutcome> {
-        let inner = Arc::clone(&self.inner);
-        let verdict = py
-            .detach(move || {
-                catch_unwind(AssertUnwindSafe(|| {
-                    inner.check(&tokenward::Request::new(authorization.as_deref(), None))
-                }))
-            })
-            .map_err(|_| internal_error())?;
-        self.outcome(py, verdict)
+        self.checked_outcome(py, |core| {
+            core.check(&tokenward::Request::new(authorization.as_deref(), None))
+        })
     }
 
     /// A verdict from the headers and the cache alone (no I/O), or None when Keystone must be
@@ -398,19 +378,14 @@ impl KeystoneAuthenticator {
         method: Option<&str>,
         path: Option<&str>,
     ) -> PyResult<Option<KeystoneOutcome>> {
-        let verdict = catch_unwind(AssertUnwindSafe(|| {
-            self.inner.lookup_keystone(&KeystoneRequest {
+        self.cached_outcome(py, |core| {
+            core.lookup_keystone(&KeystoneRequest {
                 auth_token,
                 service_token,
                 method,
                 path,
             })
-        }))
-        .map_err(|_| internal_error())?;
-        if let Some(logger) = &self.logger {
-            logger.flush_pending(py);
-        }
-        verdict.map(|v| self.outcome(py, v)).transpose()
+        })
     }
 
     /// The whole check; blocks on Keystone with the GIL released. Under eventlet call it
@@ -424,20 +399,14 @@ impl KeystoneAuthenticator {
         method: Option<String>,
         path: Option<String>,
     ) -> PyResult<KeystoneOutcome> {
-        let inner = Arc::clone(&self.inner);
-        let verdict = py
-            .detach(move || {
-                catch_unwind(AssertUnwindSafe(|| {
-                    inner.check_keystone(&KeystoneRequest {
-                        auth_token: auth_token.as_deref(),
-                        service_token: service_token.as_deref(),
-                        method: method.as_deref(),
-                        path: path.as_deref(),
-                    })
-                }))
+        self.checked_outcome(py, |core| {
+            core.check_keystone(&KeystoneRequest {
+                auth_token: auth_token.as_deref(),
+                service_token: service_token.as_deref(),
+                method: method.as_deref(),
+                path: path.as_deref(),
             })
-            .map_err(|_| internal_error())?;
-        self.outcome(py, verdict)
+        })
     }
 
     /// This service's own token (password, v3applicationcredential), to send as
@@ -473,11 +442,7 @@ impl KeystoneAuthenticator {
 
     /// Counters: cache hits, misses, coalesced waits, validations, Keystone errors, entries.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (k, v) in self.inner.metrics().pairs() {
-            d.set_item(k, v)?;
-        }
-        Ok(d)
+        metrics_dict(py, &self.inner)
     }
 }
 

@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use tokenward::log::LogSink;
 use tokenward::{AsError, ConfigError, Verdict};
 
-use crate::door::{Door, Handled, Pending};
+use crate::door::{Door, Handled, Pending, refusal_response};
 use crate::grant::PyGrant;
 use crate::logger::PythonLogger;
 
@@ -87,6 +87,49 @@ fn config_error(py: Python<'_>, e: &ConfigError) -> PyErr {
 
 pub(crate) fn internal_error() -> PyErr {
     TokenwardError::new_err("internal error in tokenward (a bug): request refused")
+}
+
+/// What `build` makes from the options, made with the GIL released. Raises
+/// `ConfigurationError` naming the option, or `TokenwardError` when `build` panics.
+fn built_without_gil<T: Send>(
+    py: Python<'_>,
+    build: impl FnOnce() -> Result<T, ConfigError> + Send,
+) -> PyResult<T> {
+    match py.detach(move || catch_unwind(AssertUnwindSafe(build))) {
+        Ok(Ok(built)) => Ok(built),
+        Ok(Err(e)) => Err(config_error(py, &e)),
+        Err(_) => Err(internal_error()),
+    }
+}
+
+/// The core of an authenticator door, built from option pairs, and the Python logger it logs
+/// to (without one it logs nowhere).
+pub(crate) fn build_core(
+    py: Python<'_>,
+    pairs: Vec<(String, String)>,
+    logger: Option<Py<PyAny>>,
+) -> PyResult<(tokenward::Authenticator, Option<Arc<PythonLogger>>)> {
+    let logger = logger.map(|l| Arc::new(PythonLogger::new(py, l)));
+    let sink: Arc<dyn LogSink> = match &logger {
+        Some(logger) => logger.clone(),
+        None => Arc::new(tokenward::log::NoLog),
+    };
+    let core = built_without_gil(py, move || {
+        tokenward::Authenticator::from_options(pairs, sink)
+    })?;
+    Ok((core, logger))
+}
+
+/// The counters of `core`'s `metrics()`, as a dict.
+pub(crate) fn metrics_dict<'py>(
+    py: Python<'py>,
+    core: &tokenward::Authenticator,
+) -> PyResult<Bound<'py, PyDict>> {
+    let metrics = PyDict::new(py);
+    for (name, value) in core.metrics().pairs() {
+        metrics.set_item(name, value)?;
+    }
+    Ok(metrics)
 }
 
 /// The result of a check, ready for a WSGI response (`lookup` and `authenticate`; the WSGI
@@ -183,7 +226,7 @@ impl Authenticator {
                 })
             }
             Verdict::Deny(denial) => {
-                let (_, headers, body) = self.door.refusal(py, &denial)?;
+                let (headers, body) = refusal_response(py, &self.door.inner, &denial)?;
                 Ok(Outcome {
                     allowed: false,
                     status: denial.status(),
@@ -210,24 +253,9 @@ impl Authenticator {
         options: &Bound<'_, PyDict>,
         logger: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let pairs = option_pairs(options)?;
-        let logger = logger.map(|l| Arc::new(PythonLogger::new(py, l)));
-        let sink: Arc<dyn LogSink> = match &logger {
-            Some(logger) => logger.clone(),
-            None => Arc::new(tokenward::log::NoLog),
-        };
-        let built = py.detach(move || {
-            catch_unwind(AssertUnwindSafe(|| {
-                tokenward::Authenticator::from_options(pairs, sink)
-            }))
-        });
-        let inner = match built {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(config_error(py, &e)),
-            Err(_) => return Err(internal_error()),
-        };
+        let (core, logger) = build_core(py, option_pairs(options)?, logger)?;
         Ok(Self {
-            door: Arc::new(Door::new(py, Arc::new(inner), logger)),
+            door: Arc::new(Door::new(py, Arc::new(core), logger)),
         })
     }
 
@@ -370,11 +398,7 @@ impl Authenticator {
 
     /// Counters: cache hits, misses, coalesced waits, introspections, AS errors, entries.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (k, v) in self.door.inner.metrics().pairs() {
-            d.set_item(k, v)?;
-        }
-        Ok(d)
+        metrics_dict(py, &self.door.inner)
     }
 }
 
@@ -391,18 +415,10 @@ impl TokenClient {
     #[new]
     fn new(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Self> {
         let pairs = option_pairs(options)?;
-        let built = py.detach(move || {
-            catch_unwind(AssertUnwindSafe(|| {
-                tokenward::TokenClient::from_options(pairs)
-            }))
-        });
-        match built {
-            Ok(Ok(inner)) => Ok(Self {
-                inner: Arc::new(inner),
-            }),
-            Ok(Err(e)) => Err(config_error(py, &e)),
-            Err(_) => Err(internal_error()),
-        }
+        let client = built_without_gil(py, move || tokenward::TokenClient::from_options(pairs))?;
+        Ok(Self {
+            inner: Arc::new(client),
+        })
     }
 
     /// Start-up warnings.
