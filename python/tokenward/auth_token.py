@@ -177,9 +177,8 @@ class AuthProtocol:
         if user is None:
             user = environ.get("HTTP_X_STORAGE_TOKEN")
         if user is None and self._bearer:
-            authorization = environ.get("HTTP_AUTHORIZATION")
-            if authorization is not None:
-                return self._bearer_call(environ, start_response, authorization)
+            if environ.get("HTTP_AUTHORIZATION") is not None:
+                return self._bearer_call(environ, start_response)
         service = environ.get("HTTP_X_SERVICE_TOKEN")
         method = environ.get("REQUEST_METHOD")
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
@@ -210,28 +209,26 @@ class AuthProtocol:
         start_response(outcome.status_line, outcome.headers)
         return [outcome.body]
 
-    def _bearer_call(
-        self, environ: dict[str, Any], start_response: StartResponse, authorization: str
-    ) -> Iterable[bytes]:
-        """``bearer_validation``: an OAuth bearer request, as the external_oauth2_token filter
-        answers it (identity headers, ``external.token_info``)."""
+    def _bearer_call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """``bearer_validation``: an OAuth request, answered as the external_oauth2_token filter
+        answers it (certificate binding and DPoP included; identity headers and
+        ``external.token_info`` written natively)."""
         try:
-            outcome = self._native.lookup_bearer(authorization)
-            if outcome is None:
+            handled = self._native.handle_bearer(environ)
+            if isinstance(handled, _native.Pending):
                 green = _green_executor()
                 if green is not None:
-                    outcome = green(self._native.check_bearer, authorization)
+                    green(handled.run)
                 else:
-                    outcome = self._native.check_bearer(authorization)
-                self._native.flush_logs()
+                    handled.run()
+                handled = handled.finish(environ)
         except _native.TokenwardError as error:
             return _internal_error(self._log, start_response, error)
-        if outcome.allowed:
-            environ.update(outcome.environ)
-            environ["external.token_info"] = outcome.token_info
+        if handled is None:
             return self._app(environ, self._start_response_for(start_response))
-        start_response(outcome.status_line, outcome.headers)
-        return [outcome.body]
+        status, headers, body = handled
+        start_response(status, headers)
+        return [body]
 
     def _start_response_for(self, start_response: StartResponse) -> StartResponse:
         # An application's own 401 gets the Keystone challenge, once (native, as the OAuth filter's).

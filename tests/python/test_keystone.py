@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
+import jwt_tools
 import keystone_server
 import oidc_as
 import pytest
 from cache_servers import free_port, memcached_get, memcached_keys, start_memcached
+from conftest import call as wsgi_call
 from conftest import introspection_options
 from tokenward import auth_token
 
@@ -383,6 +385,53 @@ def test_one_filter_for_oauth_bearer_tokens_and_keystone_tokens(keystone, auth_s
     assert headers["WWW-Authenticate"].startswith("Authorization OAuth 2.0 uri=")
     status, headers = call(filt, {"X-Auth-Token": "gAAAAAgarbage"})
     assert status == "401 Unauthorized" and headers["WWW-Authenticate"].startswith("Keystone uri=")
+
+
+def test_the_combined_filter_checks_certificate_and_dpop_bound_bearer_tokens(keystone, auth_server) -> None:
+    """bearer_validation takes the OAuth filter's whole request path: RFC 8705 certificate
+    binding and RFC 9449 DPoP proofs are checked as external_oauth2_token checks them."""
+    base = {
+        **keystone.middleware_options("v3tokenlessauth"),
+        **introspection_options(auth_server, "svc-post"),
+        "bearer_validation": "introspection",
+    }
+    pki = auth_server.pki
+    app = App()
+    bound = auth_token.filter_factory({}, **base, thumbprint_verify="true")(app)
+    token = oidc_as.obtain_token(auth_server, "svc-bound", cert=("client-a.pem", "client-a.key"))
+    auth = {"Authorization": f"Bearer {token}", "X-Roles": "admin"}
+    right, wrong = (pki / "client-a.pem").read_text(), (pki / "client-b.pem").read_text()
+    for _ in range(2):  # the AS's answer, then the cache
+        status, _, _ = wsgi_call(bound, auth, SSL_CLIENT_CERT=right)
+        assert status == "200 OK"
+        assert app.environ["HTTP_X_USER_ID"] == "svc-bound"
+        assert app.environ["HTTP_X_ROLES"] != "admin"
+        cnf = app.environ["external.token_info"]["origin_token_metadata"]["cnf"]
+        assert cnf["x5t#S256"] == oidc_as.thumbprints(pki)["client-a"]
+        assert wsgi_call(bound, auth, SSL_CLIENT_CERT=wrong)[0] == "401 Unauthorized"
+        assert wsgi_call(bound, auth)[0] == "401 Unauthorized"
+
+    dpop = auth_token.filter_factory({}, **base, dpop="required")(app)
+    key = oidc_as.new_private_key("ES256")
+    token = oidc_as.obtain_token(auth_server, "svc-post", dpop_key=key)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "/v1",
+        "PATH_INFO": "/vnflcm/v2/vnf_instances",
+        "HTTP_HOST": "api.example:9890",
+        "wsgi.url_scheme": "https",
+    }
+    url = "https://api.example:9890/v1/vnflcm/v2/vnf_instances"
+    for _ in range(2):
+        proof = jwt_tools.dpop_proof(key, "POST", url, token=token)
+        status, _, _ = wsgi_call(dpop, {"Authorization": f"DPoP {token}", "DPoP": proof}, **environ)
+        assert status == "200 OK"
+        assert app.environ["HTTP_X_USER_ID"] == "svc-post"
+        status, headers, _ = wsgi_call(dpop, {"Authorization": f"DPoP {token}"}, **environ)
+        assert status == "401 Unauthorized"
+        assert headers["WWW-Authenticate"].startswith("DPoP "), headers
+        # A DPoP-bound token is never a bearer token.
+        assert wsgi_call(dpop, {"Authorization": f"Bearer {token}"}, **environ)[0] == "401 Unauthorized"
 
 
 # ------------------------------------------------------------------ servers

@@ -12,7 +12,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use tokenward::{Grant, KeystoneRequest, Verdict};
 
-use crate::door::{environ_key_of, objects_built_by, refusal_response, stripped_environ_keys};
+use crate::door::{
+    Door, Handled, Pending, environ_key_of, objects_built_by, refusal_response,
+    stripped_environ_keys,
+};
 use crate::{
     ConfigurationError, PythonLogger, SampleRow, build_core, internal_error, metrics_dict,
     option_pairs, sample_rows,
@@ -212,6 +215,9 @@ pub(crate) struct KeystoneAuthenticator {
     inner: Arc<tokenward::Authenticator>,
     strip: Py<PyTuple>,
     logger: Option<Arc<PythonLogger>>,
+    /// `bearer_validation`: the OAuth filter's own request path on the same core (its
+    /// environ reading, certificates and DPoP proofs included).
+    bearer: Option<Arc<Door>>,
 }
 
 impl KeystoneAuthenticator {
@@ -307,10 +313,15 @@ impl KeystoneAuthenticator {
         pairs.push(("validation".to_owned(), "keystone".to_owned()));
         let (core, logger) = build_core(py, pairs, logger)?;
         let strip = PyTuple::new(py, stripped_environ_keys(py).map(|(_, key)| key))?.unbind();
+        let inner = Arc::new(core);
+        let bearer = inner
+            .accepts_bearer()
+            .then(|| Arc::new(Door::new(py, Arc::clone(&inner), logger.clone())));
         Ok(Self {
-            inner: Arc::new(core),
+            inner,
             strip,
             logger,
+            bearer,
         })
     }
 
@@ -336,34 +347,27 @@ impl KeystoneAuthenticator {
     }
 
     /// Whether a request without `X-Auth-Token` may carry an OAuth bearer token
-    /// (`bearer_validation`); check it with `lookup_bearer` / `check_bearer`.
+    /// (`bearer_validation`); check it with `handle_bearer`.
     #[getter]
     fn accepts_bearer(&self) -> bool {
         self.inner.accepts_bearer()
     }
 
-    /// `bearer_validation`: the `Authorization` value's verdict from the cache alone (no
-    /// I/O), or None when the AS must be asked. The grant's `token_info` is the OAuth
-    /// filter's `external.token_info`.
-    fn lookup_bearer(
-        &self,
-        py: Python<'_>,
-        authorization: Option<&str>,
-    ) -> PyResult<Option<KeystoneOutcome>> {
-        self.cached_outcome(py, |core| {
-            core.lookup(&core.prepare(&tokenward::Request::new(authorization, None)))
-        })
-    }
-
-    /// `bearer_validation`: the whole check of the `Authorization` value; blocks on the AS
-    /// with the GIL released (under eventlet call it through `eventlet.tpool`).
-    fn check_bearer(
-        &self,
-        py: Python<'_>,
-        authorization: Option<String>,
-    ) -> PyResult<KeystoneOutcome> {
-        self.checked_outcome(py, |core| {
-            core.check(&tokenward::Request::new(authorization.as_deref(), None))
+    /// `bearer_validation`: a request without `X-Auth-Token`, checked as the
+    /// external_oauth2_token filter checks it (certificate binding and DPoP included): None
+    /// when the environ is written (call the application), `(status, headers, body)` for a
+    /// refusal, or a `Pending` when the AS must be asked (`run`, then `finish(environ)`).
+    fn handle_bearer(&self, environ: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = environ.py();
+        let door = self.bearer.as_ref().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("bearer_validation is not set")
+        })?;
+        Ok(match door.handle(environ)? {
+            Handled::Allowed => py.None(),
+            Handled::Denied(triple) => triple.into_pyobject(py)?.into_any().unbind(),
+            Handled::Miss(prepared) => {
+                Py::new(py, Pending::new(Arc::clone(door), prepared))?.into_any()
+            }
         })
     }
 
