@@ -32,6 +32,18 @@ def auth_server(pki: Path) -> Iterator[oidc_as.AuthServer]:
         yield server
 
 
+# A request as a TLS-terminating server hands it to the application (DPoP tests), and the URL
+# a proof for it names (the filter computes it from these keys).
+DPOP_ENVIRON: dict[str, Any] = {
+    "REQUEST_METHOD": "POST",
+    "SCRIPT_NAME": "/v1",
+    "PATH_INFO": "/vnflcm/v2/vnf_instances",
+    "HTTP_HOST": "api.example:9890",
+    "wsgi.url_scheme": "https",
+}
+DPOP_URL = "https://api.example:9890/v1/vnflcm/v2/vnf_instances"
+
+
 def introspection_options(server: oidc_as.AuthServer, client_id: str) -> dict[str, str]:
     """Options that make tokenward introspect at the real AS as ``client_id``."""
     c = oidc_as.CLIENTS[client_id]

@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import oidc_as
 import pytest
-from conftest import call, introspection_options
+from conftest import DPOP_ENVIRON, DPOP_URL, call, introspection_options
 from fake_as import FakeAS, closed_port_url
 from tokenward import ConfigurationError
 from tokenward.client_credentials import (
@@ -280,8 +280,7 @@ def test_a_dpop_key_gets_bound_tokens_and_signs_each_request(
 
     path, key = dpop_key_file(tmp_path, alg)
     creds = fresh(nonce_as, "svc-post", scope="api:read", dpop_key_file=path)
-    url = "https://api.example:9890/v1/vnflcm/v2/vnf_instances"
-    value, proof = creds.authorization("POST", url + "?limit=5")
+    value, proof = creds.authorization("POST", DPOP_URL + "?limit=5")
     scheme, token = value.split(" ", 1)
     assert scheme == "DPoP" and proof is not None
     answer = oidc_as.introspect(nonce_as, token)
@@ -289,19 +288,12 @@ def test_a_dpop_key_gets_bound_tokens_and_signs_each_request(
     assert answer["cnf"]["jkt"] == jwt_tools.jwk_thumbprint(jwt_tools.public_jwk(key))
     # The filter (dpop = required) accepts the token with the client's proof for that request.
     app = ExternalAuth2Protocol(echo_app, {**introspection_options(nonce_as, "svc-post"), "dpop": "required"})
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "SCRIPT_NAME": "/v1",
-        "PATH_INFO": "/vnflcm/v2/vnf_instances",
-        "HTTP_HOST": "api.example:9890",
-        "wsgi.url_scheme": "https",
-    }
-    status, _, body = call(app, {"Authorization": value, "DPoP": proof}, **environ)
+    status, _, body = call(app, {"Authorization": value, "DPoP": proof}, **DPOP_ENVIRON)
     assert status == "200 OK", body
     # Each request gets its own proof; the same proof twice is a replay.
-    second, again = creds.authorization("POST", url)
+    second, again = creds.authorization("POST", DPOP_URL)
     assert second == value and again != proof
-    status, headers, _ = call(app, {"Authorization": value, "DPoP": proof}, **environ)
+    status, headers, _ = call(app, {"Authorization": value, "DPoP": proof}, **DPOP_ENVIRON)
     assert status == "401 Unauthorized" and 'error="invalid_dpop_proof"' in headers["WWW-Authenticate"]
 
 

@@ -23,8 +23,8 @@ import keystone_server
 import oidc_as
 import pytest
 from cache_servers import free_port, memcached_get, memcached_keys, start_memcached
+from conftest import DPOP_ENVIRON, DPOP_URL, introspection_options
 from conftest import call as wsgi_call
-from conftest import introspection_options
 from tokenward import auth_token
 
 HERE = Path(__file__).resolve().parent
@@ -414,16 +414,9 @@ def test_the_combined_filter_checks_certificate_and_dpop_bound_bearer_tokens(key
     dpop = auth_token.filter_factory({}, **base, dpop="required")(app)
     key = oidc_as.new_private_key("ES256")
     token = oidc_as.obtain_token(auth_server, "svc-post", dpop_key=key)
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "SCRIPT_NAME": "/v1",
-        "PATH_INFO": "/vnflcm/v2/vnf_instances",
-        "HTTP_HOST": "api.example:9890",
-        "wsgi.url_scheme": "https",
-    }
-    url = "https://api.example:9890/v1/vnflcm/v2/vnf_instances"
+    environ = DPOP_ENVIRON
     for _ in range(2):
-        proof = jwt_tools.dpop_proof(key, "POST", url, token=token)
+        proof = jwt_tools.dpop_proof(key, "POST", DPOP_URL, token=token)
         status, _, _ = wsgi_call(dpop, {"Authorization": f"DPoP {token}", "DPoP": proof}, **environ)
         assert status == "200 OK"
         assert app.environ["HTTP_X_USER_ID"] == "svc-post"
