@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 from tokenward import _ks_config, _native
 from tokenward._tracking import track as _track
 from tokenward.exceptions import ConfigurationError
-from tokenward.external_oauth2_token import _green_executor, _internal_error
+from tokenward.external_oauth2_token import _green_executor, _internal_error, _settle
 
 __all__ = ["AuthProtocol", "ConfigurationError", "filter_factory", "list_opts"]
 
@@ -216,12 +216,7 @@ class AuthProtocol:
         try:
             handled = self._native.handle_bearer(environ)
             if isinstance(handled, _native.Pending):
-                green = _green_executor()
-                if green is not None:
-                    green(handled.run)
-                else:
-                    handled.run()
-                handled = handled.finish(environ)
+                handled = _settle(handled, environ)
         except _native.TokenwardError as error:
             return _internal_error(self._log, start_response, error)
         if handled is None:

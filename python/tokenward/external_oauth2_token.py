@@ -75,12 +75,7 @@ class ExternalAuth2Protocol(_native.WsgiFilter):
         """The AS must be asked: the blocking part off the hub (eventlet's thread pool when
         patched), then the answer on this thread. None: call the application."""
         try:
-            green = _green_executor()
-            if green is not None:
-                green(pending.run)
-            else:
-                pending.run()
-            answer = pending.finish(environ)
+            answer = _settle(pending, environ)
         except _native.TokenwardError as error:
             return self._internal_error(start_response, error)
         if answer is None:
@@ -91,6 +86,17 @@ class ExternalAuth2Protocol(_native.WsgiFilter):
 
     def _internal_error(self, start_response: StartResponse, error: BaseException) -> Iterable[bytes]:
         return _internal_error(self._log, start_response, error)
+
+
+def _settle(pending: _native.Pending, environ: dict[str, Any]) -> Optional[tuple[str, list[tuple[str, str]], bytes]]:
+    """A miss: the blocking part off the hub (eventlet's thread pool when patched), then the
+    answer on this thread: None (call the application) or ``(status, headers, body)``."""
+    green = _green_executor()
+    if green is not None:
+        green(pending.run)
+    else:
+        pending.run()
+    return pending.finish(environ)
 
 
 def _internal_error(log: logging.Logger, start_response: StartResponse, error: BaseException) -> Iterable[bytes]:

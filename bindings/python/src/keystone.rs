@@ -221,35 +221,6 @@ pub(crate) struct KeystoneAuthenticator {
 }
 
 impl KeystoneAuthenticator {
-    /// The outcome of `lookup`'s verdict from the cache alone (None when the check must ask),
-    /// once the log lines it queued are handed over.
-    fn cached_outcome(
-        &self,
-        py: Python<'_>,
-        lookup: impl FnOnce(&tokenward::Authenticator) -> Option<Verdict>,
-    ) -> PyResult<Option<KeystoneOutcome>> {
-        let verdict =
-            catch_unwind(AssertUnwindSafe(|| lookup(&self.inner))).map_err(|_| internal_error())?;
-        if let Some(logger) = &self.logger {
-            logger.flush_pending(py);
-        }
-        verdict.map(|v| self.outcome(py, v)).transpose()
-    }
-
-    /// The outcome of `check`'s verdict, which may ask Keystone or the AS: run with the GIL
-    /// released.
-    fn checked_outcome(
-        &self,
-        py: Python<'_>,
-        check: impl FnOnce(&tokenward::Authenticator) -> Verdict + Send,
-    ) -> PyResult<KeystoneOutcome> {
-        let core = &self.inner;
-        let verdict = py
-            .detach(|| catch_unwind(AssertUnwindSafe(|| check(core))))
-            .map_err(|_| internal_error())?;
-        self.outcome(py, verdict)
-    }
-
     fn outcome(&self, py: Python<'_>, verdict: Verdict) -> PyResult<KeystoneOutcome> {
         match verdict {
             Verdict::Allow(grant) => {
@@ -382,14 +353,19 @@ impl KeystoneAuthenticator {
         method: Option<&str>,
         path: Option<&str>,
     ) -> PyResult<Option<KeystoneOutcome>> {
-        self.cached_outcome(py, |core| {
-            core.lookup_keystone(&KeystoneRequest {
+        let verdict = catch_unwind(AssertUnwindSafe(|| {
+            self.inner.lookup_keystone(&KeystoneRequest {
                 auth_token,
                 service_token,
                 method,
                 path,
             })
-        })
+        }))
+        .map_err(|_| internal_error())?;
+        if let Some(logger) = &self.logger {
+            logger.flush_pending(py);
+        }
+        verdict.map(|v| self.outcome(py, v)).transpose()
     }
 
     /// The whole check; blocks on Keystone with the GIL released. Under eventlet call it
@@ -403,14 +379,20 @@ impl KeystoneAuthenticator {
         method: Option<String>,
         path: Option<String>,
     ) -> PyResult<KeystoneOutcome> {
-        self.checked_outcome(py, |core| {
-            core.check_keystone(&KeystoneRequest {
-                auth_token: auth_token.as_deref(),
-                service_token: service_token.as_deref(),
-                method: method.as_deref(),
-                path: path.as_deref(),
+        let core = &self.inner;
+        let verdict = py
+            .detach(|| {
+                catch_unwind(AssertUnwindSafe(|| {
+                    core.check_keystone(&KeystoneRequest {
+                        auth_token: auth_token.as_deref(),
+                        service_token: service_token.as_deref(),
+                        method: method.as_deref(),
+                        path: path.as_deref(),
+                    })
+                }))
             })
-        })
+            .map_err(|_| internal_error())?;
+        self.outcome(py, verdict)
     }
 
     /// This service's own token (password, v3applicationcredential), to send as
