@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::breaker::{self, Admission, Breaker};
@@ -33,6 +34,7 @@ use crate::prometheus::{AsStats, Sample, Value as PromValue};
 use crate::proxy_cert::ProxyCerts;
 use crate::secret::Secret;
 use crate::shared_cache::{Protection, SharedTier};
+use crate::strict_json::{JsonObject, JsonTree, View};
 use crate::thumbprint::{self, CertDigest, DigestMemo};
 use once_cell::race::OnceBox;
 
@@ -1342,9 +1344,9 @@ impl Authenticator {
     }
 
     /// `claims_text`: the JSON text the claims were read from, when it is at hand.
-    fn evaluate(
+    fn evaluate<O: JsonObject + Serialize>(
         &self,
-        claims: &Map<String, Value>,
+        claims: &O,
         origin: Origin,
         claims_text: Option<&str>,
     ) -> Entry {
@@ -1354,18 +1356,19 @@ impl Authenticator {
         }
     }
 
-    fn evaluate_inner(
+    fn evaluate_inner<O: JsonObject + Serialize>(
         &self,
-        claims: &Map<String, Value>,
+        claims: &O,
         origin: Origin,
         claims_text: Option<&str>,
     ) -> Result<Grant, DenyReason> {
-        if origin == Origin::Introspection && claims.get("active") != Some(&Value::Bool(true)) {
+        let claim = |name: &str| claims.member(name).map(JsonTree::view);
+        if origin == Origin::Introspection && !matches!(claim("active"), Some(View::Bool(true))) {
             return Err(DenyReason::Inactive);
         }
-        let time = |name: &'static str| match claims.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_f64()),
+        let time = |name: &'static str| match claim(name) {
+            None | Some(View::Null) => Ok(None),
+            Some(View::Number(n)) => Ok(n),
             Some(_) => Err(DenyReason::MalformedClaims(name)),
         };
         let exp = time("exp")?;
@@ -1381,15 +1384,15 @@ impl Authenticator {
         }
         let policy = &self.config.policy;
         if let Some(issuer) = &policy.issuer
-            && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+            && claims.member("iss").and_then(JsonTree::as_text) != Some(issuer.as_str())
         {
             return Err(DenyReason::IssuerMismatch);
         }
         if !policy.audience.is_empty() {
             let matches = |a: &str| policy.audience.iter().any(|want| want == a);
-            let ok = match claims.get("aud") {
-                Some(Value::String(a)) => matches(a),
-                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(matches),
+            let ok = match claim("aud") {
+                Some(View::Text(a)) => matches(a),
+                Some(View::List(list)) => list.iter().filter_map(JsonTree::as_text).any(matches),
                 _ => false,
             };
             if !ok {
@@ -1399,13 +1402,13 @@ impl Authenticator {
         if !policy.required_scope.is_empty() {
             // `scope` is a space-separated string (RFC 7662, RFC 9068); `scp` an array.
             let mut granted: Vec<&str> = claims
-                .get("scope")
-                .and_then(Value::as_str)
+                .member("scope")
+                .and_then(JsonTree::as_text)
                 .unwrap_or("")
                 .split(' ')
                 .collect();
-            if let Some(Value::Array(scp)) = claims.get("scp") {
-                granted.extend(scp.iter().filter_map(Value::as_str));
+            if let Some(View::List(scp)) = claim("scp") {
+                granted.extend(scp.iter().filter_map(JsonTree::as_text));
             }
             if !policy
                 .required_scope
@@ -1416,11 +1419,11 @@ impl Authenticator {
             }
         }
         let bound_to = if policy.binding.reads_certificate() {
-            match claims.get("cnf") {
-                None | Some(Value::Null) => None,
-                Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
+            match claim("cnf") {
+                None | Some(View::Null) => None,
+                Some(View::Object(cnf)) => match cnf.member("x5t#S256").map(JsonTree::view) {
                     None => None,
-                    Some(Value::String(x5t)) => match thumbprint::decode_x5t(x5t) {
+                    Some(View::Text(x5t)) => match thumbprint::decode_x5t(x5t) {
                         Some(digest) => Some(digest),
                         // Unreadable is not "unbound": auto would otherwise let it pass.
                         None if policy.binding == Binding::Auto => {
@@ -1436,10 +1439,10 @@ impl Authenticator {
             None
         };
         // Read in every mode: a key-bound token is never accepted as a bearer token.
-        let jkt = match claims.get("cnf") {
-            Some(Value::Object(cnf)) => match cnf.get("jkt") {
+        let jkt = match claim("cnf") {
+            Some(View::Object(cnf)) => match cnf.member("jkt").map(JsonTree::view) {
                 None => None,
-                Some(Value::String(jkt)) if !jkt.is_empty() => Some(jkt.clone()),
+                Some(View::Text(jkt)) if !jkt.is_empty() => Some(jkt.to_owned()),
                 Some(_) => return Err(DenyReason::MalformedClaims("cnf.jkt")),
             },
             _ => None,

@@ -3,7 +3,8 @@
 use std::fmt;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+
+use crate::strict_json::{JsonObject, JsonTree, View};
 
 use crate::error::ConfigError;
 use crate::headers::{self as h, IdentityHeader};
@@ -25,11 +26,14 @@ impl ClaimPath {
     }
 
     /// The value at this path, if every step is an object holding the next key.
-    pub(crate) fn lookup<'a>(&self, root: &'a Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn lookup<'a, O: JsonObject>(&self, root: &'a O) -> Option<&'a O::Value> {
         let (first, rest) = self.0.split_first()?;
-        let mut value = root.get(first)?;
+        let mut value = root.member(first)?;
         for segment in rest {
-            value = value.as_object()?.get(segment)?;
+            let View::Object(object) = value.view() else {
+                return None;
+            };
+            value = object.member(segment)?;
         }
         Some(value)
     }
@@ -71,19 +75,19 @@ const MISSING: &str = "is missing or empty";
 const NOT_STRING: &str = "is not a string";
 const CONTROL: &str = "contains control characters";
 
-fn text(
-    claims: &Map<String, Value>,
+fn text<O: JsonObject>(
+    claims: &O,
     path: &ClaimPath,
     option: &'static str,
 ) -> Result<Option<String>, MappingError> {
-    match path.lookup(claims) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(MappingError {
+    match path.lookup(claims).map(JsonTree::view) {
+        None | Some(View::Null) => Ok(None),
+        Some(View::Text("")) => Ok(None),
+        Some(View::Text(s)) if has_control(s) => Err(MappingError {
             option,
             problem: CONTROL,
         }),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(View::Text(s)) => Ok(Some(s.to_owned())),
         Some(_) => Err(MappingError {
             option,
             problem: NOT_STRING,
@@ -91,8 +95,17 @@ fn text(
     }
 }
 
-fn required(
-    claims: &Map<String, Value>,
+/// Whether `s` holds a control character (Unicode `Cc`), with a byte scan for ASCII text.
+fn has_control(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        s.chars().any(char::is_control)
+    }
+}
+
+fn required<O: JsonObject>(
+    claims: &O,
     path: &ClaimPath,
     option: &'static str,
 ) -> Result<String, MappingError> {
@@ -102,8 +115,8 @@ fn required(
     })
 }
 
-fn required_opt(
-    claims: &Map<String, Value>,
+fn required_opt<O: JsonObject>(
+    claims: &O,
     path: Option<&ClaimPath>,
     option: &'static str,
 ) -> Result<String, MappingError> {
@@ -114,19 +127,19 @@ fn required_opt(
     required(claims, path, option)
 }
 
-fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, MappingError> {
+fn roles<O: JsonObject>(claims: &O, path: &ClaimPath) -> Result<String, MappingError> {
     const OPTION: &str = "mapping_roles";
-    match path.lookup(claims) {
-        Some(Value::Array(items)) => {
+    match path.lookup(claims).map(JsonTree::view) {
+        Some(View::List(items)) => {
             let mut joined = String::new();
             for item in items {
-                let Value::String(role) = item else {
+                let View::Text(role) = item.view() else {
                     return Err(MappingError {
                         option: OPTION,
                         problem: "holds a non-string role",
                     });
                 };
-                if role.contains(',') || role.chars().any(char::is_control) {
+                if role.contains(',') || has_control(role) {
                     return Err(MappingError {
                         option: OPTION,
                         problem: "holds a role with a comma or control character",
@@ -150,9 +163,9 @@ fn roles(claims: &Map<String, Value>, path: &ClaimPath) -> Result<String, Mappin
 }
 
 /// The project domain (id, name): of the project, or the domain itself for domain scope.
-fn project_domain(
+fn project_domain<O: JsonObject>(
     cfg: &MappingConfig,
-    claims: &Map<String, Value>,
+    claims: &O,
 ) -> Result<(String, String), MappingError> {
     Ok((
         required_opt(
@@ -273,18 +286,23 @@ fn claim_path(raw: &RawOptions, name: &'static str) -> Result<Option<ClaimPath>,
 ///
 /// `claims_text`, when given, is the JSON text `claims` was read from (a JWT's payload): it
 /// goes into `token_info` as it is instead of being written again.
-pub(crate) fn map_identity(
+pub(crate) fn map_identity<O: JsonObject + Serialize>(
     cfg: &MappingConfig,
-    claims: &Map<String, Value>,
+    claims: &O,
     claims_text: Option<&str>,
 ) -> Result<MappedIdentity, MappingError> {
     let roles = roles(claims, &cfg.roles)?;
     let is_admin = roles
         .split(',')
         .any(|r| r.trim().eq_ignore_ascii_case("admin"));
-    let system = match cfg.system_scope.as_ref().and_then(|p| p.lookup(claims)) {
-        None | Some(Value::Null | Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
+    let system = match cfg
+        .system_scope
+        .as_ref()
+        .and_then(|p| p.lookup(claims))
+        .map(JsonTree::view)
+    {
+        None | Some(View::Null | View::Bool(false)) => false,
+        Some(View::Bool(true)) => true,
         Some(_) => {
             return Err(MappingError {
                 option: "mapping_system_scope",
@@ -296,9 +314,14 @@ pub(crate) fn map_identity(
         (Some(path), false) => text(claims, path, "mapping_project_id")?,
         _ => None,
     };
-    let expires_at = match cfg.expires_at.as_ref().and_then(|p| p.lookup(claims)) {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_f64(),
+    let expires_at = match cfg
+        .expires_at
+        .as_ref()
+        .and_then(|p| p.lookup(claims))
+        .map(JsonTree::view)
+    {
+        None | Some(View::Null) => None,
+        Some(View::Number(n)) => n,
         Some(_) => {
             return Err(MappingError {
                 option: "mapping_expires_at",
@@ -401,18 +424,51 @@ pub(crate) fn map_identity(
 
 /// `token_info` as [`TokenInfo`] writes it, around claims already in JSON text.
 fn token_info_around(claims_text: &str, fields: &[(&str, &str)]) -> String {
-    let mut out = Vec::with_capacity(claims_text.len() + 40 + 48 * fields.len());
-    out.extend_from_slice(b"{\"origin_token_metadata\":");
-    out.extend_from_slice(claims_text.as_bytes());
+    let mut out = String::with_capacity(claims_text.len() + 40 + 48 * fields.len());
+    out.push_str("{\"origin_token_metadata\":");
+    out.push_str(claims_text);
     for (name, value) in fields {
-        out.push(b',');
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, name);
-        out.push(b':');
-        let _ = serde_json::to_writer(&mut out, value);
+        out.push(',');
+        push_json_string(&mut out, name);
+        out.push(':');
+        push_json_string(&mut out, value);
     }
-    out.push(b'}');
-    String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned())
+    out.push('}');
+    out
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes it (`"`, `\\`, the C0
+/// controls; everything else as it is).
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
+    let mut plain = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&text[plain..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
 }
 
 /// What a token is scoped to.
@@ -432,12 +488,12 @@ enum Scope {
 
 /// keystonemiddleware's `token_data`: the claims under `origin_token_metadata`, then the
 /// mapped values, written from the borrowed claims (a first sight copies no claim).
-struct TokenInfo<'a> {
-    claims: &'a Map<String, Value>,
+struct TokenInfo<'a, O> {
+    claims: &'a O,
     fields: Vec<(&'static str, &'a str)>,
 }
 
-impl Serialize for TokenInfo<'_> {
+impl<O: Serialize> Serialize for TokenInfo<'_, O> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1 + self.fields.len()))?;
         map.serialize_entry("origin_token_metadata", self.claims)?;
@@ -453,7 +509,8 @@ mod tests {
     use super::*;
     use crate::config::FilterConfig;
     use crate::options::RawOptions;
-    use serde_json::json;
+    use crate::strict_json::{self, Json};
+    use serde_json::{Map, Value, json};
 
     fn mapping(extra: &[(&str, &str)]) -> MappingConfig {
         let mut pairs = vec![
@@ -535,6 +592,58 @@ mod tests {
             parse(&m.token_info_json)["user_name"],
             quoted["user"]["name"]
         );
+    }
+
+    /// The borrowed tree (a JWT's claims) maps exactly as the owned one: headers, token_info
+    /// and every refusal, for good claims and for each claim broken in turn.
+    #[test]
+    fn both_trees_map_alike() {
+        let owned_and_borrowed = |v: &Value| {
+            let text = serde_json::to_string(v).unwrap();
+            let owned = map_identity(&mapping(&[]), &claims(v.clone()), None);
+            let tree = strict_json::borrowed(&text).unwrap();
+            let Json::Object(members) = &tree else {
+                panic!("an object")
+            };
+            (owned, map_identity(&mapping(&[]), members, None))
+        };
+        let mut cases = vec![sample(), sample_with_quotes()];
+        for (path, bad) in [
+            ("/roles", json!([1])),
+            ("/roles", json!("")),
+            ("/roles", json!(["a,b"])),
+            ("/user/name", json!(7)),
+            ("/user/name", json!("a\u{7}")),
+            ("/project/domain", json!("flat")),
+            ("/system", json!("yes")),
+            ("/system", json!(true)),
+            ("/project/id", Value::Null),
+        ] {
+            let mut v = sample();
+            let (parent, last) = path.rsplit_once('/').unwrap();
+            v.pointer_mut(parent).unwrap()[last] = bad;
+            cases.push(v);
+        }
+        for v in &cases {
+            let (owned, borrowed) = owned_and_borrowed(v);
+            assert_eq!(owned, borrowed, "{v}");
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for text in [
+            "",
+            "plain",
+            "q\"b\\s",
+            "c\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}",
+            "é✓ /<>",
+            "a\u{2028}b",
+        ] {
+            let mut ours = String::new();
+            push_json_string(&mut ours, text);
+            assert_eq!(ours, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 
     fn sample_with_quotes() -> Value {

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::jwks;
 use crate::jwt::{self, Algorithm, HeaderPolicy};
+use crate::strict_json::{JsonObject, JsonTree, View};
 
 /// `dpop`: whether the DPoP scheme is accepted, and whether Bearer still is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -201,7 +202,8 @@ pub(crate) fn check_proof(
         types: vec!["dpop+jwt".into()],
     };
     let jws = jwt::parse(ctx.proof, &policy).map_err(|_| ProofFault::Header)?;
-    let Some(Value::Object(jwk)) = jws.header.get("jwk") else {
+    let header = jws.header();
+    let Some(Value::Object(jwk)) = header.get("jwk") else {
         return Err(ProofFault::Header);
     };
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
@@ -215,15 +217,14 @@ pub(crate) fn check_proof(
     let claims = jws.claims().map_err(|_| ProofFault::Claims)?;
     let text = |name: &str| {
         claims
-            .get(name)
-            .and_then(Value::as_str)
+            .member(name)
+            .and_then(JsonTree::as_text)
             .ok_or(ProofFault::Claims)
     };
     let (htm, htu, jti, ath) = (text("htm")?, text("htu")?, text("jti")?, text("ath")?);
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_f64)
-        .ok_or(ProofFault::Claims)?;
+    let Some(View::Number(Some(iat))) = claims.member("iat").map(JsonTree::view) else {
+        return Err(ProofFault::Claims);
+    };
     if jti.is_empty() || jti.len() > 256 {
         return Err(ProofFault::Claims);
     }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::strict_json::{self, Refusal};
+use crate::strict_json::{self, Json, JsonObject, Members, Refusal};
 
 /// A JWS signature algorithm tokenward verifies (asymmetric only: RFC 8725 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,10 +177,10 @@ pub(crate) fn shape(token: &str) -> Shape {
     match token.bytes().filter(|&b| b == b'.').count() {
         2 => {
             let head = token.split('.').next().unwrap_or("");
-            match decode_segment(head, "header") {
-                Ok(bytes) if matches!(strict_json::from_slice(&bytes), Ok(Value::Object(_))) => {
-                    Shape::Jws
-                }
+            let header = decode_segment(head, "header").ok();
+            let text = header.as_deref().and_then(|h| std::str::from_utf8(h).ok());
+            match text.map(strict_json::borrowed) {
+                Some(Ok(Json::Object(_))) => Shape::Jws,
                 _ => Shape::Other,
             }
         }
@@ -196,10 +196,12 @@ pub struct Jws<'a> {
     pub algorithm: Algorithm,
     /// The header's `kid`, if any.
     pub kid: Option<String>,
-    /// The whole header (a DPoP proof carries its key there).
-    pub(crate) header: Map<String, Value>,
+    /// The header's JSON text (a DPoP proof carries its key there: [`Jws::header`]).
+    header_text: String,
     signing_input: &'a str,
-    payload: Vec<u8>,
+    /// The payload, `None` when it is not UTF-8 (refused as [`JwtRefusal::Payload`] once the
+    /// signature has been checked).
+    payload: Option<String>,
     signature: Vec<u8>,
 }
 
@@ -251,20 +253,22 @@ pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRe
             _ => JwtRefusal::Malformed("not three segments"),
         });
     };
-    let header = match strict_json::from_slice(&decode_segment(head, "header")?) {
-        Ok(Value::Object(map)) => map,
+    let header_text = String::from_utf8(decode_segment(head, "header")?)
+        .map_err(|_| JwtRefusal::Malformed("header is not JSON"))?;
+    let header = match strict_json::borrowed(&header_text) {
+        Ok(Json::Object(members)) => members,
         Ok(_) => return Err(JwtRefusal::Malformed("header is not an object")),
         Err(Refusal::DuplicateName) => {
             return Err(JwtRefusal::Malformed("header repeats a member"));
         }
         Err(Refusal::NotJson) => return Err(JwtRefusal::Malformed("header is not JSON")),
     };
-    let text = |name: &'static str| match header.get(name) {
+    let text = |name: &'static str| match header.member(name) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(Json::Text(s)) => Ok(Some(s.as_ref())),
         Some(_) => Err(JwtRefusal::Malformed(name)),
     };
-    if header.contains_key("enc") {
+    if header.member("enc").is_some() {
         return Err(JwtRefusal::Encrypted);
     }
     let algorithm = text("alg")?
@@ -277,16 +281,19 @@ pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRe
     if text("cty")?.is_some_and(|c| same_media_type(c, "jwt")) {
         return Err(JwtRefusal::Nested);
     }
-    if let Some(crit) = header.get("crit") {
+    if let Some(crit) = header.member("crit") {
         // No extension is implemented, so any well-formed `crit` names an unknown one.
         return Err(match crit {
-            Value::Array(names) if !names.is_empty() && names.iter().all(Value::is_string) => {
+            Json::List(names)
+                if !names.is_empty() && names.iter().all(|n| matches!(n, Json::Text(_))) =>
+            {
                 JwtRefusal::Critical
             }
             _ => JwtRefusal::Malformed("crit"),
         });
     }
     let kid = text("kid")?.map(str::to_owned);
+    drop(header);
     let payload_bytes = decode_segment(payload, "payload")?;
     let signature = decode_segment(signature, "signature")?;
     if signature.is_empty() {
@@ -295,9 +302,9 @@ pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRe
     Ok(Jws {
         algorithm,
         kid,
-        header,
+        header_text,
         signing_input: &token[..head.len() + 1 + payload.len()],
-        payload: payload_bytes,
+        payload: String::from_utf8(payload_bytes).ok(),
         signature,
     })
 }
@@ -309,17 +316,26 @@ impl Jws<'_> {
             .is_ok()
     }
 
-    /// The payload as a JSON object; read only after the signature is verified.
-    pub(crate) fn claims(&self) -> Result<Map<String, Value>, JwtRefusal> {
-        match strict_json::from_slice(&self.payload) {
-            Ok(Value::Object(map)) => Ok(map),
+    /// The payload as a JSON object (its strings borrowed from the payload); read only after
+    /// the signature is verified.
+    pub(crate) fn claims(&self) -> Result<Members<'_>, JwtRefusal> {
+        match self.payload_text().map(strict_json::borrowed) {
+            Some(Ok(Json::Object(members))) => Ok(members),
             _ => Err(JwtRefusal::Payload),
+        }
+    }
+
+    /// The header as an owned JSON object (it was checked to be one by [`parse`]).
+    pub(crate) fn header(&self) -> Map<String, Value> {
+        match strict_json::from_slice(self.header_text.as_bytes()) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
         }
     }
 
     /// The payload's JSON text (what [`Jws::claims`] reads), if it is UTF-8.
     pub(crate) fn payload_text(&self) -> Option<&str> {
-        std::str::from_utf8(&self.payload).ok()
+        self.payload.as_deref()
     }
 
     /// The payload decoded as the claims are (a JSON object, strictly), and the number of

@@ -8,10 +8,11 @@
 //! nothing, so the next request with the token tries again.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -86,7 +87,10 @@ pub(crate) struct SharedStrings {
     values: Pool,
 }
 
-/// Text → str. Locked only for a lookup or an insert, never across a call into Python.
+/// Text → str. Every use holds the GIL, so the lock is never contended (it makes the pool
+/// `Sync`); it is never held across a call that could run Python code (making a str runs
+/// none). One hash per lookup (foldhash, seeded per process; a pool is bounded, so colliding
+/// names cost at most a full pool's probe), and a key is allocated only when inserted.
 struct Pool {
     held: Mutex<HashMap<Box<str>, Py<PyString>>>,
     interned: bool,
@@ -108,23 +112,21 @@ impl Pool {
         if text.len() > SharedStrings::LONGEST {
             return make(text);
         }
-        let lock = || self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = lock().get(text) {
-            return held.bind(py).clone();
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len() >= SharedStrings::CAPACITY && !held.contains_key(text) {
+            let emptied = std::mem::take(&mut *held);
+            drop(held);
+            drop(emptied); // the references are released with the lock free
+            held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         }
-        let string = make(text);
-        let emptied = {
-            let mut held = lock();
-            let emptied = match held.len() >= SharedStrings::CAPACITY {
-                true => std::mem::take(&mut *held),
-                false => HashMap::new(),
-            };
-            held.entry(text.into())
-                .or_insert_with(|| string.clone().unbind());
-            emptied
-        };
-        drop(emptied); // the references are released with the lock free
-        string
+        match held.entry_ref(text) {
+            EntryRef::Occupied(found) => found.get().bind(py).clone(),
+            EntryRef::Vacant(slot) => {
+                let string = make(text);
+                slot.insert_with_key(text.into(), string.clone().unbind());
+                string
+            }
+        }
     }
 
     #[cfg(test)]
