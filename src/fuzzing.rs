@@ -175,6 +175,7 @@ pub fn introspection_answer(data: &[u8]) {
     filter.forget(Some(&authorization));
 
     let answer = crate::strict_json::from_slice(body).ok();
+    borrowed_tree_agrees(body);
     match verdict {
         Verdict::Allow(grant) => {
             assert_eq!(status, 200, "accepted on an HTTP {status} answer");
@@ -483,6 +484,44 @@ fn jwt_filter() -> &'static Authenticator {
         )
         .expect("jwt fuzz profile builds")
     })
+}
+
+/// The borrowed tree (JWT headers and claims) accepts and refuses what the owned tree
+/// (introspection answers) does, and reads the same values (numbers as `f64`).
+fn borrowed_tree_agrees(body: &[u8]) {
+    use crate::strict_json::{self, Json};
+    fn same(a: &Value, b: &Json<'_>) -> bool {
+        match (a, b) {
+            (Value::Null, Json::Null) => true,
+            (Value::Bool(x), Json::Bool(y)) => x == y,
+            (Value::Number(x), Json::Number(y)) => x.as_f64() == Some(*y),
+            (Value::String(x), Json::Text(y)) => x == y,
+            (Value::Array(x), Json::List(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+            }
+            (Value::Object(x), Json::Object(y)) => {
+                use crate::strict_json::JsonObject;
+                x.len() == y.len()
+                    && x.iter()
+                        .all(|(k, v)| y.member(k).is_some_and(|w| same(v, w)))
+            }
+            _ => false,
+        }
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    match (strict_json::from_slice(body), strict_json::borrowed(text)) {
+        (Ok(owned), Ok(borrowed)) => assert!(same(&owned, &borrowed), "the trees differ"),
+        // Both refuse (a repeat is found at the member by one, at the object's end by the
+        // other, so a later syntax error may be what the second reports).
+        (Err(_), Err(_)) => {}
+        (owned, borrowed) => panic!(
+            "one tree refused: owned {:?}, borrowed {:?}",
+            owned.is_ok(),
+            borrowed.is_ok()
+        ),
+    }
 }
 
 /// JWT access tokens, key sets and DPoP proofs, by byte 0 modulo 3. 0: the rest is a bearer

@@ -167,6 +167,13 @@ impl<K: Hash + Eq, V, E: From<FlightError>> Drop for Guard<'_, K, V, E> {
         if slot.is_none() {
             *slot = Some(Err(FlightError::LeaderPanicked.into()));
         }
-        self.flight.done.notify_all();
+        drop(slot);
+        // Out of the map, the flight is held by the leader and by each waiter, and no new
+        // waiter can find it: with no other holder there is nobody to wake (a wake is a
+        // system call on every miss otherwise). A holder that has not started waiting sees
+        // the result under the lock and never waits.
+        if Arc::strong_count(self.flight) > 1 {
+            self.flight.done.notify_all();
+        }
     }
 }

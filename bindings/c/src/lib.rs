@@ -91,6 +91,47 @@ impl ZString {
     }
 }
 
+/// Strings stored back to back in one allocation, each followed by a NUL, viewed by C as
+/// [`tokenward_str`]s: what a grant's identity needs in two allocations instead of two per
+/// header.
+#[derive(Debug, Clone)]
+pub(crate) struct ZStrings {
+    text: Box<str>,
+    /// String `i` is `text[starts[i]..starts[i + 1] - 1]` (its NUL at `starts[i + 1] - 1`).
+    starts: Box<[usize]>,
+}
+
+impl ZStrings {
+    /// Copies `parts` in order.
+    pub(crate) fn new<'a>(parts: impl IntoIterator<Item = &'a str> + Clone) -> Self {
+        let size = parts.clone().into_iter().map(|p| p.len() + 1).sum();
+        let mut text = String::with_capacity(size);
+        let mut starts = vec![0];
+        for part in parts {
+            text.push_str(part);
+            text.push('\0');
+            starts.push(text.len());
+        }
+        ZStrings {
+            text: text.into_boxed_str(),
+            starts: starts.into_boxed_slice(),
+        }
+    }
+
+    /// How many strings.
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The view C gets of string `index`; valid while `self` lives.
+    pub(crate) fn view(&self, index: usize) -> Option<tokenward_str> {
+        let (start, end) = (*self.starts.get(index)?, *self.starts.get(index + 1)?);
+        self.text
+            .get(start..end)
+            .map(tokenward_str::from_nul_terminated)
+    }
+}
+
 const VERSION_Z: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
 /// The library version, e.g. "0.1.0" (static storage, NUL-terminated). Compare it with the
@@ -118,6 +159,25 @@ mod tests {
         let z = ZString::new("abc");
         assert_eq!(z.as_str(), "abc");
         assert_eq!(z.view().len, 3);
+    }
+
+    #[test]
+    fn zstrings_view_each_string_nul_terminated() {
+        let parts = ["X-Roles", "", "a,b", "{\"k\":\"é\"}"];
+        let z = ZStrings::new(parts);
+        assert_eq!(z.len(), 4);
+        for (i, part) in parts.iter().enumerate() {
+            let view = z.view(i).unwrap();
+            assert_eq!(view.len, part.len());
+            let bytes = ffi::try_bytes(view.data.cast(), view.len + 1).unwrap();
+            assert_eq!(&bytes[..part.len()], part.as_bytes());
+            assert_eq!(bytes[part.len()], 0, "NUL after {part:?}");
+        }
+        assert!(z.view(4).is_none());
+        assert!(z.view(usize::MAX).is_none());
+        let empty = ZStrings::new([]);
+        assert_eq!(empty.len(), 0);
+        assert!(empty.view(0).is_none());
     }
 
     /// `unsafe` blocks, fns and impls exist only in src/ffi.rs; the other modules allow the

@@ -8,7 +8,7 @@ use tokenward::{Authenticator, Grant, Verdict as CoreVerdict};
 use crate::ffi::{self, Castable, OwnershipBox};
 use crate::panic::ffi_panic_boundary;
 use crate::result::tokenward_result;
-use crate::{ZString, tokenward_str};
+use crate::{ZString, ZStrings, tokenward_str};
 
 /// The answer for one request: allow (identity headers to add) or deny (status, response
 /// headers, JSON body), plus the request headers to strip.
@@ -22,22 +22,34 @@ pub struct tokenward_verdict {
 }
 
 /// Identity headers of a grant, stored NUL-terminated once per cached grant (in the core's
-/// shared `Grant`'s door slot, so a cache hit copies nothing).
-pub(crate) struct Identity {
-    headers: Vec<(ZString, ZString)>,
-    token_info: ZString,
-}
+/// shared `Grant`'s door slot, so a cache hit copies nothing): name and value of each header
+/// in turn, then `token_info`, in one buffer.
+pub(crate) struct Identity(ZStrings);
 
 impl Identity {
     fn of(grant: &Grant) -> Self {
-        Identity {
-            headers: grant
-                .headers()
-                .iter()
-                .map(|(h, v)| (ZString::new(h.name), ZString::new(v)))
-                .collect(),
-            token_info: ZString::new(grant.token_info_json()),
+        let headers = grant
+            .headers()
+            .iter()
+            .flat_map(|(h, v)| [h.name, v.as_str()]);
+        Identity(ZStrings::new(headers.chain([grant.token_info_json()])))
+    }
+
+    fn header_count(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    fn header(&self, index: usize) -> Option<(tokenward_str, tokenward_str)> {
+        if index >= self.header_count() {
+            return None;
         }
+        Some((self.0.view(2 * index)?, self.0.view(2 * index + 1)?))
+    }
+
+    fn token_info(&self) -> tokenward_str {
+        self.0
+            .view(self.0.len().wrapping_sub(1))
+            .unwrap_or(tokenward_str::EMPTY)
     }
 }
 
@@ -123,19 +135,18 @@ fn verdict<'a>(v: *const tokenward_verdict) -> Option<&'a Verdict> {
 }
 
 fn pair_at(
-    pairs: &[(ZString, ZString)],
-    index: usize,
+    pair: Option<(tokenward_str, tokenward_str)>,
     name: *mut tokenward_str,
     value: *mut tokenward_str,
 ) -> tokenward_result {
     if name.is_null() || value.is_null() {
         return tokenward_result::NullParameter;
     }
-    let Some((n, v)) = pairs.get(index) else {
+    let Some((n, v)) = pair else {
         return tokenward_result::IndexOutOfRange;
     };
-    ffi::write_out(name, n.view());
-    ffi::write_out(value, v.view());
+    ffi::write_out(name, n);
+    ffi::write_out(value, v);
     tokenward_result::Ok
 }
 
@@ -239,7 +250,11 @@ pub extern "C" fn tokenward_verdict_response_header(
         let Some(v) = verdict(v) else {
             return tokenward_result::NullParameter;
         };
-        pair_at(v.refusal().map_or(&[][..], |r| &r.headers), index, name, value)
+        let pair = v
+            .refusal()
+            .and_then(|r| r.headers.get(index))
+            .map(|(n, v)| (n.view(), v.view()));
+        pair_at(pair, name, value)
     }
 }
 
@@ -248,7 +263,7 @@ pub extern "C" fn tokenward_verdict_response_header(
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_verdict_identity_count(v: *const tokenward_verdict) -> usize {
     ffi_panic_boundary! {
-        verdict(v).and_then(Verdict::identity).map_or(0, |i| i.headers.len())
+        verdict(v).and_then(Verdict::identity).map_or(0, Identity::header_count)
     }
 }
 
@@ -264,7 +279,7 @@ pub extern "C" fn tokenward_verdict_identity(
         let Some(v) = verdict(v) else {
             return tokenward_result::NullParameter;
         };
-        pair_at(v.identity().map_or(&[][..], |i| &i.headers), index, name, value)
+        pair_at(v.identity().and_then(|i| i.header(index)), name, value)
     }
 }
 
@@ -273,7 +288,7 @@ pub extern "C" fn tokenward_verdict_identity(
 #[unsafe(no_mangle)]
 pub extern "C" fn tokenward_verdict_token_info(v: *const tokenward_verdict) -> tokenward_str {
     ffi_panic_boundary! {
-        verdict(v).and_then(Verdict::identity).map_or(tokenward_str::EMPTY, |i| i.token_info.view())
+        verdict(v).and_then(Verdict::identity).map_or(tokenward_str::EMPTY, Identity::token_info)
     }
 }
 
