@@ -44,8 +44,10 @@ class ExternalAuth2Protocol(_native.WsgiFilter):
     The WSGI call itself is native (``_native.WsgiFilter.__call__``): it strips and reads the
     environ, looks the token up and, on a hit, writes the identity keys and
     ``external.token_info`` and calls ``app`` with a ``start_response`` that adds the
-    challenge to the application's own 401s; a refusal is answered there too. A miss comes
-    back to ``_miss``, a ``TokenwardError`` to ``_internal_error``."""
+    challenge to the application's own 401s; a refusal is answered there too. A miss is
+    settled there as well unless eventlet is loaded: then it comes back to ``_miss``, which
+    runs the blocking part in eventlet's thread pool when the process is patched. A
+    ``TokenwardError`` goes to ``_internal_error``."""
 
     def __init__(self, app: Callable[..., Any], conf: dict[str, Any]) -> None:
         self._app = app

@@ -102,19 +102,13 @@ pub(crate) struct ZStrings {
 }
 
 impl ZStrings {
-    /// Copies `parts` in order.
-    pub(crate) fn new<'a>(parts: impl IntoIterator<Item = &'a str> + Clone) -> Self {
-        let size = parts.clone().into_iter().map(|p| p.len() + 1).sum();
-        let mut text = String::with_capacity(size);
-        let mut starts = vec![0];
-        for part in parts {
-            text.push_str(part);
-            text.push('\0');
-            starts.push(text.len());
-        }
-        ZStrings {
-            text: text.into_boxed_str(),
-            starts: starts.into_boxed_slice(),
+    /// Room for `count` strings of `bytes` bytes in all (NULs not counted).
+    pub(crate) fn with_capacity(count: usize, bytes: usize) -> ZStringsBuilder {
+        let mut starts = Vec::with_capacity(count + 1);
+        starts.push(0);
+        ZStringsBuilder {
+            text: String::with_capacity(bytes + count),
+            starts,
         }
     }
 
@@ -129,6 +123,29 @@ impl ZStrings {
         self.text
             .get(start..end)
             .map(tokenward_str::from_nul_terminated)
+    }
+}
+
+/// [`ZStrings`] being filled.
+pub(crate) struct ZStringsBuilder {
+    text: String,
+    starts: Vec<usize>,
+}
+
+impl ZStringsBuilder {
+    /// Appends `part` and its NUL.
+    pub(crate) fn push(&mut self, part: &str) {
+        self.text.push_str(part);
+        self.text.push('\0');
+        self.starts.push(self.text.len());
+    }
+
+    /// The strings pushed, in order.
+    pub(crate) fn finish(self) -> ZStrings {
+        ZStrings {
+            text: self.text.into_boxed_str(),
+            starts: self.starts.into_boxed_slice(),
+        }
     }
 }
 
@@ -164,7 +181,11 @@ mod tests {
     #[test]
     fn zstrings_view_each_string_nul_terminated() {
         let parts = ["X-Roles", "", "a,b", "{\"k\":\"é\"}"];
-        let z = ZStrings::new(parts);
+        let mut z = ZStrings::with_capacity(1, 1);
+        for part in parts {
+            z.push(part);
+        }
+        let z = z.finish();
         assert_eq!(z.len(), 4);
         for (i, part) in parts.iter().enumerate() {
             let view = z.view(i).unwrap();
@@ -175,7 +196,7 @@ mod tests {
         }
         assert!(z.view(4).is_none());
         assert!(z.view(usize::MAX).is_none());
-        let empty = ZStrings::new([]);
+        let empty = ZStrings::with_capacity(0, 0).finish();
         assert_eq!(empty.len(), 0);
         assert!(empty.view(0).is_none());
     }

@@ -28,11 +28,18 @@ pub(crate) struct Identity(ZStrings);
 
 impl Identity {
     fn of(grant: &Grant) -> Self {
-        let headers = grant
-            .headers()
+        let (headers, token_info) = (grant.headers(), grant.token_info_json());
+        let bytes = headers
             .iter()
-            .flat_map(|(h, v)| [h.name, v.as_str()]);
-        Identity(ZStrings::new(headers.chain([grant.token_info_json()])))
+            .map(|(h, v)| h.name.len() + v.len())
+            .sum::<usize>();
+        let mut strings = ZStrings::with_capacity(2 * headers.len() + 1, bytes + token_info.len());
+        for (header, value) in headers {
+            strings.push(header.name);
+            strings.push(value);
+        }
+        strings.push(token_info);
+        Identity(strings.finish())
     }
 
     fn header_count(&self) -> usize {

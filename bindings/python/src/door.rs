@@ -498,7 +498,7 @@ impl Pending {
 impl Pending {
     /// The blocking part: the AS (or the offline JWT checks), with the GIL released. Under
     /// eventlet call it through `eventlet.tpool`.
-    fn run(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
         let Some(prepared) = self
             .prepared
             .lock()
@@ -517,7 +517,7 @@ impl Pending {
 
     /// On the request's thread after `run`: the log lines to `logging`, then None (the
     /// environ is written: call the application) or `(status, headers, body)`.
-    fn finish(&self, environ: &Bound<'_, PyDict>) -> PyResult<Option<DenyTriple>> {
+    pub(crate) fn finish(&self, environ: &Bound<'_, PyDict>) -> PyResult<Option<DenyTriple>> {
         catch_unwind(AssertUnwindSafe(|| self.finish_inner(environ)))
             .unwrap_or_else(|_| Err(internal_error()))
     }

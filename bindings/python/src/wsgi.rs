@@ -1,7 +1,9 @@
 //! The WSGI call of `ExternalAuth2Protocol` in native code: the Python class subclasses
 //! [`WsgiFilter`], so a cache hit or a refusal goes from the server to the application with
-//! no Python frame of the filter's own. Only a miss (the AS must be asked, under eventlet in
-//! the thread pool) and an internal error go back to Python methods of the subclass.
+//! no Python frame of the filter's own. A miss is settled here too when eventlet is not in
+//! the process (nothing to hand the blocking part to); otherwise it goes back to the
+//! subclass's `_miss`, which runs it in eventlet's thread pool when patched. An internal
+//! error goes to the subclass's `_internal_error`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -21,6 +23,8 @@ struct Wiring {
     app: Py<PyAny>,
     door: Arc<Door>,
     challenge: Py<PyString>,
+    /// `sys.modules`, to see whether eventlet is loaded.
+    modules: Py<PyDict>,
 }
 
 /// The native base of `tokenward.external_oauth2_token.ExternalAuth2Protocol`.
@@ -49,11 +53,17 @@ impl WsgiFilter {
         let py = authenticator.py();
         let door = Arc::clone(&authenticator.get().door);
         let challenge = PyString::new(py, door.inner.challenge()).unbind();
+        let modules = py
+            .import(intern!(py, "sys"))?
+            .getattr(intern!(py, "modules"))?
+            .cast_into::<PyDict>()?
+            .unbind();
         self.wiring
             .set(Wiring {
                 app,
                 door,
                 challenge,
+                modules,
             })
             .map_err(|_| PyRuntimeError::new_err("this filter is already bound"))
     }
@@ -70,29 +80,47 @@ impl WsgiFilter {
             .wiring
             .get()
             .ok_or_else(|| PyRuntimeError::new_err("the filter's __init__ did not complete"))?;
+        let internal_error = |e: PyErr| -> PyResult<Py<PyAny>> {
+            if e.is_instance_of::<TokenwardError>(py) {
+                Ok(slf
+                    .call_method1(intern!(py, "_internal_error"), (&start_response, e))?
+                    .unbind())
+            } else {
+                Err(e)
+            }
+        };
         let handled = match wiring.door.handle(environ) {
             Ok(handled) => handled,
-            Err(e) if e.is_instance_of::<TokenwardError>(py) => {
-                return Ok(slf
-                    .call_method1(intern!(py, "_internal_error"), (start_response, e))?
-                    .unbind());
-            }
-            Err(e) => return Err(e),
+            Err(e) => return internal_error(e),
         };
-        match handled {
-            Handled::Allowed => {}
-            Handled::Denied((status, headers, body)) => {
-                start_response.call1((status, headers))?;
-                return Ok(PyList::new(py, [body])?.into_any().unbind());
-            }
+        let refused = match handled {
+            Handled::Allowed => None,
+            Handled::Denied(triple) => Some(triple),
             Handled::Miss(prepared) => {
                 let pending = Pending::new(Arc::clone(&wiring.door), prepared);
-                let answer =
-                    slf.call_method1(intern!(py, "_miss"), (environ, &start_response, pending))?;
-                if !answer.is_none() {
-                    return Ok(answer.unbind());
+                if wiring
+                    .modules
+                    .bind(py)
+                    .contains(intern!(py, "eventlet"))?
+                {
+                    let answer = slf
+                        .call_method1(intern!(py, "_miss"), (environ, &start_response, pending))?;
+                    if !answer.is_none() {
+                        return Ok(answer.unbind());
+                    }
+                    None
+                } else {
+                    // What `_settle` does without a green executor, without its frames.
+                    match pending.run(py).and_then(|()| pending.finish(environ)) {
+                        Ok(refused) => refused,
+                        Err(e) => return internal_error(e),
+                    }
                 }
             }
+        };
+        if let Some((status, headers, body)) = refused {
+            start_response.call1((status, headers))?;
+            return Ok(PyList::new(py, [body])?.into_any().unbind());
         }
         let start = ChallengingStart {
             start_response: start_response.unbind(),
