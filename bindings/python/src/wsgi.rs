@@ -98,11 +98,7 @@ impl WsgiFilter {
             Handled::Denied(triple) => Some(triple),
             Handled::Miss(prepared) => {
                 let pending = Pending::new(Arc::clone(&wiring.door), prepared);
-                if wiring
-                    .modules
-                    .bind(py)
-                    .contains(intern!(py, "eventlet"))?
-                {
+                if wiring.modules.bind(py).contains(intern!(py, "eventlet"))? {
                     let answer = slf
                         .call_method1(intern!(py, "_miss"), (environ, &start_response, pending))?;
                     if !answer.is_none() {
