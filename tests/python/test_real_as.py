@@ -3,8 +3,11 @@ built through PasteDeploy as an operator would."""
 
 from __future__ import annotations
 
+import logging
+import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +269,44 @@ def test_paste_entry_point_name(tmp_path: Path, auth_server: oidc_as.AuthServer,
     )
     app = loadapp(f"config:{ini}")
     assert call(app, {"Authorization": f"Bearer {tokens['svc-tls']}"})[0] == "200 OK"
+
+
+def test_a_miss_is_settled_natively_unless_eventlet_is_loaded(
+    tmp_path: Path,
+    auth_server: oidc_as.AuthServer,
+    tokens: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without eventlet in the process the native WSGI call settles a miss itself; with it
+    loaded (here loaded and not patched) the miss goes through ``_miss``, which would pick
+    eventlet's thread pool. Both give the same answers and hand the same log lines to
+    ``logging``."""
+    from tokenward.external_oauth2_token import ExternalAuth2Protocol
+
+    through_miss: list[str] = []
+    original = ExternalAuth2Protocol._miss
+
+    def spy(self: Any, environ: dict[str, Any], start_response: Any, pending: Any) -> Any:
+        through_miss.append(environ["HTTP_AUTHORIZATION"])
+        return original(self, environ, start_response, pending)
+
+    monkeypatch.setattr(ExternalAuth2Protocol, "_miss", spy)
+    monkeypatch.delitem(sys.modules, "eventlet", raising=False)
+    caplog.set_level(logging.INFO)
+    app = paste_app(tmp_path, introspection_options(auth_server, "svc-post"))
+
+    def outcomes(good: str, bad: str) -> tuple[str, str, str]:
+        status, _, body = call(app, {"Authorization": f"Bearer {tokens[good]}"})
+        assert status == "200 OK" and body["environ"]["HTTP_X_USER_ID"] == good
+        caplog.clear()
+        refused, _, _ = call(app, {"Authorization": f"Bearer {bad}"})
+        return status, refused, caplog.text
+
+    native = outcomes("svc-admin", "not-a-token-1")
+    assert through_miss == [], "settled natively"
+    monkeypatch.setitem(sys.modules, "eventlet", types.ModuleType("eventlet"))
+    python = outcomes("svc-array", "not-a-token-2")
+    assert through_miss == [f"Bearer {tokens['svc-array']}", "Bearer not-a-token-2"]
+    assert native[:2] == python[:2] == ("200 OK", "401 Unauthorized")
+    assert "inactive" in native[2] and "inactive" in python[2], (native[2], python[2])
