@@ -6,8 +6,8 @@
 //!
 //! Two trees: [`from_slice`] builds a `serde_json::Value` (owned, kept or re-sent), and
 //! [`borrowed`] a [`Json`] whose strings point into the text where they can (a JWT's header
-//! and claims, read once on each first sight and then dropped). [`JsonTree`] lets the claim checks read
-//! either.
+//! and claims, read once on each first sight and then dropped). The claim checks read either
+//! through [`JsonTree`] and [`JsonObject`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -67,7 +67,7 @@ pub(crate) fn borrowed(text: &str) -> Result<Json<'_>, Refusal> {
 pub(crate) enum View<'v, V: JsonTree> {
     Null,
     Bool(bool),
-    /// As `f64` (`None` only for a number serde_json cannot widen, which it always can).
+    /// As `f64` (serde_json's `as_f64`: `None` only with its `arbitrary_precision`, not enabled).
     Number(Option<f64>),
     Text(&'v str),
     List(&'v [V]),
@@ -125,6 +125,7 @@ impl JsonObject for Map<String, Value> {
 pub(crate) enum Json<'a> {
     Null,
     Bool(bool),
+    /// Every number as `f64`, as the claim checks read numbers.
     Number(f64),
     Text(Cow<'a, str>),
     List(Vec<Json<'a>>),
@@ -151,8 +152,9 @@ impl<'a> Members<'a> {
             for (i, (name, _)) in names.iter().enumerate() {
                 let b = name.as_bytes();
                 let (first, last) = (b.first().copied(), b.last().copied());
-                let mix =
-                    b.len() ^ usize::from(first.unwrap_or(0)) ^ usize::from(last.unwrap_or(0)) << 1;
+                let mix = b.len()
+                    ^ usize::from(first.unwrap_or(0))
+                    ^ (usize::from(last.unwrap_or(0)) << 1);
                 let bit = 1u64 << (mix & 63);
                 if seen & bit != 0 && names[..i].iter().any(|(other, _)| other == name) {
                     return true;
