@@ -136,20 +136,29 @@ fn jsonwebtoken_key(jwks: &Value, alg: &str) -> jsonwebtoken::DecodingKey {
     jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key")
 }
 
-fn authenticator(meta: &Value, jwks: &str) -> Authenticator {
-    let options: Vec<(String, String)> = meta["options"]
+/// The options of `meta` whose names pass `keep`, as pairs.
+fn meta_options(meta: &Value, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    meta["options"]
         .as_object()
         .expect("options")
         .iter()
+        .filter(|(k, _)| keep(k))
         .map(|(k, v)| (k.clone(), v.as_str().expect("option text").to_owned()))
-        .collect();
+        .collect()
+}
+
+/// An authenticator of `options` over `transport`, logging nothing.
+fn built(options: Vec<(String, String)>, transport: impl Transport + 'static) -> Authenticator {
     let config = FilterConfig::from_raw(&RawOptions::from_pairs(options)).expect("options");
-    Authenticator::with_transport(
-        config,
-        Arc::new(KeySetOnly(jwks.as_bytes().to_vec())),
-        Arc::new(Quiet),
+    Authenticator::with_transport(config, Arc::new(transport), Arc::new(Quiet))
+        .expect("authenticator")
+}
+
+fn authenticator(meta: &Value, jwks: &str) -> Authenticator {
+    built(
+        meta_options(meta, |_| true),
+        KeySetOnly(jwks.as_bytes().to_vec()),
     )
-    .expect("authenticator")
 }
 
 /// `validation = introspection` with the mapping of `meta`, whose AS answers `token`'s own
@@ -158,13 +167,7 @@ fn introspection_authenticator(meta: &Value, token: &str) -> Authenticator {
     let payload = token.split('.').nth(1).expect("a JWS payload");
     let mut claims: Value = serde_json::from_slice(&b64(payload)).expect("JSON claims");
     claims["active"] = Value::Bool(true);
-    let mut options: Vec<(String, String)> = meta["options"]
-        .as_object()
-        .expect("options")
-        .iter()
-        .filter(|(k, _)| k.starts_with("mapping_"))
-        .map(|(k, v)| (k.clone(), v.as_str().expect("option text").to_owned()))
-        .collect();
+    let mut options = meta_options(meta, |k| k.starts_with("mapping_"));
     for (name, value) in [
         ("introspect_endpoint", "https://as.invalid/introspect"),
         ("audience", "https://as.invalid"),
@@ -173,13 +176,7 @@ fn introspection_authenticator(meta: &Value, token: &str) -> Authenticator {
     ] {
         options.push((name.into(), value.into()));
     }
-    let config = FilterConfig::from_raw(&RawOptions::from_pairs(options)).expect("options");
-    Authenticator::with_transport(
-        config,
-        Arc::new(Introspects(claims.to_string().into_bytes())),
-        Arc::new(Quiet),
-    )
-    .expect("authenticator")
+    built(options, Introspects(claims.to_string().into_bytes()))
 }
 
 fn allowed(v: &Verdict) -> bool {
