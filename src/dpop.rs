@@ -201,8 +201,8 @@ pub(crate) fn check_proof(
         algorithms: config.algorithms.clone(),
         types: vec!["dpop+jwt".into()],
     };
-    let jws = jwt::parse(ctx.proof, &policy).map_err(|_| ProofFault::Header)?;
-    let header = jws.header();
+    let (jws, header) =
+        jwt::parse_with_header(ctx.proof, &policy).map_err(|_| ProofFault::Header)?;
     let Some(Value::Object(jwk)) = header.get("jwk") else {
         return Err(ProofFault::Header);
     };

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::strict_json::{self, Json, JsonObject, Members, Refusal};
+use crate::strict_json::{self, Json, JsonObject, JsonTree, Members, Refusal, View};
 
 /// A JWS signature algorithm tokenward verifies (asymmetric only: RFC 8725 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,8 +196,6 @@ pub struct Jws<'a> {
     pub algorithm: Algorithm,
     /// The header's `kid`, if any.
     pub kid: Option<String>,
-    /// The header's JSON text (a DPoP proof carries its key there: [`Jws::header`]).
-    header_text: String,
     signing_input: &'a str,
     /// The payload, `None` when it is not UTF-8 (refused as [`JwtRefusal::Payload`] once the
     /// signature has been checked).
@@ -242,30 +240,61 @@ fn decode_segment(segment: &str, what: &'static str) -> Result<Vec<u8>, JwtRefus
 
 /// Splits a compact JWS and checks its header against `policy` (RFC 8725 §3.1, §3.11,
 /// RFC 7515 §4.1.11). Neither `jku`, `x5u`, `jwk` nor `x5c` is ever read: keys come from
-/// the configured key set only.
+/// the configured key set only. The header is read into a borrowed tree and dropped.
 pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRefusal> {
+    let segments = split(token)?;
+    let text = String::from_utf8(decode_segment(segments.0, "header")?)
+        .map_err(|_| JwtRefusal::Malformed("header is not JSON"))?;
+    let (algorithm, kid) = match strict_json::borrowed(&text) {
+        Ok(Json::Object(header)) => check_header(&header, policy)?,
+        Ok(_) => return Err(JwtRefusal::Malformed("header is not an object")),
+        Err(refusal) => return Err(header_refusal(refusal)),
+    };
+    finish(token, segments, algorithm, kid)
+}
+
+/// [`parse`], keeping the header as an owned object: a DPoP proof carries its key there.
+pub(crate) fn parse_with_header<'a>(
+    token: &'a str,
+    policy: &HeaderPolicy,
+) -> Result<(Jws<'a>, Map<String, Value>), JwtRefusal> {
+    let segments = split(token)?;
+    let header = match strict_json::from_slice(&decode_segment(segments.0, "header")?) {
+        Ok(Value::Object(header)) => header,
+        Ok(_) => return Err(JwtRefusal::Malformed("header is not an object")),
+        Err(refusal) => return Err(header_refusal(refusal)),
+    };
+    let (algorithm, kid) = check_header(&header, policy)?;
+    Ok((finish(token, segments, algorithm, kid)?, header))
+}
+
+/// The header, payload and signature segments of a compact JWS.
+fn split(token: &str) -> Result<(&str, &str, &str), JwtRefusal> {
     let mut parts = token.split('.');
-    let (Some(head), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(match token.bytes().filter(|&b| b == b'.').count() {
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(head), Some(payload), Some(signature), None) => Ok((head, payload, signature)),
+        _ => Err(match token.bytes().filter(|&b| b == b'.').count() {
             4 => JwtRefusal::Encrypted,
             _ => JwtRefusal::Malformed("not three segments"),
-        });
-    };
-    let header_text = String::from_utf8(decode_segment(head, "header")?)
-        .map_err(|_| JwtRefusal::Malformed("header is not JSON"))?;
-    let header = match strict_json::borrowed(&header_text) {
-        Ok(Json::Object(members)) => members,
-        Ok(_) => return Err(JwtRefusal::Malformed("header is not an object")),
-        Err(Refusal::DuplicateName) => {
-            return Err(JwtRefusal::Malformed("header repeats a member"));
-        }
-        Err(Refusal::NotJson) => return Err(JwtRefusal::Malformed("header is not JSON")),
-    };
-    let text = |name: &'static str| match header.member(name) {
+        }),
+    }
+}
+
+fn header_refusal(refusal: Refusal) -> JwtRefusal {
+    match refusal {
+        Refusal::DuplicateName => JwtRefusal::Malformed("header repeats a member"),
+        Refusal::NotJson => JwtRefusal::Malformed("header is not JSON"),
+    }
+}
+
+/// The header's algorithm and `kid`, if `policy` accepts the header.
+fn check_header<O: JsonObject>(
+    header: &O,
+    policy: &HeaderPolicy,
+) -> Result<(Algorithm, Option<String>), JwtRefusal> {
+    let text = |name: &'static str| match header.member(name).map(JsonTree::view) {
         None => Ok(None),
-        Some(Json::Text(s)) => Ok(Some(s.as_ref())),
+        Some(View::Text(s)) => Ok(Some(s)),
         Some(_) => Err(JwtRefusal::Malformed(name)),
     };
     if header.member("enc").is_some() {
@@ -283,17 +312,25 @@ pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRe
     }
     if let Some(crit) = header.member("crit") {
         // No extension is implemented, so any well-formed `crit` names an unknown one.
-        return Err(match crit {
-            Json::List(names)
-                if !names.is_empty() && names.iter().all(|n| matches!(n, Json::Text(_))) =>
+        return Err(match crit.view() {
+            View::List(names)
+                if !names.is_empty() && names.iter().all(|n| n.as_text().is_some()) =>
             {
                 JwtRefusal::Critical
             }
             _ => JwtRefusal::Malformed("crit"),
         });
     }
-    let kid = text("kid")?.map(str::to_owned);
-    drop(header);
+    Ok((algorithm, text("kid")?.map(str::to_owned)))
+}
+
+/// The JWS of checked header segments: payload and signature decoded.
+fn finish<'a>(
+    token: &'a str,
+    (head, payload, signature): (&str, &str, &str),
+    algorithm: Algorithm,
+    kid: Option<String>,
+) -> Result<Jws<'a>, JwtRefusal> {
     let payload_bytes = decode_segment(payload, "payload")?;
     let signature = decode_segment(signature, "signature")?;
     if signature.is_empty() {
@@ -302,7 +339,6 @@ pub fn parse<'a>(token: &'a str, policy: &HeaderPolicy) -> Result<Jws<'a>, JwtRe
     Ok(Jws {
         algorithm,
         kid,
-        header_text,
         signing_input: &token[..head.len() + 1 + payload.len()],
         payload: String::from_utf8(payload_bytes).ok(),
         signature,
@@ -322,14 +358,6 @@ impl Jws<'_> {
         match self.payload_text().map(strict_json::borrowed) {
             Some(Ok(Json::Object(members))) => Ok(members),
             _ => Err(JwtRefusal::Payload),
-        }
-    }
-
-    /// The header as an owned JSON object (it was checked to be one by [`parse`]).
-    pub(crate) fn header(&self) -> Map<String, Value> {
-        match strict_json::from_slice(self.header_text.as_bytes()) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
         }
     }
 
@@ -438,6 +466,36 @@ mod tests {
             parse(&token(r#"{"alg":"ES256","typ":"JWT"}"#), &narrow).unwrap_err(),
             JwtRefusal::Type
         );
+    }
+
+    /// The proof parser (header kept) accepts and refuses exactly what `parse` does.
+    #[test]
+    fn both_header_readers_agree() {
+        let p = policy();
+        for header in [
+            r#"{"alg":"RS256","typ":"at+jwt","kid":"k","jwk":{"kty":"EC"}}"#,
+            r#"{"alg":"none","typ":"JWT"}"#,
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"RS256","typ":"JWT","cty":"JWT"}"#,
+            r#"{"alg":"RS256","typ":"JWT","crit":["exp"]}"#,
+            r#"{"alg":"RS256","typ":"JWT","crit":[]}"#,
+            r#"{"alg":"RS256","typ":"JWT","enc":"A256GCM"}"#,
+            r#"{"alg":"RS256","alg":"none","typ":"JWT"}"#,
+            r#"{"alg":"RS256","typ":"JWT","kid":7}"#,
+            "[1]",
+            "{",
+        ] {
+            let t = token(header);
+            let (a, b) = (parse(&t, &p), parse_with_header(&t, &p));
+            assert_eq!(
+                a.as_ref().map(|j| (j.algorithm, j.kid.clone())),
+                b.as_ref().map(|(j, _)| (j.algorithm, j.kid.clone())),
+                "{header}"
+            );
+            if let Ok((_, kept)) = b {
+                assert!(kept.get("jwk").is_some_and(Value::is_object), "{header}");
+            }
+        }
     }
 
     #[test]
